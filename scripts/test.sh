@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs the test suite (what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+python -m pytest -n 2 "$@"

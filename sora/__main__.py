@@ -1,0 +1,3 @@
+from sora.cli import main
+
+main()

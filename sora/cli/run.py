@@ -1,0 +1,22 @@
+"""``sora run``: every stage of a recipe, end to end (the main job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sora.cli.app import app
+from sora.pipeline import run_recipe
+from sora.recipe import load_recipe
+
+
+@app.command("run")
+def run_command(
+    recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/sentiment.yaml"),
+    out: Path = typer.Option(..., "--out", help="output folder (model, metrics, report)"),
+    profile: str = typer.Option(None, "--profile", help="a named profile of the recipe, e.g. quick"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: --set train.epochs=3"),
+) -> None:
+    """Run every stage a recipe configures and print where the results are."""
+    run_recipe(load_recipe(recipe, profile=profile, overrides=overrides), out)

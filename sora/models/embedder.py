@@ -1,0 +1,51 @@
+"""The input stage: tokens, image patches or audio patches, plus position, norm and dropout.
+
+Which source it holds decides the model's modality; everything after it is the same.
+Particle names: ``embed.tokens`` or ``embed.patches``, ``embed.position``.
+"""
+
+from torch import Tensor, nn
+
+from sora.models.config import ModelConfig
+from sora.particles import (
+    AudioPatchEmbedding,
+    HookPoint,
+    ImagePatchEmbedding,
+    LearnedPosition,
+    SinusoidalPosition,
+    TokenEmbedding,
+    make_norm,
+)
+
+
+class Embedder(nn.Module):
+    kind = "embedder"
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d = config.d_model
+        self.tokens = self.patches = None
+        if config.input == "text":
+            self.tokens = TokenEmbedding(config.vocab_size, d)
+        elif config.input == "image":
+            im = config.image
+            self.patches = ImagePatchEmbedding(im.size, im.patch, im.channels, d, cls=config.pooling == "cls")
+        else:
+            au = config.audio
+            cls = config.arch == "encoder_classifier" and config.pooling == "cls"
+            self.patches = AudioPatchEmbedding(au.n_mels, au.patch_frames, d, cls=cls)
+        self.position = {
+            "learned": LearnedPosition(config.max_len, d),
+            "sinusoidal": SinusoidalPosition(config.max_len, d),
+        }.get(config.position)
+        self.norm = make_norm(config.norm, d, config.norm_eps) if config.embed_norm else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.hook_out = HookPoint()  # (B, T, d)
+
+    def forward(self, inputs: Tensor, offset: int = 0) -> Tensor:  # ids (B, T) or images/mels -> (B, T, d)
+        x = self.tokens(inputs) if self.tokens is not None else self.patches(inputs)
+        if self.position is not None:
+            x = x + self.position(x.shape[1], offset)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.hook_out(self.dropout(x))

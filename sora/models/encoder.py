@@ -1,0 +1,42 @@
+"""Encoder assemblies: a bidirectional stack with a classification or per-token head.
+
+The embedder decides the modality: text, images (ViT-style) or audio (spectrogram patches).
+"""
+
+from torch import Tensor
+
+from sora.models.config import ModelConfig
+from sora.models.stack import Stack
+from sora.particles import ClassifierHead, TokenClassifierHead
+
+
+class EncoderClassifier(Stack):
+    """One label per input: sentiment, spam, image class, keyword."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.encoder)
+        self.head = ClassifierHead(config.d_model, config.n_classes, config.pooling, config.pooler, config.dropout)
+
+    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, n_classes)
+        h, valid = self.run_stack(inputs, valid)
+        return self.head(h, valid)
+
+
+class TokenClassifier(Stack):
+    """One label per token (or per audio patch, for CTC speech recognition)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.encoder)
+        self.head = TokenClassifierHead(config.d_model, config.n_classes, config.dropout)
+
+    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, T, n_classes)
+        h, _ = self.run_stack(inputs, valid)
+        return self.head(h)
+
+    def output_valid(self, inputs: Tensor, valid: Tensor | None) -> Tensor | None:
+        """Which output positions are real (audio frames map to patches)."""
+        if valid is not None and self.config.input == "audio":
+            return self.embed.patches.token_mask(valid)
+        if valid is None and self.embed.tokens is not None:
+            return inputs != self.config.pad_id
+        return valid

@@ -1,0 +1,20 @@
+"""Particles: the elementary units every Sora model is composed of, one small file each."""
+
+from sora.particles.adaptive_span import AdaptiveSpan
+from sora.particles.attention import MultiHeadAttention
+from sora.particles.block import Block
+from sora.particles.embedding import TokenEmbedding
+from sora.particles.feedforward import FeedForward
+from sora.particles.heads import ClassifierHead, LMHead, TokenClassifierHead
+from sora.particles.hookpoint import HookPoint
+from sora.particles.kv_cache import KVCache, LayerCache
+from sora.particles.masks import attention_mask
+from sora.particles.norm import make_norm
+from sora.particles.patches import AudioPatchEmbedding, ImagePatchEmbedding
+from sora.particles.position import LearnedPosition, Rotary, SinusoidalPosition
+
+__all__ = [
+    "AdaptiveSpan", "AudioPatchEmbedding", "Block", "ClassifierHead", "FeedForward", "HookPoint",
+    "ImagePatchEmbedding", "KVCache", "LMHead", "LayerCache", "LearnedPosition", "MultiHeadAttention",
+    "Rotary", "SinusoidalPosition", "TokenClassifierHead", "TokenEmbedding", "attention_mask", "make_norm",
+]

@@ -1,0 +1,111 @@
+"""Multi-head attention whose every head is addressable (``layers.3.attn.head.5``).
+
+Q, K, V and the output projection are plain Linears laid out head-major: rows
+``h*dh:(h+1)*dh`` of Q/K/V and the same columns of the output projection belong to head h. So a
+head is switched off by its gate (``head_gate[h] = 0``) and removed for real by slicing those
+rows and columns (sora.compress). A layer may have zero heads: it then adds only the output
+bias, which is zero in a model built that way.
+
+Two paths give the same outputs (within float error): PyTorch's fused SDPA kernel, and an explicit
+softmax(QK^T/sqrt(dh))V that exposes the attention pattern at ``hook_pattern``. The explicit path
+runs when weights are asked for, when a hook listens to the pattern, with adaptive span, or when
+``explicit`` is set.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sora.particles.adaptive_span import AdaptiveSpan
+from sora.particles.hookpoint import HookPoint
+from sora.particles.linear import linear
+from sora.particles.kv_cache import KVCache
+from sora.particles.position import Rotary
+
+
+class MultiHeadAttention(nn.Module):
+    kind = "attention"
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        head_dim: int,
+        *,
+        bias: bool = True,
+        dropout: float = 0.0,
+        rotary: Rotary | None = None,
+        adaptive_span: AdaptiveSpan | None = None,
+        cross: bool = False,
+    ):
+        super().__init__()
+        self.n_heads, self.head_dim, self.cross = n_heads, head_dim, cross
+        inner = n_heads * head_dim
+        self.q_proj = linear(d_model, inner, bias=bias)
+        self.k_proj = linear(d_model, inner, bias=bias)
+        self.v_proj = linear(d_model, inner, bias=bias)
+        self.out_proj = linear(inner, d_model, bias=bias)
+        if n_heads == 0 and bias:
+            nn.init.zeros_(self.out_proj.bias)
+        self.register_buffer("head_gate", torch.ones(n_heads))  # (H,) 0 switches a head off
+        self.dropout = dropout
+        self.rotary = rotary
+        self.adaptive_span = adaptive_span
+        self.explicit = False
+        self.hook_q = HookPoint()  # (B, H, T, dh)
+        self.hook_k = HookPoint()  # (B, H, S, dh)
+        self.hook_v = HookPoint()  # (B, H, S, dh)
+        self.hook_pattern = HookPoint()  # (B, H, T, S) explicit path only
+        self.hook_z = HookPoint()  # (B, T, H, dh) each head's output, gated
+        self.hook_out = HookPoint()  # (B, T, d)
+
+    def forward(
+        self,
+        x: Tensor,  # (B, T, d) queries (and keys/values for self-attention)
+        memory: Tensor | None = None,  # (B, S, d) keys/values for cross-attention
+        mask: Tensor | None = None,  # additive (B or 1, 1, T, S), see sora.particles.masks
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        B, T, _ = x.shape
+        if self.n_heads == 0:
+            return self.hook_out(self.out_proj(x.new_zeros(B, T, 0))), None
+        offset = cache.length if cache is not None and not self.cross else 0
+        q = self.hook_q(self._split(self.q_proj(x)))  # (B, H, T, dh)
+        if self.cross and cache is not None and cache.k is not None:
+            k, v = cache.k, cache.v  # the source does not change while decoding
+        else:
+            source = memory if self.cross else x
+            k = self._split(self.k_proj(source))  # (B, H, S, dh)
+            v = self._split(self.v_proj(source))
+            if self.rotary is not None:
+                q, k = self.rotary(q, offset), self.rotary(k, offset)
+            if cache is not None and self.cross:
+                cache.k, cache.v = k, v
+            elif cache is not None:
+                k, v = cache.extend(k, v)  # (B, H, cache + T, dh)
+        k, v = self.hook_k(k), self.hook_v(v)
+
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights or self.explicit or self.adaptive_span is not None or self.hook_pattern.active:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, S)
+            if mask is not None:
+                scores = scores + mask
+            weights = scores.softmax(dim=-1)
+            if self.adaptive_span is not None:
+                weights = self.adaptive_span.apply(weights)
+            weights = self.hook_pattern(weights)
+            z = F.dropout(weights, dropout, self.training) @ v  # (B, H, T, dh)
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        z = z.transpose(1, 2) * self.head_gate.view(1, 1, -1, 1)  # (B, T, H, dh)
+        z = self.hook_z(z)
+        out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
+        return self.hook_out(out), weights
+
+    def _split(self, x: Tensor) -> Tensor:  # (B, T, H*dh) -> (B, H, T, dh)
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)

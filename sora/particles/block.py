@@ -1,0 +1,68 @@
+"""A residual Transformer block: self-attention, optional cross-attention, feed-forward.
+
+Each sub-layer is wrapped in a residual connection with its own norm, either before the
+sub-layer (pre-norm: ``x + f(norm(x))``, stable for deep stacks) or after the sum (post-norm:
+``norm(x + f(x))``, the original Transformer and BERT).
+"""
+
+from typing import Callable
+
+from torch import Tensor, nn
+
+from sora.particles.attention import MultiHeadAttention
+from sora.particles.feedforward import FeedForward
+from sora.particles.hookpoint import HookPoint
+from sora.particles.kv_cache import LayerCache
+from sora.particles.norm import make_norm
+
+
+class Block(nn.Module):
+    kind = "block"
+
+    def __init__(
+        self,
+        d_model: int,
+        attn: MultiHeadAttention,
+        ffn: FeedForward,
+        *,
+        cross_attn: MultiHeadAttention | None = None,
+        norm: str = "layernorm",
+        norm_eps: float = 1e-5,
+        norm_position: str = "pre",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if norm_position not in ("pre", "post"):
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {norm_position!r}")
+        self.pre_norm = norm_position == "pre"
+        self.attn_norm, self.attn = make_norm(norm, d_model, norm_eps), attn
+        self.cross_norm = make_norm(norm, d_model, norm_eps) if cross_attn is not None else None
+        self.cross_attn = cross_attn
+        self.ffn_norm, self.ffn = make_norm(norm, d_model, norm_eps), ffn
+        self.dropout = nn.Dropout(dropout)
+        self.hook_resid_pre = HookPoint()  # (B, T, d)
+        self.hook_resid_mid = HookPoint()  # (B, T, d) after attention
+        self.hook_resid_post = HookPoint()  # (B, T, d)
+
+    def forward(
+        self,
+        x: Tensor,  # (B, T, d)
+        mask: Tensor | None = None,  # additive (B or 1, 1, T, T)
+        *,
+        memory: Tensor | None = None,  # (B, S, d) encoder output, for cross-attention
+        memory_mask: Tensor | None = None,  # additive (B, 1, 1, S)
+        cache: LayerCache | None = None,
+    ) -> Tensor:
+        x = self.hook_resid_pre(x)
+        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=cache and cache.self_attn)[0])
+        if self.cross_attn is not None:
+            cross = cache.cross_attn if cache is not None else None
+            x = self._residual(x, self.cross_norm, lambda h: self.cross_attn(h, memory, memory_mask, cross)[0])
+        x = self.hook_resid_mid(x)
+        x = self._residual(x, self.ffn_norm, self.ffn)
+        return self.hook_resid_post(x)
+
+    def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.pre_norm:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))

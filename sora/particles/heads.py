@@ -1,0 +1,67 @@
+"""Task heads: what a model predicts from its final hidden states."""
+
+import torch
+from torch import Tensor, nn
+
+from sora.particles.hookpoint import HookPoint
+
+
+class ClassifierHead(nn.Module):
+    """Sequence classification from the CLS position or the mean of real positions.
+
+    ``pooler`` adds BERT's dense+tanh layer before the classifier.
+    """
+
+    kind = "classifier_head"
+
+    def __init__(self, d_model: int, n_classes: int, pooling: str = "cls", pooler: bool = False, dropout: float = 0.0):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.pooling = pooling
+        self.pooler = nn.Linear(d_model, d_model) if pooler else None
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_model, n_classes)
+        self.hook_pooled = HookPoint()  # (B, d)
+
+    def pool(self, h: Tensor, valid: Tensor | None) -> Tensor:  # (B, T, d), (B, T) -> (B, d)
+        if self.pooling == "cls":
+            pooled = h[:, 0]
+        elif valid is None:
+            pooled = h.mean(dim=1)
+        else:
+            w = valid.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+            pooled = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        if self.pooler is not None:
+            pooled = torch.tanh(self.pooler(pooled))
+        return self.hook_pooled(pooled)
+
+    def forward(self, h: Tensor, valid: Tensor | None = None) -> Tensor:  # -> (B, n_classes)
+        return self.classifier(self.dropout(self.pool(h, valid)))
+
+
+class LMHead(nn.Module):
+    """Next-token logits; its weight may be the token embedding's (tied)."""
+
+    kind = "lm_head"
+
+    def __init__(self, d_model: int, vocab_size: int, bias: bool = False):
+        super().__init__()
+        self.proj = nn.Linear(d_model, vocab_size, bias=bias)
+
+    def forward(self, h: Tensor) -> Tensor:  # (B, T, d) -> (B, T, V)
+        return self.proj(h)
+
+
+class TokenClassifierHead(nn.Module):
+    """A label per position (tagging, or CTC over audio frames)."""
+
+    kind = "token_classifier_head"
+
+    def __init__(self, d_model: int, n_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_model, n_classes)
+
+    def forward(self, h: Tensor) -> Tensor:  # (B, T, d) -> (B, T, n_classes)
+        return self.classifier(self.dropout(h))

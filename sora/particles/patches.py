@@ -1,0 +1,65 @@
+"""Patch embeddings: images and spectrograms become sequences of tokens.
+
+Images are cut into P x P patches (a strided convolution, as in ViT); log-mel spectrograms are
+cut along time into groups of frames, each group covering every mel band. Both can prepend a
+learned CLS vector, which a classifier head can pool from.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from sora.particles.hookpoint import HookPoint
+
+
+class ImagePatchEmbedding(nn.Module):
+    kind = "patch_embedding"
+
+    def __init__(self, image_size: int, patch: int, channels: int, d_model: int, cls: bool = True):
+        super().__init__()
+        if image_size % patch:
+            raise ValueError(f"image size {image_size} is not a multiple of patch {patch}")
+        self.patch = patch
+        self.n_patches = (image_size // patch) ** 2
+        self.proj = nn.Conv2d(channels, d_model, kernel_size=patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if cls else None
+        self.hook_out = HookPoint()  # (B, N(+1), d)
+
+    def forward(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, N(+1), d)
+        x = self.proj(images).flatten(2).transpose(1, 2)  # (B, N, d)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.hook_out(x)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_patches + (self.cls is not None)
+
+
+class AudioPatchEmbedding(nn.Module):
+    """Groups of ``patch_frames`` spectrogram frames (all mel bands) projected to d_model."""
+
+    kind = "audio_patch_embedding"
+
+    def __init__(self, n_mels: int, patch_frames: int, d_model: int, cls: bool = True):
+        super().__init__()
+        self.n_mels, self.patch_frames = n_mels, patch_frames
+        self.proj = nn.Linear(n_mels * patch_frames, d_model)
+        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if cls else None
+        self.hook_out = HookPoint()  # (B, N(+1), d)
+
+    def forward(self, mels: Tensor) -> Tensor:  # (B, n_mels, F) -> (B, F // p (+1), d)
+        B, M, F = mels.shape
+        n = F // self.patch_frames
+        x = mels[:, :, : n * self.patch_frames].reshape(B, M, n, self.patch_frames)
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, n, M * self.patch_frames))  # (B, n, d)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(B, -1, -1), x], dim=1)
+        return self.hook_out(x)
+
+    def token_mask(self, frame_mask: Tensor) -> Tensor:
+        """Frame validity (B, F) to token validity (B, N(+1)): a patch is real if its first frame is."""
+        n = frame_mask.shape[1] // self.patch_frames
+        mask = frame_mask[:, : n * self.patch_frames : self.patch_frames]
+        if self.cls is not None:
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        return mask

@@ -1,0 +1,84 @@
+"""Positional encodings: sinusoidal (fixed), learned (a table), rotary (rotates Q and K).
+
+Sinusoidal and learned encodings are added to the embeddings; rotary is applied inside
+attention, so the attention particle holds it. ``offset`` is the number of positions already
+seen (the KV-cache length during incremental decoding).
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from sora.particles.hookpoint import HookPoint
+
+
+class SinusoidalPosition(nn.Module):
+    kind = "position"
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        pos = torch.arange(max_len).unsqueeze(1)  # (L, 1)
+        freq = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))  # (d/2,)
+        table = torch.zeros(max_len, d_model)
+        table[:, 0::2] = torch.sin(pos * freq)
+        table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
+        self.register_buffer("table", table, persistent=False)
+        self.hook_out = HookPoint()  # (T, d)
+
+    def forward(self, length: int, offset: int = 0) -> Tensor:  # -> (T, d)
+        _check_length(length + offset, self.table.shape[0])
+        return self.hook_out(self.table[offset : offset + length])
+
+    @property
+    def vectors(self) -> Tensor:
+        return self.table
+
+
+class LearnedPosition(nn.Module):
+    kind = "position"
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        self.hook_out = HookPoint()  # (T, d)
+
+    def forward(self, length: int, offset: int = 0) -> Tensor:  # -> (T, d)
+        _check_length(length + offset, self.weight.shape[0])
+        return self.hook_out(self.weight[offset : offset + length])
+
+    @property
+    def vectors(self) -> Tensor:
+        return self.weight
+
+
+class Rotary(nn.Module):
+    """RoPE (Su et al. 2021): rotate pairs of Q/K features by position-dependent angles."""
+
+    kind = "rotary_position"
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary position needs an even head_dim, got {head_dim}")
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (dh/2,)
+        angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (L, dh/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:  # (B, H, T, dh) -> same
+        T = x.shape[-2]
+        _check_length(T + offset, self.cos.shape[0])
+        cos, sin = self.cos[offset : offset + T], self.sin[offset : offset + T]  # (T, dh/2)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, T, dh/2, 2)
+        return out.flatten(-2).type_as(x)
+
+    @property
+    def vectors(self) -> Tensor:
+        return torch.cat([self.cos, self.sin], dim=-1)
+
+
+def _check_length(length: int, max_len: int) -> None:
+    if length > max_len:
+        raise ValueError(f"sequence of {length} positions is longer than max_len={max_len}")
