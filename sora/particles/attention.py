@@ -54,6 +54,7 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         self.adaptive_span = adaptive_span
         self.explicit = False
+        self.hook_in = HookPoint()  # (B, T, d) queries' input
         self.hook_q = HookPoint()  # (B, H, T, dh)
         self.hook_k = HookPoint()  # (B, H, S, dh)
         self.hook_v = HookPoint()  # (B, H, S, dh)
@@ -69,6 +70,7 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
+        x = self.hook_in(x)
         B, T, _ = x.shape
         if self.n_heads == 0:
             return self.hook_out(self.out_proj(x.new_zeros(B, T, 0))), None

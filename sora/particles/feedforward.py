@@ -36,11 +36,13 @@ class FeedForward(nn.Module):
             nn.init.zeros_(self.fc_out.bias)
         self.register_buffer("neuron_mask", torch.ones(d_ff))  # (F,) 0 switches a neuron off
         self.dropout = nn.Dropout(dropout)
+        self.hook_in = HookPoint()  # (B, T, d)
         self.hook_pre = HookPoint()  # (B, T, F) before the nonlinearity
         self.hook_post = HookPoint()  # (B, T, F) neuron activations, masked
         self.hook_out = HookPoint()  # (B, T, d)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, d) -> (B, T, d)
+        x = self.hook_in(x)
         pre = self.hook_pre(self.fc_in(x))
         if self.fc_gate is not None:
             h = F.silu(self.fc_gate(x)) * pre
