@@ -10,9 +10,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-python -m pip install -q --upgrade pip
+
+pip_install() {
+    # Some machines' pip config names local wheel folders that may be absent: drop that noise.
+    python -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
+}
+pip_install --upgrade pip
 # torch first, from the pinned constraint, so no later step can pull a CUDA build.
-python -m pip install -q -c constraints.txt torch==2.13.0
-python -m pip install -q -c constraints.txt -e ".[dev]"
+pip_install -c constraints.txt torch==2.13.0
+pip_install -c constraints.txt -e ".[dev]"
 
 bash scripts/system_packages.sh
