@@ -1,0 +1,94 @@
+"""``sora train``, ``sora eval`` and ``sora generate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sora.cli.app import app
+from sora.configio import apply_overrides, read_mapping
+from sora.errors import SoraError
+
+
+@app.command("train")
+def train_command(
+    config: Path = typer.Argument(..., help="recipe YAML with model, data and train sections"),
+    out: Path = typer.Option(..., "--out", help="output folder: model, best, checkpoints, logs, metrics.json"),
+    profile: str = typer.Option(None, "--profile", help="a named profile of the recipe, e.g. quick"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: --set train.lr=3e-4"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in OUT/checkpoints"),
+) -> None:
+    """Train a model from a recipe; under torchrun, data-parallel over the processes.
+
+    Ctrl-C finishes the current step and writes a checkpoint; --resume continues exactly.
+    """
+    from sora.recipe import load_recipe
+    from sora.train import train_recipe
+
+    recipe = load_recipe(config, profile=profile, overrides=overrides)
+    console = Console()
+    run = train_recipe(recipe, out, resume=resume, log=lambda m: console.print(m, highlight=False, markup=False))
+    if run.result.interrupted:
+        if run.main:
+            console.print(f"interrupted at step {run.result.step}; continue with: sora train {config} --out {out} --resume")
+        raise typer.Exit(130)
+
+
+@app.command("eval")
+def eval_command(
+    model_dir: Path = typer.Argument(..., help="a model folder (OUT/model, OUT/best or a checkpoint)"),
+    data: Path = typer.Option(..., "--data", help="a recipe (its data: section is used) or a data config YAML"),
+    split: str = typer.Option("test", "--split", help="train, validation or test"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    overrides: list[str] = typer.Option([], "--set", help="override a data key: --set limit=500"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Evaluate a saved model on a split of a dataset, with the model's own tokenizer."""
+    from sora.train import evaluate_folder
+
+    mapping, _ = read_mapping(data)
+    section = mapping.get("data") if isinstance(mapping.get("data"), dict) else mapping
+    if "model" in mapping and not isinstance(mapping.get("data"), dict):
+        raise SoraError(f"{data}: a recipe without a data: section")
+    apply_overrides(section, overrides)
+    result = evaluate_folder(model_dir, section, split=split, batch_size=batch_size)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{model_dir} on {result['dataset']} ({split})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    Console().print(table)
+
+
+@app.command("generate")
+def generate_command(
+    model_dir: Path = typer.Argument(..., help="a decoder_lm or seq2seq model folder"),
+    prompt: str = typer.Option("", "--prompt", help="text to continue (LM) or translate (seq2seq)"),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1),
+    temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="0 = greedy"),
+    top_k: int = typer.Option(None, "--top-k", min=1, help="sample from the k most likely tokens"),
+    top_p: float = typer.Option(None, "--top-p", min=0.0, max=1.0, help="nucleus sampling"),
+    samples: int = typer.Option(1, "--samples", min=1, help="how many continuations"),
+    beam: int = typer.Option(1, "--beam", min=1, help="seq2seq: beam width"),
+    seed: int = typer.Option(None, "--seed", help="for repeatable samples"),
+) -> None:
+    """Print text from a model: continuations of a prompt, or its translation."""
+    from sora.models import load_model, load_tokenizer
+    from sora.models.folder import is_model_dir
+    from sora.train.generate import generate_text
+
+    if not is_model_dir(model_dir):
+        raise SoraError(f"{model_dir}: not a model folder (needs config.json and model.safetensors)")
+    texts = generate_text(load_model(model_dir), load_tokenizer(model_dir), prompt, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_k=top_k, top_p=top_p, beam=beam, seed=seed, samples=samples)
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            typer.echo(f"--- sample {i + 1}")
+        typer.echo(text)

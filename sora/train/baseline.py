@@ -1,0 +1,57 @@
+"""A strong classical baseline for text classification: TF-IDF features + logistic regression.
+
+On short texts it is hard to beat (about 77-78% on Rotten Tomatoes, 98.7% on SMS spam), so a
+recipe reports it beside the Transformer, on exactly the same train/test split, to show whether
+the model earns its cost.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from sora.train.metrics import classification_metrics
+
+
+def tfidf_logreg(train_texts: list[str], train_labels, test_texts: list[str], test_labels,
+                 labels: list[str] | None = None, *, ngrams: tuple[int, int] = (1, 2), C: float = 4.0,
+                 seed: int = 0) -> dict[str, Any]:
+    """Fit on the training texts, score on the test texts: accuracy, macro-F1, per-class F1."""
+    import torch
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    start = time.perf_counter()
+    vectorizer = TfidfVectorizer(ngram_range=ngrams, sublinear_tf=True, min_df=1)
+    x_train = vectorizer.fit_transform(train_texts)
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    clf.fit(x_train, np.asarray(train_labels))
+    predicted = clf.predict(vectorizer.transform(test_texts))
+    truth = np.asarray(test_labels)
+    n = len(labels) if labels else int(max(truth.max(), predicted.max())) + 1
+    confusion = torch.bincount(torch.as_tensor(truth * n + predicted), minlength=n * n).view(n, n)
+    out = classification_metrics(confusion, labels)
+    out.update(method=f"tfidf({ngrams[0]}-{ngrams[1]}gram)+logreg(C={C})", seconds=round(time.perf_counter() - start, 2))
+    return out
+
+
+def text_baseline(data, split: str = "test") -> dict[str, Any] | None:
+    """The baseline on a prepared text-classification dataset (sora.data), or None if it does not apply."""
+    if getattr(data, "task", None) != "classification" or getattr(data, "modality", "text") != "text":
+        return None
+    splits = getattr(data, "splits", {})
+    train, test = splits.get("train"), splits.get(split)
+    if train is None or test is None or getattr(train, "texts", None) is None or not len(test):
+        return None
+    chooser = splits.get("validation") if splits.get("validation") is not None and len(splits["validation"]) else None
+    settings = (((1, 1), 4.0), ((1, 2), 10.0))  # what did best on this machine's sets (DATA.md)
+    if chooser is not None:  # pick the setting on validation, never on the split reported
+        scores = [tfidf_logreg(train.texts, train.labels, chooser.texts, chooser.labels, data.labels,
+                               ngrams=g, C=c)["accuracy"] for g, c in settings]
+        settings = (settings[int(np.argmax(scores))],)
+    ngrams, C = settings[0]
+    result = tfidf_logreg(train.texts, train.labels, test.texts, test.labels, data.labels, ngrams=ngrams, C=C)
+    result["split"] = split
+    return result

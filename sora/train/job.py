@@ -1,0 +1,264 @@
+"""A training job from a recipe: data, model, training, test evaluation, baseline, files.
+
+``train_recipe`` is what ``sora train`` and ``sora run`` call. Its parts are separate functions so
+that later stages (analysis, compression) can start from what it returns:
+
+    data = prepare_recipe_data(recipe.data, out_dir)        # sora.data, tokenizer trained once
+    config = complete_model_config(recipe.model, data)      # vocabulary, classes, special ids
+    run = train_recipe(recipe, out_dir)                     # all of it -> TrainedRun
+
+Files: ``OUT/model`` (the selected model with ``tokenizer.json`` and ``meta.json``: labels,
+metrics, provenance), ``OUT/metrics.json``, ``OUT/best``, ``OUT/checkpoints/step-N``,
+``OUT/logs`` (TensorBoard, ``train.jsonl``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from sora.errors import ConfigError, SoraError
+from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model
+from sora.train import distributed
+from sora.train.baseline import text_baseline
+from sora.train.checkpoint import latest_checkpoint
+from sora.train.config import TrainConfig
+from sora.train.tasks import Task, evaluate, task_for
+from sora.train.trainer import Trainer, TrainResult, has_split
+
+TOKENIZER_HANDOFF = ".tokenizer.json"  # rank 0 trains the tokenizer; the other ranks read it from here
+
+
+@dataclass
+class TrainedRun:
+    model: nn.Module  # the selected model (best by validation), eval mode, CPU
+    data: Any  # the prepared data (sora.data.Prepared)
+    task: Task
+    result: TrainResult
+    metrics: dict[str, Any] = field(default_factory=dict)  # what metrics.json holds
+    model_dir: Path | None = None  # OUT/model (None when interrupted, or on ranks other than 0)
+    main: bool = True  # rank 0 (only it should run later stages that write files)
+
+
+def prepare_recipe_data(data_section: dict[str, Any] | Any, out_dir: Path, *, dist: distributed.Dist | None = None,
+                        resume: bool = False, tokenizer=None):
+    """Prepare the recipe's data once: on resume, reuse the checkpoint's tokenizer; under torchrun,
+    rank 0 trains the tokenizer and the other ranks load it."""
+    from sora.configio import validate
+    from sora.data import DataConfig, prepare_data
+
+    cfg = data_section if isinstance(data_section, DataConfig) else validate(
+        DataConfig, data_section, source="recipe", prefix=("data",))
+    d = dist or distributed.Dist()
+    if tokenizer is None and resume:
+        last = latest_checkpoint(Path(out_dir) / "checkpoints")
+        tokenizer = load_tokenizer(last) if last is not None else None
+    if not d.enabled or tokenizer is not None:
+        return prepare_data(cfg, tokenizer=tokenizer)
+    handoff = Path(out_dir) / TOKENIZER_HANDOFF
+    data = None
+    if d.main:
+        data = prepare_data(cfg)
+        if data.tokenizer is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            data.tokenizer.save(str(handoff))
+    d.barrier()
+    if not d.main:
+        from tokenizers import Tokenizer
+
+        data = prepare_data(cfg, tokenizer=Tokenizer.from_file(str(handoff)) if handoff.exists() else None)
+    d.barrier()
+    if d.main and handoff.exists():
+        handoff.unlink()
+    return data
+
+
+def complete_model_config(config: ModelConfig, data, note: Callable[[str], None] | None = None) -> ModelConfig:
+    """The model config with what the data decides: input kind, vocabulary, classes, special ids.
+
+    The data wins where they differ (a model must fit its tokenizer); each change is noted.
+    """
+    fields = data.model_fields() if hasattr(data, "model_fields") else {
+        k: getattr(data, k) for k in ("vocab_size", "pad_id", "bos_id", "eos_id") if getattr(data, k, None) is not None}
+    if getattr(data, "labels", None) and "n_classes" not in fields and data.task == "classification":
+        fields["n_classes"] = len(data.labels)
+    current = config.model_dump()
+    if config.arch == "token_classifier" and data.task == "ctc":
+        fields.pop("n_classes", None)
+        if data.labels:
+            fields["n_classes"] = len(data.labels)
+    for key in ("image", "audio"):
+        if isinstance(fields.get(key), dict) and isinstance(current.get(key), dict):
+            fields[key] = {**current[key], **fields[key]}
+    changed = {k: v for k, v in fields.items() if current.get(k) != v and v is not None}
+    if note:
+        for key, value in changed.items():
+            if current.get(key) is not None and key not in ("image", "audio"):
+                note(f"model.{key}: {current[key]} -> {value} (from the data)")
+    try:
+        return ModelConfig.model_validate({**current, **changed})
+    except ValueError as e:
+        raise ConfigError(f"model: does not fit the data ({e})") from None
+
+
+def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
+                 on_model: Callable[[nn.Module], None] | None = None, log: Callable[[str], None] | None = None,
+                 stop_after_steps: int | None = None) -> TrainedRun:
+    """Prepare data, build the model (``on_model`` sees it first), train, test, write the files."""
+    if recipe.train is None:
+        raise ConfigError(f"recipe '{recipe.name}': no train section")
+    if recipe.data is None:
+        raise ConfigError(f"recipe '{recipe.name}': a train section needs a data section")
+    cfg = recipe.train if isinstance(recipe.train, TrainConfig) else _train_config(recipe.train)
+    out_dir = Path(out_dir)
+    d = distributed.setup(cfg.device)
+    say = (log or print) if d.main and not cfg.quiet else (lambda _msg: None)
+    try:
+        if d.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        d.barrier()
+        data = prepare_recipe_data(recipe.data, out_dir, dist=d, resume=resume)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every process and every run
+        config = complete_model_config(recipe.model, data, note=say)
+        model = build_model(config)
+        if on_model is not None and d.main:
+            on_model(model)
+        meta = {"recipe": recipe.name}
+        run = train_and_test(model, data, cfg, out_dir, dist=d, resume=resume, meta=meta,
+                             stop_after_steps=stop_after_steps, log=say)
+        return run
+    finally:
+        d.close()
+
+
+def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, dist: distributed.Dist | None = None,
+                   resume: bool = False, meta: dict | None = None, stop_after_steps: int | None = None,
+                   log: Callable[[str], None] = print) -> TrainedRun:
+    """Train ``model`` on ``data``, then evaluate the selected model on the test split and save it."""
+    d = dist or distributed.Dist()
+    trainer = Trainer(model, data, cfg, out_dir, resume=resume, meta=meta, dist=d)
+    result = trainer.fit(stop_after_steps=stop_after_steps)
+    task = trainer.task
+    run = TrainedRun(model=result.model, data=data, task=task, result=result, main=d.main)
+    if result.interrupted:
+        return run
+    final = result.model.to(d.device)
+    metrics: dict[str, Any] = {"recipe": (meta or {}).get("recipe"), "task": task.name, "dataset": getattr(data, "name", ""),
+                               "parameters": sum(p.numel() for p in final.parameters())}
+    best_record = next((r for r in result.history if result.best and r["step"] == result.best["step"]), None)
+    if best_record is not None:
+        metrics["validation"] = {k: v for k, v in best_record.items() if k not in ("step", "epoch")}
+    if has_split(data, "test"):
+        loader = data.loader("test", trainer.eval_bs, rank=d.rank, world_size=d.world_size,
+                             num_workers=cfg.num_workers)
+        metrics["test"] = evaluate(final, loader, task, device=d.device, precision=cfg.precision,
+                                   decode_examples=-(-cfg.decode_examples // d.world_size),
+                                   reduce=d.sum if d.enabled else None)
+        log(f"test: {_short(metrics['test'])}")
+    run.model = final = final.cpu().eval()
+    if d.main:
+        baseline = text_baseline(data)
+        if baseline is not None:
+            metrics["baseline"] = baseline
+            log(f"baseline {baseline['method']}: accuracy {baseline['accuracy']:.4f} macro_f1 {baseline['macro_f1']:.4f}")
+    metrics["train"] = {
+        "steps": result.step, "epochs": round(result.epoch, 3), "stopped": result.stopped,
+        "minutes": round(result.elapsed_s / 60, 2), "world_size": d.world_size, "precision": cfg.precision,
+        "examples_per_s": round(result.throughput["examples_per_s"], 1),
+        "tokens_per_s": round(result.throughput["tokens_per_s"], 1),
+    }
+    metrics["best"] = result.best
+    metrics["history"] = result.history
+    run.metrics = metrics
+    if d.main:
+        provenance = _provenance(data, cfg, result, d)
+        model_meta = {**(meta or {}), "task": task.name, "labels": getattr(data, "labels", None),
+                      "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
+                      "provenance": provenance}
+        run.model_dir = save_model(final, out_dir / "model", tokenizer=getattr(data, "tokenizer", None), meta=model_meta)
+        metrics["model_dir"] = str(run.model_dir)
+        _write_json(out_dir / "metrics.json", metrics)
+        log(f"model folder: {run.model_dir}")
+    d.barrier()
+    return run
+
+
+# -- evaluation of a saved model ----------------------------------------------------------------------
+
+
+def evaluate_folder(model_dir: str | Path, data_section: dict[str, Any], *, split: str = "test",
+                    batch_size: int = 64, decode_examples: int = 200, max_batches: int | None = None) -> dict[str, Any]:
+    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer."""
+    from sora.configio import validate
+    from sora.data import DataConfig, prepare_data
+
+    model = load_model(model_dir)
+    cfg = validate(DataConfig, data_section, source="data", prefix=("data",))
+    data = prepare_data(cfg, tokenizer=load_tokenizer(model_dir))
+    if not has_split(data, split):
+        raise SoraError(f"no split '{split}' in {getattr(data, 'name', 'the data')} "
+                        f"(splits: {', '.join(getattr(data, 'splits', {}) or [])})")
+    meta = load_meta(model_dir)
+    if meta.get("labels") and data.labels and list(meta["labels"]) != list(data.labels):
+        raise SoraError(f"{model_dir}: trained on labels {meta['labels']}, but the data has {data.labels}")
+    task = task_for(data, model, decode_examples=decode_examples)
+    metrics = evaluate(model, data.loader(split, batch_size), task, max_batches=max_batches,
+                       decode_examples=decode_examples)
+    return {"model": str(model_dir), "dataset": getattr(data, "name", ""), "split": split, "task": task.name,
+            "metrics": metrics}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _train_config(section: dict[str, Any]) -> TrainConfig:
+    from sora.configio import validate
+
+    return validate(TrainConfig, section, source="recipe", prefix=("train",))
+
+
+def _provenance(data, cfg: TrainConfig, result: TrainResult, d: distributed.Dist) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        sora_version = version("sora")
+    except PackageNotFoundError:
+        sora_version = "unknown"
+    data_cfg = getattr(data, "config", None)
+    return {
+        "dataset": getattr(data, "name", ""),
+        "data_config": data_cfg.model_dump(mode="json") if hasattr(data_cfg, "model_dump") else None,
+        "train_config": cfg.model_dump(mode="json"),
+        "steps": result.step, "stopped": result.stopped, "best": result.best,
+        "world_size": d.world_size, "device": str(d.device),
+        "sora": sora_version, "torch": torch.__version__, "git_commit": _git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def _short(metrics: dict[str, float]) -> str:
+    keys = [k for k in metrics if not k.startswith("f1_")] + [k for k in metrics if k.startswith("f1_")]
+    return " ".join(f"{k} {metrics[k]:.4f}" for k in keys)
