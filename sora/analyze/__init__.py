@@ -1,0 +1,26 @@
+"""Particle analysis: take a trained model apart, measure every particle, and show it.
+
+- tracing: activation caches and hooks by hook-point name (``layers.1.attn.hook_z``)
+- ablation: remove any particle by name (zero, dataset mean, resampled from another input)
+- importance: head importance (Michel et al. 2019), neuron Taylor scores, measured ablation, agreement
+- attention: per-head statistics and head types; position: position-vector similarity
+- pruning: the pruning curve (importance vs random vs reverse order)
+- stage/report: ``analyze_model`` writes analysis.json and a self-contained report.html
+"""
+
+from sora.analyze.ablation import ablate, activation_means
+from sora.analyze.attention import attention_statistics, head_type
+from sora.analyze.config import AnalyzeConfig
+from sora.analyze.importance import ablation_scores, agreement, gradient_scores, spearman
+from sora.analyze.position import position_analysis
+from sora.analyze.pruning import gates_off, pruning_curves
+from sora.analyze.stage import analyze_model
+from sora.analyze.tasks import evaluate, infer_task, run_model, score
+from sora.analyze.tracing import ActivationCache, caching, hook_points, hooks, run_with_cache, select_hooks
+
+__all__ = [
+    "ActivationCache", "AnalyzeConfig", "ablate", "ablation_scores", "activation_means", "agreement", "analyze_model",
+    "attention_statistics", "caching", "evaluate", "gates_off", "gradient_scores", "head_type", "hook_points", "hooks",
+    "infer_task", "position_analysis", "pruning_curves", "run_model", "run_with_cache", "score", "select_hooks",
+    "spearman",
+]

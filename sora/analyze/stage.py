@@ -1,0 +1,356 @@
+"""The analysis stage: measure every particle of a trained model, then write the report.
+
+``analyze_model`` is what ``sora analyze`` and the recipe pipeline call. Every method runs on the
+same batches (the first ``max_batches`` of a split), so figures are comparable with each other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sora.analyze.attention import HEAD_TYPES, attention_statistics, special_token_ids
+from sora.analyze.config import AnalyzeConfig
+from sora.analyze.naming import group_of, layer_label, layer_order
+from sora.analyze.importance import ablation_scores, agreement, block_paths, gradient_scores
+from sora.analyze.position import position_analysis
+from sora.analyze.pruning import pruning_curves, removal_counts
+from sora.analyze.tasks import METRICS, check_batch, evaluate, infer_task, normalise_task
+from sora.analyze.tracing import run_with_cache, stack_prefix, to_device, token_ids
+from sora.errors import SoraError
+from sora.models import load_meta, load_model, load_tokenizer, summary
+from sora.models.names import attention_modules, feedforward_modules
+
+LOSS_METHODS = {"gradient", "ablation", "pruning"}
+EXAMPLE_TOKENS = 48  # longest example drawn in an attention grid
+
+
+def analyze_model(
+    model_or_dir: nn.Module | str | Path,
+    batches: Callable[[], Iterable[dict[str, Tensor]]] | Iterable[dict[str, Tensor]],
+    config: AnalyzeConfig | dict[str, Any] | None = None,
+    out_dir: str | Path = "analysis",
+    task: str | None = None,
+    *,
+    tokenizer=None,
+    labels: list[str] | None = None,
+) -> dict:
+    """Analyse a model on batches (a list, an iterable, or a function returning one) and write
+    ``analysis.json``, ``report.html`` and its PNG figures to ``out_dir``. Returns the analysis."""
+    from sora.analyze.report import write_report
+
+    model, tokenizer, meta, source = _load(model_or_dir, tokenizer)
+    config = config if isinstance(config, AnalyzeConfig) else AnalyzeConfig.model_validate(config or {})
+    labels = labels or meta.get("labels") or meta.get("label_names")
+    device = next(model.parameters()).device
+    data = take_batches(batches, config.max_batches, device)
+    task = normalise_task(task) if task else infer_task(model, data[0])
+    if model.config.arch == "encoder":  # a headless feature extractor has no loss, whatever the data's task
+        task = "features"
+    for i, batch in enumerate(data):
+        check_batch(batch, task, f"analysis batch {i}")
+    torch.manual_seed(config.seed)
+    was_training = model.training
+    model.eval()
+    try:
+        result, extras = measure(model, data, task, config, tokenizer=tokenizer, labels=labels)
+    finally:
+        model.train(was_training)
+    result["model"] = {"source": source, "arch": model.config.arch, "input": model.config.input, **summary(model)}
+    write_report(out_dir, result, extras, model)
+    return result
+
+
+def _load(model_or_dir, tokenizer):
+    if isinstance(model_or_dir, nn.Module):
+        if not hasattr(model_or_dir, "config"):
+            raise SoraError("analyze_model needs a Sora model (built by sora.models.build_model) or a model folder")
+        return model_or_dir, tokenizer, {}, type(model_or_dir).__name__
+    model_dir = Path(model_or_dir)
+    return load_model(model_dir), tokenizer or load_tokenizer(model_dir), load_meta(model_dir), str(model_dir)
+
+
+def take_batches(batches, max_batches: int, device: torch.device) -> list[dict[str, Tensor]]:
+    """The first ``max_batches`` batches, on the model's device, checked to be dicts of tensors."""
+    source = batches() if callable(batches) else batches
+    taken = []
+    for i, batch in enumerate(islice(source, max_batches)):
+        if not isinstance(batch, dict):
+            raise SoraError(f"analysis batch {i}: expected a dict of tensors, got {type(batch).__name__}")
+        taken.append(to_device(batch, device))
+    if not taken:
+        raise SoraError("no batches to analyse: the data split is empty")
+    return taken
+
+
+def measure(model: nn.Module, data: list[dict[str, Tensor]], task: str, config: AnalyzeConfig, *,
+            tokenizer=None, labels: list[str] | None = None) -> tuple[dict, dict]:
+    """Run every configured method. Returns the JSON-ready analysis and arrays for the figures."""
+    methods = list(dict.fromkeys(config.methods))
+    notes = []
+    if task == "features":
+        skipped = [m for m in methods if m in LOSS_METHODS]
+        methods = [m for m in methods if m not in LOSS_METHODS]
+        if skipped:
+            notes.append(f"skipped {', '.join(skipped)}: a feature extractor has no loss to measure against")
+    attns = [(p, a) for p, a in attention_modules(model) if a.n_heads > 0]
+    ffns = [(p, f) for p, f in feedforward_modules(model) if f.d_ff > 0]
+    if not attns:
+        notes.append("the model has no attention heads left: head measurements are empty")
+    heads = [f"{p}.head.{h}" for p, a in attns for h in range(a.n_heads)]
+    n_examples = sum(next(v for v in b.values() if isinstance(v, Tensor)).shape[0] for b in data)
+    baseline = evaluate(model, data, task) if task != "features" else {"loss": None, "metric": None}
+    result: dict[str, Any] = {
+        "task": task, "metric": METRICS[task], "methods": methods, "config": config.model_dump(mode="json"),
+        "data": {"batches": len(data), "examples": n_examples, "split": config.split},
+        "baseline": baseline, "notes": notes,
+    }
+    extras: dict[str, Any] = {"attention_modules": [(p, a.n_heads, a.cross) for p, a in attns]}
+
+    grads = None
+    needs_grad = "gradient" in methods or "neurons" in methods or ("pruning" in methods and config.pruning_order == "gradient")
+    if needs_grad:
+        grads = gradient_scores(model, data, task, seed=config.seed)
+    head_ablation = layer_ablation = {}
+    if "ablation" in methods or ("pruning" in methods and config.pruning_order == "ablation"):
+        head_ablation = ablation_scores(model, data, task, heads, mode=config.ablation, baseline=baseline)
+    if "ablation" in methods:
+        layers = block_paths(model) + [p for p, _ in attns] + [p for p, _ in ffns]
+        layers = sorted(layers, key=layer_order)
+        layer_ablation = ablation_scores(model, data, task, layers, mode=config.ablation, baseline=baseline)
+    stats = {}
+    if "attention" in methods and attns:
+        special = special_token_ids(model, tokenizer, config.special_tokens)
+        stats = attention_statistics(model, data, task, special)
+
+    result["heads"] = _head_rows(attns, grads if "gradient" in methods or "pruning" in methods else None,
+                                 head_ablation, stats, model)
+    result["layers"] = [{"name": n, **_rounded(v)} for n, v in layer_ablation.items()]
+    if stats:
+        result["head_types"] = dict(Counter(s["type"] for s in stats.values()))
+    if "neurons" in methods and grads is not None:
+        result["neurons"], extras["neurons"] = _neuron_section(grads, task)
+    if "position" in methods:
+        positions = position_analysis(model, min(config.max_positions, _longest(data, task, model)))
+        extras["positions"] = {n: (v["kind"], v.pop("matrix").numpy()) for n, v in positions.items()}
+        result["positions"] = positions
+    result["agreement"] = _agreement(result["heads"], result.get("neurons"))
+    if "pruning" in methods and heads:
+        order = {r["name"]: r["gradient"] if config.pruning_order == "gradient" else r["ablation"]["loss"]
+                 for r in result["heads"]}
+        steps = config.pruning_steps
+        if steps is None and len(heads) > 48:
+            steps = 24
+        result["pruning"] = pruning_curves(model, data, task, order, steps=steps, seeds=config.pruning_seeds,
+                                           seed=config.seed)
+        result["pruning"]["order_by"] = config.pruning_order
+        result["pruning"]["evaluated_counts"] = len(removal_counts(len(heads), steps))
+    if attns:
+        extras["examples"] = example_patterns(model, data, task, config, tokenizer, labels, stats)
+    result["summary"] = _summary(result)
+    return result, extras
+
+
+def _head_rows(attns, grads, head_ablation, stats, model) -> list[dict]:
+    rows = []
+    for p, attn in attns:
+        for h in range(attn.n_heads):
+            name = f"{p}.head.{h}"
+            row: dict[str, Any] = {"name": name, "group": group_of(p, attn.cross), "layer": layer_label(p), "head": h}
+            if grads is not None and p in grads.heads:
+                row["gradient"] = _num(grads.heads[p][h])
+                row["gradient_raw"] = _num(grads.heads_raw[p][h])
+            if name in head_ablation:
+                row["ablation"] = _rounded(head_ablation[name])
+            if name in stats:
+                row["attention"] = {k: _num(v) if isinstance(v, float) else v for k, v in stats[name].items()
+                                    if k not in ("type", "cross")}
+                row["type"] = stats[name]["type"]
+            rows.append(row)
+    if rows and "gradient" in rows[0]:
+        for rank, row in enumerate(sorted(rows, key=lambda r: -r["gradient"]), 1):
+            row["rank"] = rank
+    return rows
+
+
+def _neuron_section(grads, task) -> tuple[dict, dict]:
+    section, extras = {}, {"samples": grads.samples, "taylor": grads.taylor}
+    for p, taylor in grads.taylor.items():
+        active = grads.active[p]
+        top = np.argsort(-taylor)[:10] if task != "features" else np.argsort(-grads.mean_abs[p])[:10]
+        section[p] = {
+            "neurons": int(taylor.size),
+            "top": [{"name": f"{p}.neuron.{i}", "taylor": _num(taylor[i]), "mean_abs": _num(grads.mean_abs[p][i])}
+                    for i in top],
+            "rarely_active": int((active < 0.01).sum()),
+            "taylor": [_num(v) for v in taylor] if task != "features" else None,
+            "mean_abs": [_num(v) for v in grads.mean_abs[p]],
+            "active_fraction": [_num(v) for v in active],
+        }
+    return section, extras
+
+
+def _agreement(heads: list[dict], neurons: dict | None) -> dict:
+    out: dict[str, Any] = {}
+    with_all = [r for r in heads if "gradient" in r and "ablation" in r]
+    if with_all:
+        out["heads"] = agreement({
+            "gradient": [r["gradient"] for r in with_all],
+            "ablation_loss": [r["ablation"]["loss"] for r in with_all],
+            "ablation_metric": [-r["ablation"]["metric"] for r in with_all],  # a drop means important
+        })
+    if neurons and all(v["taylor"] is not None for v in neurons.values()):
+        out["neurons"] = agreement({
+            "taylor": [t for v in neurons.values() for t in v["taylor"]],
+            "mean_abs_activation": [a for v in neurons.values() for a in v["mean_abs"]],
+        })
+    return out
+
+
+def _summary(result: dict) -> dict:
+    heads = result["heads"]
+    s: dict[str, Any] = {"baseline": result["baseline"]}
+    if heads and "gradient" in heads[0]:
+        ranked = sorted(heads, key=lambda r: -r["gradient"])
+        s["most_important_heads"] = [r["name"] for r in ranked[:3]]
+        s["least_important_heads"] = [r["name"] for r in ranked[-3:][::-1]]
+    if heads and "ablation" in heads[0]:
+        worst = min(heads, key=lambda r: r["ablation"]["metric"])
+        s["most_harmful_head_ablation"] = {"name": worst["name"], "metric_change": worst["ablation"]["metric"]}
+    if result.get("layers"):
+        blocks = [r for r in result["layers"] if r["name"].split(".")[-1].isdigit()]
+        if blocks:
+            worst = min(blocks, key=lambda r: r["metric"])
+            s["most_important_block"] = {"name": worst["name"], "metric_change": worst["metric"]}
+    if result.get("head_types"):
+        s["head_types"] = {t: result["head_types"][t] for t in HEAD_TYPES if t in result["head_types"]}
+    if "pruning" in result:
+        s["pruning_at"] = result["pruning"]["at"]
+        s["prunable_within_1_point"] = result["pruning"]["prunable_within_1_point"]
+    return s
+
+
+def _longest(data, task, model) -> int:
+    lengths = [v.shape[1] for b in data for k, v in b.items() if k in ("inputs", "src", "tgt_in") and v.dim() == 2]
+    return max(lengths) if lengths else model.config.max_len
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else float(f"{x:.6g}")
+
+
+def _rounded(d: dict) -> dict:
+    return {k: _num(v) if isinstance(v, (int, float)) else v for k, v in d.items()}
+
+
+# Attention patterns of a few example inputs, for the grids in the report.
+
+@torch.no_grad()
+def example_patterns(model, data, task, config, tokenizer, labels, stats) -> list[dict]:
+    examples = _examples_from_texts(model, task, config.examples, tokenizer) if config.examples else []
+    if not examples:
+        examples = _examples_from_data(data, task, config.n_examples)
+    out = []
+    for batch, caption in examples:
+        logits, cache = run_with_cache(model, batch, task, "*.hook_pattern")
+        ids = token_ids(batch, task)
+        groups: dict[str, dict] = {}
+        for p, attn in attention_modules(model):
+            if attn.n_heads == 0:
+                continue
+            group = groups.setdefault(group_of(p, attn.cross), {"layers": [], "patterns": [], "types": {}})
+            i = len(group["layers"])
+            group["layers"].append(layer_label(p))
+            group["patterns"].append(cache[f"{p}.hook_pattern"][0].float().cpu().numpy())  # (H, T, S)
+            for h in range(attn.n_heads):
+                kind = stats.get(f"{p}.head.{h}", {}).get("type")
+                if kind:
+                    group["types"][(i, h)] = kind
+            prefix = stack_prefix(model, p)
+            group["q_labels"] = _position_labels(model, ids.get(prefix), tokenizer, group["patterns"][-1].shape[1])
+            key_prefix = "encoder." if attn.cross else prefix
+            group["k_labels"] = _position_labels(model, ids.get(key_prefix), tokenizer, group["patterns"][-1].shape[2])
+        out.append({"caption": caption + _prediction(logits, task, labels), "groups": groups})
+    return out
+
+
+def _examples_from_texts(model, task, texts, tokenizer) -> list[tuple[dict, str]]:
+    if model.config.input != "text" or tokenizer is None or task in ("ctc",):
+        return []
+    out = []
+    for text in texts:
+        ids = torch.tensor([tokenizer.encode(text).ids[: model.config.max_len]])
+        if ids.shape[1] == 0:
+            continue
+        if task == "seq2seq":
+            tgt = model.generate(ids, max_new_tokens=min(EXAMPLE_TOKENS, model.config.max_len - 1))[0]
+            tgt_in = torch.tensor([[model.config.bos_id, *tgt]])
+            batch = {"src": ids, "src_valid": torch.ones_like(ids, dtype=torch.bool), "tgt_in": tgt_in,
+                     "tgt_valid": torch.ones_like(tgt_in, dtype=torch.bool)}
+        else:
+            batch = {"inputs": ids, "valid": torch.ones_like(ids, dtype=torch.bool)}
+        device = next(model.parameters()).device
+        out.append((to_device(batch, device), text))
+    return out
+
+
+def _examples_from_data(data, task, n) -> list[tuple[dict, str]]:
+    out = []
+    first = data[0]
+    B = next(v for v in first.values() if isinstance(v, Tensor)).shape[0]
+    for i in range(min(n, B)):
+        if task == "seq2seq":
+            sv = first.get("src_valid", torch.ones_like(first["src"], dtype=torch.bool))[i]
+            tv = first.get("tgt_valid", first["tgt_out"] != -100)[i]
+            src, tgt = first["src"][i][sv][:EXAMPLE_TOKENS], first["tgt_in"][i][tv][:EXAMPLE_TOKENS]
+            batch = {"src": src[None], "src_valid": torch.ones_like(src[None], dtype=torch.bool), "tgt_in": tgt[None],
+                     "tgt_valid": torch.ones_like(tgt[None], dtype=torch.bool)}
+        else:
+            x, valid = first["inputs"][i], first.get("valid")
+            if x.dim() == 1:  # token ids
+                if valid is not None:
+                    x = x[valid[i]]
+                x = x[:EXAMPLE_TOKENS]
+                batch = {"inputs": x[None], "valid": torch.ones_like(x[None], dtype=torch.bool)}
+            elif x.dim() == 2 and valid is not None:  # log-mel (n_mels, F): real frames only
+                x = x[:, valid[i]]
+                batch = {"inputs": x[None], "valid": torch.ones(1, x.shape[1], dtype=torch.bool, device=x.device)}
+            else:
+                batch = {"inputs": x[None]}
+            if task == "classification":
+                batch["labels"] = first["labels"][i : i + 1]
+        out.append((batch, f"example {i + 1} of the first analysis batch"))
+    return out
+
+
+def _position_labels(model, ids: Tensor | None, tokenizer, n: int) -> list[str]:
+    if ids is not None and ids.dim() == 2:
+        row = ids[0, :n].tolist()
+        if tokenizer is not None:
+            return [_short(tokenizer.id_to_token(i) or str(i)) for i in row]
+        return [str(i) for i in row]
+    patches = getattr(getattr(model, "embed", None), "patches", None)
+    has_cls = patches is not None and patches.cls is not None
+    return [("CLS" if has_cls and j == 0 else f"p{j - has_cls}") for j in range(n)]
+
+
+def _short(token: str, width: int = 10) -> str:
+    token = token.replace("Ġ", "▁").replace("Ċ", "\\n")
+    return token if len(token) <= width else token[: width - 1] + "…"
+
+
+def _prediction(logits: Tensor, task: str, labels: list[str] | None) -> str:
+    if task != "classification":
+        return ""
+    probs = logits[0].float().softmax(-1)
+    k = int(probs.argmax())
+    name = labels[k] if labels and k < len(labels) else str(k)
+    return f" (predicted: {name}, p={float(probs[k]):.2f})"
