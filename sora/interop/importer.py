@@ -1,0 +1,165 @@
+"""A local Hugging Face model folder -> the same network built from Sora particles.
+
+Only ``config.json``, the weights and the tokenizer files are read; transformers is not needed.
+Which Sora assembly a checkpoint becomes depends on its class (``architectures[0]``):
+
+| Hugging Face | Sora |
+|---|---|
+| ``BertModel``, ``RobertaModel``, ``DistilBertModel``, ``ViTModel`` | ``encoder`` (a feature extractor) |
+| ``...ForMaskedLM`` / ``ForPreTraining`` | ``encoder`` (the pretraining head is reported, not carried) |
+| ``...ForSequenceClassification``, ``ViTForImageClassification`` | ``encoder_classifier`` |
+| ``...ForTokenClassification`` | ``token_classifier`` |
+| ``GPT2Model``, ``GPT2LMHeadModel`` | ``decoder_lm`` (tied LM head) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sora.errors import SoraError
+from sora.interop.bert import BertFamily, RobertaFamily
+from sora.interop.checkpoint import Checkpoint, read_config, read_json, read_weights
+from sora.interop.distilbert import DistilBertFamily
+from sora.interop.family import Family
+from sora.interop.gpt2 import Gpt2Family
+from sora.interop.sources import resolve_source
+from sora.interop.tokenizer import carry_tokenizer, tokenizer_settings
+from sora.interop.vit import VitFamily
+from sora.models import build_model, save_model
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in
+                               (BertFamily(), RobertaFamily(), DistilBertFamily(), Gpt2Family(), VitFamily())}
+# Buffers that some transformers versions save; they carry no learned values.
+BUFFERS = (".position_ids", ".token_type_ids", ".attn.bias", ".attn.masked_bias")
+
+
+def supported() -> str:
+    """Every supported model_type with its classes, for error messages and ``sora hf import --help``."""
+    return "; ".join(f"{t} ({', '.join(f.architectures)})" for t, f in FAMILIES.items())
+
+
+@dataclass
+class ImportResult:
+    model: nn.Module
+    tokenizer: Any  # tokenizers.Tokenizer or None
+    meta: dict
+    folder: Path  # the Hugging Face folder it came from
+    notes: list[str] = field(default_factory=list)
+
+
+def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult:
+    """Build the Sora model of a Hugging Face folder (or ``hf:NAME``), in eval mode.
+
+    ``pooling`` (mean or cls) is what a feature extractor's ``pooled`` and a later classifier use;
+    by default a sentence-transformers folder's own pooling, else cls.
+    """
+    folder = resolve_source(source)
+    hf = read_config(folder)
+    family, cls = _family(hf, folder)
+    arch = family.architectures[cls]
+    state, weights_file = read_weights(folder)
+    ck = Checkpoint(state, family.prefix, source=str(folder / weights_file), config_source=str(folder / "config.json"))
+    sentence = _sentence_transformers(folder)
+    if pooling not in (None, "mean", "cls"):
+        raise SoraError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+    pooling = pooling or (sentence or {}).get("pooling") or "cls"
+    if family.model_type == "vit":
+        pooling = "cls"
+    imported = family.import_checkpoint(hf, ck, arch, pooling)
+
+    notes = list(imported.notes)
+    left = [k for k in ck.left() if not k.endswith(BUFFERS)]
+    if left:
+        why = family.dropped_heads.get(cls, "weights with no place in the Sora model")
+        notes.append(f"{why}: not carried over ({len(left)} tensors: {', '.join(left[:4])}{' ...' if len(left) > 4 else ''})")
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in imported.state.values()} - {"float32"})
+    if dtypes:
+        notes.append(f"weights stored as {', '.join(dtypes)} were converted to float32")
+
+    model = build_model(imported.config)
+    _load(model, imported.state, ck.source)
+    tokenizer, tokenizer_from = carry_tokenizer(folder, family.model_type)
+    meta: dict[str, Any] = {
+        "source": {"format": "huggingface", "spec": str(source), "path": str(folder), "model_type": family.model_type,
+                   "architecture": cls, "weights": weights_file, "config": hf},
+        "tokenizer": {"from": tokenizer_from or None, "hf_files": tokenizer_settings(folder)},
+        "notes": notes,
+    }
+    if imported.labels:
+        meta["labels"] = imported.labels
+    if sentence:
+        meta["sentence_embedding"] = sentence
+    preprocessor = read_json(folder / "preprocessor_config.json")
+    if preprocessor is not None:
+        meta["image_preprocessing"] = preprocessor  # mean/std/size a ViT expects its pixels normalised with
+    return ImportResult(model.eval(), tokenizer, meta, folder, notes)
+
+
+def import_to_folder(source: str | Path, out_dir: str | Path, *, pooling: str | None = None,
+                     verify: bool | None = None) -> tuple[ImportResult, Path]:
+    """Import and write a Sora model folder.
+
+    ``verify``: compare with transformers first (None: when it is installed); nothing is written if
+    the outputs differ by more than 1e-4.
+    """
+    result = import_hf(source, pooling=pooling)
+    if Path(out_dir).resolve() == result.folder.resolve():
+        raise SoraError(f"--out {out_dir} is the Hugging Face folder being imported; choose another folder")
+    if verify or verify is None:
+        from sora.interop.verify import compare_with_transformers, transformers_available
+
+        if verify or transformers_available():
+            parity = result.meta["parity"] = compare_with_transformers(result.model, result.folder, result.tokenizer)
+            if not parity["ok"]:
+                raise SoraError(f"{result.folder}: the imported model does not reproduce transformers' outputs "
+                                f"({parity}); nothing written")
+    path = save_model(result.model, out_dir, tokenizer=result.tokenizer, meta=result.meta)
+    return result, path
+
+
+def _family(hf: dict, folder: Path) -> tuple[Family, str]:
+    model_type = hf.get("model_type")
+    if model_type is None and "arch" in hf:
+        raise SoraError(f"{folder}: this is a Sora model folder already (its config.json has 'arch'); "
+                        "`sora hf export` turns it into a Hugging Face one")
+    classes = hf.get("architectures") or []
+    named = f"model_type {model_type!r}" + (f" ({classes[0]})" if classes else "")
+    if model_type not in FAMILIES:
+        raise SoraError(f"{folder / 'config.json'}: {named} is not supported; supported: {supported()}")
+    family = FAMILIES[model_type]
+    cls = classes[0] if classes else next(iter(family.architectures))  # no class named: the base model
+    if cls not in family.architectures:
+        raise SoraError(f"{folder / 'config.json'}: {cls} is not supported; supported {model_type} classes: "
+                        f"{', '.join(family.architectures)}")
+    return family, cls
+
+
+def _sentence_transformers(folder: Path) -> dict | None:
+    """A sentence-transformers folder says how it pools (1_Pooling) and whether it normalises."""
+    modules = (folder / "modules.json").read_text() if (folder / "modules.json").is_file() else ""
+    pooling_config = read_json(folder / "1_Pooling" / "config.json")
+    if pooling_config is None:
+        return None
+    if pooling_config.get("pooling_mode_mean_tokens"):
+        pooling = "mean"
+    elif pooling_config.get("pooling_mode_cls_token"):
+        pooling = "cls"
+    else:
+        return None  # max or sqrt-length pooling: no Sora equivalent, leave the default
+    return {"pooling": pooling, "normalize": "Normalize" in modules}
+
+
+def _load(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a shape that does not match config.json
+        raise SoraError(f"{source}: weights do not match config.json ({str(e).splitlines()[-1].strip()[:300]})") from None
+    missing = [k for k in missing if not k.endswith(("head_gate", "neuron_mask"))]  # buffers: all ones
+    if missing or unexpected:
+        raise SoraError(f"{source}: weights do not match the model built from config.json "
+                        f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
