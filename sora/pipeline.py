@@ -10,14 +10,80 @@ from sora.models import build_model, save_model
 from sora.recipe import Recipe
 
 
-def run_recipe(recipe: Recipe, out_dir: str | Path, console: Console | None = None) -> dict:
+def run_recipe(recipe: Recipe, out_dir: str | Path, console: Console | None = None, *, resume: bool = False) -> dict:
     console = console or Console()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(recipe.model)
     from sora.cli.inspect import print_particles  # the table a person reads first
 
-    print_particles(model, console, title=f"{recipe.name}: particles")
-    model_dir = save_model(model, out_dir / "model", meta={"recipe": recipe.name, "stage": "built"})
-    console.print(f"model folder: {model_dir}")
-    return {"model_dir": str(model_dir)}
+    def show(model) -> None:
+        print_particles(model, console, title=f"{recipe.name}: particles")
+
+    if recipe.train is None:  # nothing to train: the built (or imported) model is the result
+        model = build_model(recipe.model)
+        if recipe.init:
+            from sora.interop import load_pretrained
+
+            load_pretrained(model, recipe.init)
+        show(model)
+        model_dir = save_model(model, out_dir / "model", meta={"recipe": recipe.name, "stage": "built"})
+        console.print(f"model folder: {model_dir}")
+        return {"model_dir": str(model_dir)}
+    run = train_stage(recipe, out_dir, console, show=show, resume=resume)
+    results = {"model_dir": str(run.model_dir) if run.model_dir else None, "metrics": run.metrics,
+               "stopped": run.result.stopped}
+    if not run.main or run.model_dir is None:  # other ranks, or an interrupted run: nothing more to do
+        return results
+    if recipe.analyze is not None:
+        results["report"] = str(analyze_stage(recipe, run, out_dir / "analysis", console))
+    if recipe.compress is not None:
+        results["compression"] = str(compress_stage(recipe, run, out_dir / "compressed", console))
+    _print_where(results, console)
+    return results
+
+
+def train_stage(recipe: Recipe, out_dir: Path, console: Console, *, show=None, resume: bool = False):
+    """Prepare the data, build the model (``show`` prints it), train, test, save OUT/model and OUT/metrics.json."""
+    from sora.train import train_recipe
+
+    def log(msg: str) -> None:
+        console.print(msg, highlight=False, markup=False)
+
+    if recipe.init:  # start from pretrained weights: their tokenizer for the data, their values once built
+        from sora.interop import with_pretrained
+
+        recipe, show = with_pretrained(recipe, out_dir, on_model=show, log=log)
+    return train_recipe(recipe, out_dir, resume=resume, on_model=show, log=log)
+
+
+def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
+    """Measure every particle of the trained model on held-out data; write OUT/analysis/report.html."""
+    from sora.analyze.stage import analyze_model
+
+    cfg = recipe.analyze
+    console.print(f"analysing particles on {cfg.split} ({cfg.max_batches} batches of {cfg.batch_size}) ...")
+    analysis = analyze_model(
+        run.model_dir, lambda: run.data.loader(cfg.split, cfg.batch_size, seed=cfg.seed), cfg, out_dir,
+        task=run.data.task, tokenizer=run.data.tokenizer, labels=run.data.labels,
+    )
+    for mark, v in analysis.get("summary", {}).get("pruning_at", {}).items():
+        console.print(f"  {mark} of heads removed: importance order {v['importance']:.3f}, "
+                      f"random {v['random']:.3f}, reverse {v['reverse']:.3f}")
+    return out_dir / "report.html"
+
+
+def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
+    """Prune and quantize the trained model on the analysis' evidence; write OUT/compressed/report.json."""
+    from sora.compress.stage import compress_model
+
+    compress_model(run.model_dir, run.data, recipe.compress, out_dir,
+                   log=lambda msg: console.print(msg, highlight=False, markup=False))
+    return out_dir / "report.json"
+
+
+def _print_where(results: dict, console: Console) -> None:
+    console.print(f"model folder: {results['model_dir']}")
+    if "report" in results:
+        console.print(f"particle report: {results['report']}")
+    if "compression" in results:
+        console.print(f"compression report: {results['compression']}")

@@ -12,19 +12,24 @@ from typing import Any
 
 from pydantic import Field
 
+from sora.analyze.config import AnalyzeConfig
+from sora.compress.config import CompressConfig
 from sora.configio import StrictModel, apply_overrides, read_mapping, validate
+from sora.data.config import DataConfig
 from sora.errors import ConfigError
 from sora.models.config import ModelConfig
+from sora.train.config import TrainConfig
 
 
 class Recipe(StrictModel):
     name: str
     description: str = ""
     model: ModelConfig
-    data: dict[str, Any] | None = Field(None, description="dataset and preprocessing (sora.data)")
-    train: dict[str, Any] | None = Field(None, description="optimizer, schedule, epochs (sora.train)")
-    analyze: dict[str, Any] | None = Field(None, description="particle analysis (sora.analyze)")
-    compress: dict[str, Any] | None = Field(None, description="pruning and quantization (sora.compress)")
+    init: str | None = Field(None, description="start from pretrained weights: hf:NAME, a Hugging Face or Sora model folder (sora.interop)")
+    data: DataConfig | None = Field(None, description="dataset and preprocessing (sora.data)")
+    train: TrainConfig | None = Field(None, description="optimizer, schedule, epochs (sora.train)")
+    analyze: AnalyzeConfig | None = Field(None, description="particle analysis (sora.analyze)")
+    compress: CompressConfig | None = Field(None, description="pruning and quantization (sora.compress)")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named override sets")
 
 

@@ -37,7 +37,7 @@ def test_inspect_mermaid_and_table(capsys):
 
 
 def test_inspect_model_folder(tmp_path, capsys):
-    code, _, _ = run_cli(capsys, "run", RECIPE, "--out", str(tmp_path), "--set", "model.d_model=64")
+    code, _, _ = run_cli(capsys, "run", RECIPE, "--out", str(tmp_path), "--profile", "quick", "--set", "model.d_model=64")
     assert code == 0
     code, out, _ = run_cli(capsys, "inspect", str(tmp_path / "model"), "--json")
     assert code == 0 and json.loads(out)["summary"]["heads"] == 8
@@ -57,3 +57,9 @@ def test_bad_override_is_one_clear_line_without_traceback(tmp_path):
 def test_every_command_has_help(capsys, command):
     code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0 and "Usage" in out
+
+
+def test_inspect_points_a_hugging_face_folder_to_hf_import(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    code, _, err = run_cli(capsys, "inspect", str(tmp_path))
+    assert code == 2 and "sora hf import" in err

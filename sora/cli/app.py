@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sora.errors import SoraError
 
@@ -21,7 +22,7 @@ err_console = Console(stderr=True)
 
 def _register_commands() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
-    from sora.cli import inspect, run  # noqa: F401
+    from sora.cli import analyze, compress, data, hf, inspect, run, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,10 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except SoraError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except FileNotFoundError as e:
-        err_console.print(f"[bold red]error:[/] file not found: {e.filename or e}")
+        err_console.print(f"[bold red]error:[/] file not found: {escape(str(e.filename or e))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

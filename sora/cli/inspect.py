@@ -20,6 +20,8 @@ from sora.models.folder import is_model_dir
 def model_from_path(path: Path) -> nn.Module:
     """A model folder loads as saved; a config or recipe file builds a fresh model."""
     if path.is_dir():
+        if _is_hf_folder(path):
+            raise SoraError(f"{path}: a Hugging Face model folder; import it first: sora hf import {path} --out DIR")
         if not is_model_dir(path):
             raise SoraError(f"{path}: not a model folder (needs config.json and model.safetensors)")
         return load_model(path)
@@ -29,6 +31,17 @@ def model_from_path(path: Path) -> nn.Module:
     if "model" in data and isinstance(data["model"], dict):  # a recipe
         return build_model(validate(ModelConfig, data["model"], source=str(path), prefix=("model",), lines=lines))
     return build_model(validate(ModelConfig, data, source=str(path), lines=lines))
+
+
+def _is_hf_folder(path: Path) -> bool:
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and ("model_type" in data or "architectures" in data)
 
 
 def print_particles(model: nn.Module, console: Console, title: str = "particles") -> None:

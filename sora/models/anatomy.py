@@ -144,6 +144,7 @@ def mermaid(model: nn.Module) -> str:
         last = dec
     else:
         last = chain("", model, "input")
-    head = node("head", f"head: {type(model.head).__name__}")
-    lines.append(f"    {last} --> {head}")
+    if getattr(model, "head", None) is not None:  # a feature extractor (arch encoder) has none
+        head = node("head", f"head: {type(model.head).__name__}")
+        lines.append(f"    {last} --> {head}")
     return "\n".join(lines) + "\n"

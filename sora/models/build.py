@@ -4,7 +4,7 @@ from torch import nn
 
 from sora.models.config import ModelConfig
 from sora.models.decoder import DecoderLM
-from sora.models.encoder import EncoderClassifier, TokenClassifier
+from sora.models.encoder import Encoder, EncoderClassifier, TokenClassifier
 from sora.models.seq2seq import Seq2Seq
 
 ASSEMBLIES = {
@@ -12,6 +12,7 @@ ASSEMBLIES = {
     "token_classifier": TokenClassifier,
     "decoder_lm": DecoderLM,
     "seq2seq": Seq2Seq,
+    "encoder": Encoder,
 }
 
 

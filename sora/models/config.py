@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from sora.configio import StrictModel
 
-Arch = Literal["encoder_classifier", "token_classifier", "decoder_lm", "seq2seq"]
+Arch = Literal["encoder_classifier", "token_classifier", "decoder_lm", "seq2seq", "encoder"]
 
 
 class StackConfig(StrictModel):
@@ -95,6 +95,7 @@ class ModelConfig(StrictModel):
     n_classes: int | None = Field(None, gt=0, description="classes (classifiers, taggers)")
     pooling: Literal["cls", "mean"] = "cls"
     pooler: bool = Field(False, description="BERT's dense+tanh before the classifier")
+    pooler_activation: Literal["tanh", "relu"] = Field("tanh", description="the pooler's nonlinearity (DistilBERT: relu)")
     tie_embeddings: bool = Field(True, description="LM head shares the token embedding")
     pad_id: int = Field(0, ge=0)
     bos_id: int | None = None
@@ -111,6 +112,7 @@ class ModelConfig(StrictModel):
             "token_classifier": ("encoder", "n_classes"),
             "decoder_lm": ("decoder", "vocab_size"),
             "seq2seq": ("encoder", "decoder", "vocab_size"),
+            "encoder": ("encoder",),
         }[self.arch]
         for key in needs:
             if getattr(self, key) is None:
@@ -121,7 +123,7 @@ class ModelConfig(StrictModel):
             self.image = ImageInput()
         if self.input == "audio" and self.audio is None:
             self.audio = AudioInput()
-        if self.input != "text" and self.arch not in ("encoder_classifier", "token_classifier"):
+        if self.input != "text" and self.arch not in ("encoder_classifier", "token_classifier", "encoder"):
             raise ValueError(f"{self.input} input works with encoder assemblies, not '{self.arch}'")
         if self.head_dim is None:
             counts = [h for s in (self.encoder, self.decoder) if s for h in s.heads() if h]

@@ -8,6 +8,7 @@ from torch import Tensor
 from sora.models.config import ModelConfig
 from sora.models.stack import Stack
 from sora.particles import ClassifierHead, TokenClassifierHead
+from sora.particles.heads import pool
 
 
 class EncoderClassifier(Stack):
@@ -15,7 +16,8 @@ class EncoderClassifier(Stack):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config, config.encoder)
-        self.head = ClassifierHead(config.d_model, config.n_classes, config.pooling, config.pooler, config.dropout)
+        self.head = ClassifierHead(config.d_model, config.n_classes, config.pooling, config.pooler, config.dropout,
+                                   pooler_activation=config.pooler_activation)
 
     def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, n_classes)
         h, valid = self.run_stack(inputs, valid)
@@ -40,3 +42,25 @@ class TokenClassifier(Stack):
         if valid is None and self.embed.tokens is not None:
             return inputs != self.config.pad_id
         return valid
+
+
+class Encoder(Stack):
+    """A feature extractor: the last hidden states of every position, and one pooled vector per input.
+
+    What a pretrained body without a task head becomes (a Hugging Face ``BertModel`` or ``ViTModel``,
+    sora.interop). It has no head; ``pooled`` gives sentence embeddings (``config.pooling``: mean
+    of real positions or CLS). A classifier with the same body can start from its weights.
+    """
+
+    head = None
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.encoder)
+
+    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> hidden states (B, T, d)
+        h, _ = self.run_stack(inputs, valid)
+        return h
+
+    def pooled(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> (B, d)
+        h, valid = self.run_stack(inputs, valid)
+        return pool(h, valid, self.config.pooling)

@@ -68,12 +68,17 @@ class Stack(nn.Module):
         key_valid = valid
         if cache is not None and valid is not None and offset:
             raise ValueError("incremental decoding takes no padding mask after the first step")
-        mask = attention_mask(key_valid, q_len=T, k_len=offset + T, causal=self.causal, dtype=x.dtype, device=x.device)
+        # A purely causal square mask goes to SDPA as is_causal (its faster kernel), not as a tensor.
+        is_causal = self.causal and key_valid is None and offset == 0
+        mask = None if is_causal else attention_mask(
+            key_valid, q_len=T, k_len=offset + T, causal=self.causal, dtype=x.dtype, device=x.device
+        )
         memory_mask = None
         if memory is not None and memory_valid is not None:
             memory_mask = attention_mask(memory_valid, q_len=T, k_len=memory.shape[1], causal=False, dtype=x.dtype)
         for i, block in enumerate(self.layers):
-            x = block(x, mask, memory=memory, memory_mask=memory_mask, cache=cache[i] if cache else None)
+            x = block(x, mask, memory=memory, memory_mask=memory_mask, cache=cache[i] if cache else None,
+                      is_causal=is_causal)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, valid

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from sora.particles.adaptive_span import AdaptiveSpan
 from sora.particles.hookpoint import HookPoint
 from sora.particles.linear import linear
+from sora.particles.masks import attention_mask
 from sora.particles.kv_cache import KVCache
 from sora.particles.position import Rotary
 
@@ -69,6 +70,7 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,  # additive (B or 1, 1, T, S), see sora.particles.masks
         cache: KVCache | None = None,
         need_weights: bool = False,
+        is_causal: bool = False,  # causal with no mask tensor: SDPA's fused causal kernel
     ) -> tuple[Tensor, Tensor | None]:
         x = self.hook_in(x)
         B, T, _ = x.shape
@@ -94,6 +96,8 @@ class MultiHeadAttention(nn.Module):
         weights = None
         if need_weights or self.explicit or self.adaptive_span is not None or self.hook_pattern.active:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, S)
+            if is_causal and mask is None:
+                mask = attention_mask(None, q_len=T, k_len=k.shape[2], causal=True, dtype=scores.dtype, device=scores.device)
             if mask is not None:
                 scores = scores + mask
             weights = scores.softmax(dim=-1)
@@ -102,7 +106,7 @@ class MultiHeadAttention(nn.Module):
             weights = self.hook_pattern(weights)
             z = F.dropout(weights, dropout, self.training) @ v  # (B, H, T, dh)
         else:
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None)
         z = z.transpose(1, 2) * self.head_gate.view(1, 1, -1, 1)  # (B, T, H, dh)
         z = self.hook_z(z)
         out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)

@@ -52,9 +52,11 @@ class Block(nn.Module):
         memory: Tensor | None = None,  # (B, S, d) encoder output, for cross-attention
         memory_mask: Tensor | None = None,  # additive (B, 1, 1, S)
         cache: LayerCache | None = None,
+        is_causal: bool = False,  # mask is None and attention is causal (see MultiHeadAttention)
     ) -> Tensor:
         x = self.hook_resid_pre(x)
-        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=cache and cache.self_attn)[0])
+        self_cache = cache.self_attn if cache is not None else None
+        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal)[0])
         if self.cross_attn is not None:
             cross = cache.cross_attn if cache is not None else None
             x = self._residual(x, self.cross_norm, lambda h: self.cross_attn(h, memory, memory_mask, cross)[0])

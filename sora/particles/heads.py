@@ -6,34 +6,45 @@ from torch import Tensor, nn
 from sora.particles.hookpoint import HookPoint
 
 
+def pool(h: Tensor, valid: Tensor | None, pooling: str) -> Tensor:  # (B, T, d), (B, T) -> (B, d)
+    """The CLS position, or the mean of the real positions (sentence embeddings)."""
+    if pooling == "cls":
+        return h[:, 0]
+    if valid is None:
+        return h.mean(dim=1)
+    w = valid.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+POOLER_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
 class ClassifierHead(nn.Module):
     """Sequence classification from the CLS position or the mean of real positions.
 
-    ``pooler`` adds BERT's dense+tanh layer before the classifier.
+    ``pooler`` adds a dense layer and a nonlinearity before the classifier: BERT's and RoBERTa's
+    dense+tanh, or DistilBERT's dense+ReLU (``pooler_activation``).
     """
 
     kind = "classifier_head"
 
-    def __init__(self, d_model: int, n_classes: int, pooling: str = "cls", pooler: bool = False, dropout: float = 0.0):
+    def __init__(self, d_model: int, n_classes: int, pooling: str = "cls", pooler: bool = False, dropout: float = 0.0,
+                 pooler_activation: str = "tanh"):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
-        self.pooling = pooling
+        if pooler_activation not in POOLER_ACTIVATIONS:
+            raise ValueError(f"pooler_activation must be one of {sorted(POOLER_ACTIVATIONS)}, got {pooler_activation!r}")
+        self.pooling, self.pooler_activation = pooling, pooler_activation
         self.pooler = nn.Linear(d_model, d_model) if pooler else None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, n_classes)
         self.hook_pooled = HookPoint()  # (B, d)
 
     def pool(self, h: Tensor, valid: Tensor | None) -> Tensor:  # (B, T, d), (B, T) -> (B, d)
-        if self.pooling == "cls":
-            pooled = h[:, 0]
-        elif valid is None:
-            pooled = h.mean(dim=1)
-        else:
-            w = valid.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
-            pooled = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        pooled = pool(h, valid, self.pooling)
         if self.pooler is not None:
-            pooled = torch.tanh(self.pooler(pooled))
+            pooled = POOLER_ACTIVATIONS[self.pooler_activation](self.pooler(pooled))
         return self.hook_pooled(pooled)
 
     def forward(self, h: Tensor, valid: Tensor | None = None) -> Tensor:  # -> (B, n_classes)
