@@ -1,0 +1,231 @@
+"""Compression benchmark: which int8 path, and what pruning and int8 buy on a real trained model.
+
+    python bench/compress.py --model runs/sentiment/model --data recipes/sentiment.yaml
+
+Four measurements, side by side in one run, written to bench/results/compress.json:
+
+1. ``linear_shapes``: one Linear, fp32 against fbgemm dynamic int8, at 40 rows (one sentence) and
+   1,280 rows (32 sentences). Where int8 loses is where ``QuantizeConfig.min_weights`` keeps fp32.
+2. ``int8_paths``: whole models (the trained one, and a randomly initialised BERT-sized one with
+   all-MiniLM-L6-v2's shape), fp32 against ``torch.ao.quantization.quantize_dynamic``, torchao's
+   ``Int8DynamicActivationInt8WeightConfig`` (eager) and Sora's int8, at batch 1 and 32 on real
+   test sentences.
+3. ``compress``: ``sora compress`` on the trained model (importance on validation, prune,
+   fine-tune, int8), every variant evaluated on the test split.
+4. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
+
+Latency: in-process, warm-up, best of N with the variants interleaved; ratios to fp32, never
+absolute claims. The machine is shared: figures move by some 10% from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sora.compress import (CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig,  # noqa: E402
+                           magnitude_scores, plan_from_scores, prune_model, quantize_model, save_quantized)
+from sora.compress.measure import compare_latency, count_weights, weights_bytes  # noqa: E402
+from sora.compress.stage import compress_model  # noqa: E402
+from sora.models import ModelConfig, build_model, load_model, load_tokenizer, save_model  # noqa: E402
+
+BERT_SIZED = dict(arch="encoder_classifier", vocab_size=30522, d_model=384, head_dim=32,
+                  encoder={"n_layers": 6, "n_heads": 12, "d_ff": 1536}, norm_position="post", embed_norm=True,
+                  norm_eps=1e-12, max_len=128, n_classes=2, pooling="mean", dropout=0.1)
+
+
+def linear_shapes(repeats: int) -> list[dict]:
+    from sora.compress.int8 import Int8Linear
+
+    rows = []
+    for d_in, d_out in [(128, 128), (128, 256), (256, 256), (256, 512), (384, 384), (384, 1536), (1536, 384),
+                        (768, 768), (768, 3072)]:
+        fp32 = torch.nn.Linear(d_in, d_out).eval()
+        q = Int8Linear.from_linear(fp32)
+        row = {"shape": [d_in, d_out], "weights": d_in * d_out}
+        for n in (40, 1280):
+            x = [{"x": torch.randn(1, n, d_in)}]
+            t = compare_latency({"fp32": lambda b: fp32(b["x"]), "int8": lambda b: q(b["x"])}, x, repeats=repeats)
+            row[f"int8_speedup_rows{n}"] = round(t["fp32"] / t["int8"], 3)
+        rows.append(row)
+        print(f"  Linear {d_in}x{d_out}: int8 x{row['int8_speedup_rows40']:.2f} at 40 rows, "
+              f"x{row['int8_speedup_rows1280']:.2f} at 1280 rows", flush=True)
+    return rows
+
+
+def latency_batches(data) -> dict[int, list[dict]]:
+    """Batch 1: eight single test sentences; batch 32: one batch of 32 (in arrival order)."""
+    return {1: list(islice(data.loader("test", 1), 8)), 32: list(islice(data.loader("test", 32), 1))}
+
+
+def int8_paths(model: torch.nn.Module, batches: dict[int, list[dict]], repeats: int) -> dict:
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    model = model.eval()
+    ao = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    tao = copy.deepcopy(model)
+    quantize_(tao, Int8DynamicActivationInt8WeightConfig())
+    ours = quantize_model(model)
+    variants = {"fp32": model, "torch.ao quantize_dynamic": ao, "torchao int8 dyn (eager)": tao, "sora int8": ours}
+    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in variants.items()}
+    out = {}
+    for b, batch in batches.items():
+        t = compare_latency(runs, batch, repeats=repeats)
+        out[str(b)] = {k: round(t["fp32"] / v, 3) for k, v in t.items()}
+        print(f"  batch {b}: " + ", ".join(f"{k} x{v:.2f}" for k, v in out[str(b)].items()), flush=True)
+    with torch.inference_mode():
+        ref = model(batches[32][0]["inputs"], batches[32][0]["valid"])
+        out["max_abs_logit_diff"] = {k: round(float((m(batches[32][0]["inputs"], batches[32][0]["valid"]) - ref)
+                                                    .abs().max()), 5) for k, m in variants.items() if k != "fp32"}
+    out["sora_int8_linears"] = len(ours.config.quantization["linear"])
+    return out
+
+
+def bert_sized(batches: dict[int, list[dict]], repeats: int, tmp: Path) -> dict:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**BERT_SIZED)).eval()
+    plan = plan_from_scores(model, magnitude_scores(model), heads=0.5, neurons=0.5)
+    pruned = prune_model(model, plan).eval()
+    variants = {"fp32": model, "pruned": pruned, "int8": quantize_model(model), "pruned+int8": quantize_model(pruned)}
+    sizes = {}
+    for name, m in variants.items():
+        folder = tmp / name.replace("+", "_")
+        (save_quantized if m.config.quantization else save_model)(m, folder)
+        sizes[name] = weights_bytes(folder)
+    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in variants.items()}
+    out = {"config": BERT_SIZED, "prune": "50% of heads and 50% of neurons (weight-magnitude ranking; speed only)",
+           "variants": {}}
+    timings = {b: compare_latency(runs, batch, repeats=repeats) for b, batch in batches.items()}
+    for name, m in variants.items():
+        out["variants"][name] = {
+            "parameters": count_weights(m), "bytes": sizes[name], "smaller": round(sizes["fp32"] / sizes[name], 3),
+            "speedup": {str(b): round(timings[b]["fp32"] / timings[b][name], 3) for b in batches}}
+        print(f"  {name}: {sizes['fp32'] / sizes[name]:.2f}x smaller, speed-up "
+              + ", ".join(f"b{b} x{timings[b]['fp32'] / timings[b][name]:.2f}" for b in batches), flush=True)
+    return out
+
+
+def prepare(model_dir: Path, data_path: Path, limit: int | None):
+    from sora.configio import read_mapping, validate
+    from sora.data import DataConfig, prepare_data
+
+    mapping, lines = read_mapping(data_path)
+    section = mapping["data"] if isinstance(mapping.get("data"), dict) else mapping
+    if limit:
+        section["limit"] = limit
+    cfg = validate(DataConfig, section, source=str(data_path), prefix=("data",), lines=lines)
+    return prepare_data(cfg, tokenizer=load_tokenizer(model_dir))
+
+
+def targets(variants: dict, metric: str) -> dict:
+    """The issue's targets, checked against what was measured (points = percentage points)."""
+    base = variants["fp32"]["metrics"][metric]
+    lost = {k: round(100 * (base - v["metrics"][metric]), 2) for k, v in variants.items()}
+    out = {}
+    if "pruned" in variants:
+        removed = 1 - variants["pruned"]["heads"] / variants["fp32"]["heads"]
+        out["heads >= 50% removed, <= 1 point lost"] = {
+            "heads_removed": round(removed, 3), "points_lost": lost["pruned"], "met": removed >= 0.5 and lost["pruned"] <= 1}
+    if "int8" in variants:
+        v = variants["int8"]
+        out["int8 >= 2x at b32, >= 1.3x at b1, <= 0.5 point, >= 3.5x smaller"] = {
+            "speedup": v["speedup"], "points_lost": lost["int8"], "smaller": round(v["smaller"], 2),
+            "met": v["speedup"]["32"] >= 2 and v["speedup"]["1"] >= 1.3 and lost["int8"] <= 0.5 and v["smaller"] >= 3.5}
+    if "pruned+int8" in variants:
+        v = variants["pruned+int8"]
+        out["pruned+int8 >= 3x faster, >= 5x smaller, <= 1.5 points"] = {
+            "speedup": v["speedup"], "points_lost": lost["pruned+int8"], "smaller": round(v["smaller"], 2),
+            "met": min(v["speedup"].values()) >= 3 and v["smaller"] >= 5 and lost["pruned+int8"] <= 1.5}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, nargs="+", default=[ROOT / "runs/sentiment/model"],
+                        help="trained fp32 model folders (each compressed and measured)")
+    parser.add_argument("--data", type=Path, default=ROOT / "recipes/sentiment.yaml", help="recipe or data YAML")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/compress.json")
+    parser.add_argument("--repeats", type=int, default=6, help="best-of-N timing repeats")
+    parser.add_argument("--heads", type=float, default=0.5, help="fraction of heads to prune")
+    parser.add_argument("--neurons", type=float, default=0.5, help="fraction of feed-forward neurons to prune")
+    parser.add_argument("--layers", type=int, default=0, help="blocks to drop")
+    parser.add_argument("--finetune", type=float, default=1.0, help="fine-tuning epochs after pruning (0 = none)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
+    parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (attn + ffn) only")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "compress", "bert"])
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    for model_dir in args.model:
+        if not (model_dir / "config.json").is_file():
+            sys.exit(f"{model_dir}: no trained model (run: sora train {args.data} --out {model_dir.parent})")
+    started = time.time()
+    results: dict = {"machine": {"cpu_threads": args.threads, "cores": os.cpu_count(), "python": platform.python_version(),
+                                 "torch": torch.__version__, "load_average_start": os.getloadavg()},
+                     "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]), "data": str(args.data),
+                     "models": {}}
+    if "shapes" not in args.skip:
+        print("Linear shapes: fp32 vs fbgemm dynamic int8", flush=True)
+        results["linear_shapes"] = linear_shapes(args.repeats)
+    batches = None
+    for model_dir in args.model:
+        entry: dict = {"model": str(model_dir)}
+        results["models"][model_dir.parent.name if model_dir.name in ("model", "best") else model_dir.name] = entry
+        data = prepare(model_dir, args.data, args.limit)
+        batches = latency_batches(data)
+        if "paths" not in args.skip:
+            print(f"int8 paths on {model_dir}", flush=True)
+            entry["int8_paths"] = int8_paths(load_model(model_dir), batches, args.repeats)
+        if "compress" not in args.skip:
+            config = CompressConfig(
+                prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None),
+                finetune=FinetuneConfig(epochs=args.finetune, lr=args.lr,
+                                        lora=LoRAConfig(rank=16, alpha=32, targets=["attn", "ffn"]) if args.lora else None)
+                if args.finetune > 0 else None,
+                quantize=QuantizeConfig(), latency_repeats=args.repeats)
+            print(f"sora compress on {model_dir}: {config.model_dump(exclude_defaults=True)}", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                report = compress_model(model_dir, data, config, Path(tmp) / "compress", log=lambda m: print("  " + m))
+                name = list(results["models"])[-1]
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                for part, suffix in (("report.md", "md"), ("plot.png", "png")):
+                    shutil.copyfile(Path(tmp) / "compress" / part, args.out.parent / f"compress_{name}.{suffix}")
+            entry["compress"] = {k: report[k] for k in ("task", "metric", "eval_split", "variants", "pruning",
+                                                        "config", "latency_method")}
+            entry["compress"]["targets"] = targets(report["variants"], report["metric"])
+    if "bert" not in args.skip and batches is not None:
+        print("BERT-sized (random weights): int8 paths, then size and speed of the variants", flush=True)
+        torch.manual_seed(0)
+        results["bert_sized_random"] = {"int8_paths": int8_paths(build_model(ModelConfig(**BERT_SIZED)), batches,
+                                                                 max(2, args.repeats // 2))}
+        with tempfile.TemporaryDirectory() as tmp:
+            results["bert_sized_random"]["variants"] = bert_sized(batches, max(2, args.repeats // 2), Path(tmp))
+    results["machine"]["load_average_end"] = os.getloadavg()
+    results["seconds"] = round(time.time() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    os.replace(tmp_out, args.out)
+    print(f"wrote {args.out} ({results['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Compression on evidence: structural and unstructured pruning, int8 quantization, LoRA.
+
+Importing this package registers the int8 loader with ``sora.models.folder``, so a quantized model
+folder reloads with plain ``sora.models.load_model``.
+"""
+
+from sora.compress.config import CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig
+from sora.compress.lora import add_lora, load_adapter, merge, save_adapter, trainable_parameters
+from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
+from sora.compress.quantize import is_quantized, quantize_model, save_quantized
+from sora.compress.scores import magnitude_scores, read_scores
+from sora.compress.structural import mask_model, prune_model
+from sora.compress.unstructured import magnitude_prune, sparsity_report
+
+__all__ = [
+    "CompressConfig", "FinetuneConfig", "LoRAConfig", "PruneConfig", "PrunePlan", "QuantizeConfig", "add_lora",
+    "is_quantized", "load_adapter", "magnitude_prune", "magnitude_scores", "mask_model", "merge",
+    "plan_from_names", "plan_from_scores", "prune_model", "quantize_model", "read_scores", "save_adapter",
+    "save_quantized", "sparsity_report", "trainable_parameters",
+]

@@ -1,0 +1,72 @@
+"""Recovery fine-tuning after pruning: a short run that lets the remaining particles take over.
+
+It reuses sora.train's task (loss and metrics) and optimizer groups, but keeps the loop small and
+in memory: no checkpoints or run folders, and it works on a model with LoRA adapters (which the
+model folder cannot describe). With ``lora`` only the adapters train and are merged at the end, so
+the result is an ordinary, smaller Sora model either way. The best state by the validation metric
+is kept when there is a validation split.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from sora.compress.config import FinetuneConfig
+from sora.compress.lora import add_lora, merge, trainable_parameters
+
+
+def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, seed: int = 0,
+             log: Callable[[str], None] = print) -> dict:
+    """Fine-tune ``model`` in place on ``data``'s train split; returns what happened."""
+    from sora.train.config import TrainConfig, metric_mode
+    from sora.train.optim import build_optimizer
+    from sora.train.tasks import evaluate
+    from sora.train.trainer import has_split
+
+    torch.manual_seed(seed)
+    counts = add_lora(model, config.lora) if config.lora else trainable_parameters(model)
+    log(f"fine-tune: {counts['trainable']:,} of {counts['total']:,} parameters trainable "
+        f"({counts['fraction']:.2%}){' (LoRA adapters)' if config.lora else ''}")
+    optimizer = build_optimizer(model, TrainConfig(lr=config.lr, epochs=config.epochs, weight_decay=0.01))
+    n_batches = data.num_batches("train", config.batch_size)
+    total = max(1, math.ceil(config.epochs * n_batches))
+    validate = has_split(data, "validation")
+    monitor, mode = task.monitor, metric_mode(task.monitor)
+    best_value, best_state, history = None, None, []
+    step, epoch = 0, 0
+    while step < total:
+        model.train()
+        for batch in data.loader("train", config.batch_size, shuffle=True, seed=seed, epoch=epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * (1 - step / total)  # linear decay to zero
+            loss = task.loss(model, batch) / max(task.targets(batch), 1)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step >= total:
+                break
+        epoch += 1
+        if validate:
+            metrics = evaluate(model, data.loader("validation", 2 * config.batch_size), task)
+            history.append({"epoch": epoch, "step": step, **metrics})
+            log(f"fine-tune epoch {epoch}: validation {monitor} {metrics[monitor]:.4f}")
+            value = metrics[monitor]
+            if best_value is None or (value < best_value if mode == "min" else value > best_value):
+                best_value = value
+                best_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    if best_state is not None:
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, value in best_state.items():
+                params[name].copy_(value)
+    if config.lora:
+        merge(model)
+    model.eval()
+    return {"steps": step, "epochs": epoch, "trainable": counts, "history": history,
+            "best": {monitor: best_value} if best_value is not None else None}

@@ -1,0 +1,147 @@
+"""Importance scores keyed by particle name: read from analysis.json, or from the weights alone.
+
+``sora analyze`` writes scores keyed by particle names (``layers.1.attn.head.3``,
+``layers.1.ffn.neuron.17``). The reader accepts them wherever they sit in the JSON (flat, nested
+under sections, or as ``{"name": ..., "score": ...}`` records), so pruning does not break when the
+report gains sections. Without data, ``magnitude_scores`` ranks units by the size of their weights:
+a weak proxy for importance, which is why data-driven scores are preferred whenever a dataset is at
+hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sora.errors import SoraError
+from sora.models.names import attention_modules, feedforward_modules
+
+UNIT = re.compile(r"^(?:.*\.)?(?:head|neuron)\.\d+$")
+SCORE_KEYS = ("score", "importance", "value")
+
+
+def read_scores(path: str | Path) -> dict[str, float]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise SoraError(f"{path}: cannot read scores ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise SoraError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    scores = analysis_scores(data) if isinstance(data, dict) else {}
+    if not scores:
+        _collect(data, scores)
+    if not scores:
+        raise SoraError(f"{path}: no importance scores found (expected entries such as "
+                        "\"layers.1.attn.head.3\": 0.42, as written by sora analyze)")
+    bad = [name for name, value in scores.items() if not math.isfinite(value)]
+    if bad:
+        raise SoraError(f"{path}: score of {bad[0]!r} is not a finite number")
+    return scores
+
+
+def analysis_scores(data: dict) -> dict[str, float]:
+    """The sections of ``sora analyze``'s analysis.json: head rows and per-layer neuron Taylor lists.
+
+    A head's score is its gradient importance (Michel et al., normalised per layer) or, when only
+    ablation was measured, the loss increase its removal caused.
+    """
+    scores: dict[str, float] = {}
+    for row in data.get("heads") or []:
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            continue
+        if isinstance(row.get("gradient"), (int, float)):
+            scores[row["name"]] = float(row["gradient"])
+        elif isinstance(row.get("ablation"), dict) and isinstance(row["ablation"].get("loss"), (int, float)):
+            scores[row["name"]] = float(row["ablation"]["loss"])
+    for row in data.get("layers") or []:  # ablation of whole blocks: the loss increase when skipped
+        if isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("loss"), (int, float)):
+            scores[row["name"]] = float(row["loss"])
+    neurons = data.get("neurons")
+    if isinstance(neurons, dict):
+        for path, section in neurons.items():
+            taylor = section.get("taylor") if isinstance(section, dict) else None
+            if isinstance(taylor, list):
+                for i, value in enumerate(taylor):
+                    if isinstance(value, (int, float)):
+                        scores[f"{path}.neuron.{i}"] = float(value)
+    return scores
+
+
+def _collect(node, out: dict[str, float]) -> None:
+    if isinstance(node, dict):
+        name = node.get("name")
+        if isinstance(name, str) and UNIT.match(name):
+            for key in SCORE_KEYS:
+                if isinstance(node.get(key), (int, float)) and not isinstance(node.get(key), bool):
+                    out[name] = float(node[key])
+                    return
+        for key, value in node.items():
+            if isinstance(key, str) and UNIT.match(key):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[key] = float(value)
+                    continue
+                if isinstance(value, dict):
+                    for k in SCORE_KEYS:
+                        if isinstance(value.get(k), (int, float)):
+                            out[key] = float(value[k])
+                            break
+                    continue
+            _collect(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            _collect(item, out)
+
+
+@torch.no_grad()
+def magnitude_scores(model: nn.Module) -> dict[str, float]:
+    """Data-free scores: a head's ||W_v rows|| * ||W_o columns||, a neuron's ||w_in|| * ||w_out||."""
+    scores: dict[str, float] = {}
+    for path, attn in attention_modules(model):
+        dh = attn.head_dim
+        v = attn.v_proj.weight.view(attn.n_heads, dh, -1).flatten(1).norm(dim=1)  # (H,)
+        o = attn.out_proj.weight.view(-1, attn.n_heads, dh).transpose(0, 1).flatten(1).norm(dim=1)  # (H,)
+        for h, s in enumerate((v * o * attn.head_gate).tolist()):
+            scores[f"{path}.head.{h}"] = s
+    for path, ffn in feedforward_modules(model):
+        w_in = ffn.fc_in.weight.norm(dim=1)  # (F,)
+        if ffn.fc_gate is not None:
+            w_in = w_in * ffn.fc_gate.weight.norm(dim=1)
+        w_out = ffn.fc_out.weight.norm(dim=0)  # (F,)
+        for i, s in enumerate((w_in * w_out * ffn.neuron_mask).tolist()):
+            scores[f"{path}.neuron.{i}"] = s
+    return scores
+
+
+def data_scores(model: nn.Module, batches: list[dict], task: str | None = None) -> dict[str, float]:
+    """Head importance (Michel et al.) and neuron Taylor scores measured on ``batches`` (sora.analyze)."""
+    from sora.analyze import gradient_scores, infer_task
+
+    if not batches:
+        raise SoraError("importance needs at least one batch of data")
+    task = task or infer_task(model, batches[0])
+    if task == "features":
+        raise SoraError("a feature extractor (arch encoder) has no loss to measure importance against; "
+                        "give scores (analysis.json) or explicit particle names")
+    grads = gradient_scores(model, batches, task)
+    scores: dict[str, float] = {}
+    for path, values in grads.heads.items():
+        scores.update({f"{path}.head.{h}": float(v) for h, v in enumerate(values)})
+    for path, values in grads.taylor.items():
+        scores.update({f"{path}.neuron.{i}": float(v) for i, v in enumerate(values)})
+    return scores
+
+
+def block_scores(model: nn.Module, batches: list[dict], task: str | None = None) -> dict[str, float]:
+    """Each block's importance: the increase in loss when it alone is skipped (sora.analyze ablation)."""
+    from sora.analyze import ablation_scores, infer_task
+    from sora.analyze.importance import block_paths
+
+    task = task or infer_task(model, batches[0])
+    blocks = block_paths(model)
+    return {name: row["loss"] for name, row in ablation_scores(model, batches, task, blocks).items()}

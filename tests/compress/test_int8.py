@@ -1,0 +1,121 @@
+"""int8 dynamic quantization: close to fp32, saved as safetensors + metadata, reloads from its folder."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from sora.compress import QuantizeConfig, quantize_model, save_quantized
+from sora.compress.int8 import Int8Embedding, Int8Linear, quantize_rows
+from sora.compress.measure import count_weights
+from sora.errors import SoraError
+from sora.models import build_model, load_model, save_model
+from tests.helpers import tiny
+
+ALL = QuantizeConfig(min_weights=0)  # tiny test models: quantize every Linear
+
+
+@torch.no_grad()
+def _rel_error(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("config", [tiny(), tiny(activation="swiglu", norm_position="post"),
+                                    tiny("decoder_lm", position="rotary"), tiny("seq2seq")],
+                         ids=["encoder", "swiglu-post", "decoder", "seq2seq"])
+def test_int8_outputs_stay_close_and_the_folder_reloads(tmp_path, config):
+    model = build_model(config).eval()
+    q = quantize_model(model, ALL)
+    ids = torch.randint(3, 50, (4, 9))
+    args = (ids, ids[:, :6]) if config.arch == "seq2seq" else (ids,)
+    assert _rel_error(q(*args), model(*args)) < 0.05
+    left = [n for n, m in q.named_modules() if isinstance(m, torch.nn.Linear) and m.weight.numel()]
+    assert left == [] and any(isinstance(m, Int8Linear) for m in q.modules())
+    save_quantized(q, tmp_path / "q")
+    loaded = load_model(tmp_path / "q")  # plain load_model: the config says how the weights are stored
+    assert torch.equal(loaded(*args), q(*args))
+    assert loaded.config.quantization["method"] == "int8_dynamic"
+    assert not model.config.quantization  # the fp32 model is untouched
+
+
+def test_weights_are_int8_on_disk_with_a_scale_per_row(tmp_path):
+    model = build_model(tiny(vocab_size=400, d_model=64)).eval()
+    save_model(model, tmp_path / "fp32")
+    save_quantized(quantize_model(model, ALL), tmp_path / "q")
+    with safe_open(str(tmp_path / "q" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("embed.tokens.weight").dtype == torch.int8
+        assert f.get_tensor("embed.tokens.scale").shape == (400,)
+        assert f.get_tensor("layers.0.attn.q_proj.weight").dtype == torch.int8
+        assert f.get_tensor("layers.0.attn.q_proj.scale").shape == (64,)
+        assert f.get_tensor("layers.0.attn_norm.weight").dtype == torch.float32
+    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size("fp32") / size("q") > 3.0
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert "layers.1.ffn.fc_out" in config["quantization"]["linear"]
+
+
+def test_tied_lm_head_is_stored_once_and_stays_tied(tmp_path):
+    model = build_model(tiny("decoder_lm", vocab_size=500, d_model=64)).eval()
+    q = quantize_model(model, ALL)
+    assert q.config.quantization["tied"] == {"head.proj": "embed.tokens"}
+    assert q.head.proj.weight is q.embed.tokens.weight
+    save_quantized(q, tmp_path / "q")
+    with safe_open(str(tmp_path / "q" / "model.safetensors"), "pt") as f:
+        assert "head.proj.weight" not in f.keys()
+    loaded = load_model(tmp_path / "q")
+    assert loaded.head.proj.weight.data_ptr() == loaded.embed.tokens.weight.data_ptr()
+    ids = torch.randint(3, 500, (1, 5))
+    assert torch.equal(loaded.generate(ids, 6), q.generate(ids, 6))
+
+
+def test_small_linears_are_int8_on_disk_but_compute_in_fp32(tmp_path):
+    model = build_model(tiny()).eval()  # d=32: every Linear is far below the default threshold
+    q = quantize_model(model)
+    info = q.config.quantization
+    assert info["linear"] == [] and "layers.0.attn.q_proj" in info["linear_fp32_compute"]
+    layer = q.layers[0].attn.q_proj
+    assert isinstance(layer, Int8Linear) and layer.compute == "fp32" and layer.weight.dtype == torch.int8
+    ids = torch.randint(3, 50, (2, 7))
+    with torch.no_grad():  # fp32 maths on the dequantized weights: only the weight rounding differs
+        assert _rel_error(q(ids), model(ids)) < 0.02
+    save_quantized(q, tmp_path / "q")
+    assert torch.equal(load_model(tmp_path / "q")(ids), q(ids))
+    assert count_weights(q) == count_weights(model)
+    kept = quantize_model(model, QuantizeConfig(small_linears="fp32"))
+    assert kept.config.quantization["linear_fp32_compute"] == [] and isinstance(kept.layers[0].attn.q_proj, torch.nn.Linear)
+    assert isinstance(q.embed.tokens, Int8Embedding) and isinstance(kept.embed.tokens, Int8Embedding)
+
+
+def test_quantize_rows_round_trips_within_half_a_step():
+    w = torch.randn(16, 40)
+    w[3] = 0  # an all-zero row must not divide by zero
+    q, scale = quantize_rows(w)
+    assert q.dtype == torch.int8 and q.abs().max() <= 127
+    err = (q.float() * scale[:, None] - w).abs()
+    assert (err <= scale[:, None] / 2 + 1e-7).all()
+
+
+def test_quantized_models_copy_and_refuse_to_quantize_again():
+    import copy
+
+    q = quantize_model(build_model(tiny()).eval(), ALL)
+    ids = torch.randint(3, 50, (2, 5))
+    q(ids)  # packs the int8 weights
+    assert torch.equal(copy.deepcopy(q)(ids), q(ids))
+    with pytest.raises(SoraError, match="already quantized"):
+        quantize_model(q)
+
+
+def test_a_damaged_quantized_folder_fails_clearly(tmp_path):
+    save_quantized(quantize_model(build_model(tiny()).eval(), ALL), tmp_path / "q")
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    config["quantization"]["linear"].append("layers.0.attn_norm")
+    (tmp_path / "q" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SoraError, match="'layers.0.attn_norm' is not a Linear"):
+        load_model(tmp_path / "q")
+    config["quantization"]["linear"].remove("layers.0.attn_norm")
+    config["quantization"]["linear"].remove("layers.0.attn.q_proj")
+    (tmp_path / "q" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SoraError, match="does not match config.json"):
+        load_model(tmp_path / "q")
