@@ -37,7 +37,8 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, console: Console | None = No
     if recipe.analyze is not None:
         results["report"] = str(analyze_stage(recipe, run, out_dir / "analysis", console))
     if recipe.compress is not None:
-        results["compression"] = str(compress_stage(recipe, run, out_dir / "compressed", console))
+        evidence = out_dir / "analysis" / "analysis.json" if "report" in results else None
+        results["compression"] = str(compress_stage(recipe, run, out_dir / "compressed", console, scores=evidence))
     _print_where(results, console)
     return results
 
@@ -72,11 +73,15 @@ def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
     return out_dir / "report.html"
 
 
-def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
-    """Prune and quantize the trained model on the analysis' evidence; write OUT/compressed/report.json."""
+def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console, *, scores: Path | None = None) -> Path:
+    """Prune and quantize the trained model on the evidence of the analysis (its importance
+    scores, unless the recipe names others); write OUT/compressed/report.json."""
     from sora.compress.stage import compress_model
 
-    compress_model(run.model_dir, run.data, recipe.compress, out_dir,
+    config = recipe.compress
+    if scores is not None and config.prune.scores is None:
+        config = config.model_copy(update={"prune": config.prune.model_copy(update={"scores": str(scores)})})
+    compress_model(run.model_dir, run.data, config, out_dir,
                    log=lambda msg: console.print(msg, highlight=False, markup=False))
     return out_dir / "report.json"
 
