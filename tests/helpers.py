@@ -16,3 +16,16 @@ def tiny(arch: str = "encoder_classifier", **overrides) -> ModelConfig:
         base["vocab_size"] = 50
     base.update(overrides)
     return ModelConfig.model_validate(base)
+
+
+def run_cli(capsys, *args):
+    """Run `sora ARGS...` in-process; return (exit code, stdout, stderr with rich's wrapping folded)."""
+    from sora.cli import main
+
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, " ".join(out.err.split())

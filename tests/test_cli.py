@@ -4,19 +4,9 @@ import sys
 
 import pytest
 
-from sora.cli import main
+from tests.helpers import run_cli
 
 RECIPE = "recipes/sentiment.yaml"
-
-
-def run_cli(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_inspect_recipe_lists_every_head(capsys):

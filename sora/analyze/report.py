@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from sora.atomic import replace_dir
 from sora.analyze import figures
 from sora.analyze.naming import group_of, layer_label
 from sora.errors import SoraError
@@ -40,7 +40,7 @@ def write_report(out_dir: str | Path, result: dict, extras: dict, model: nn.Modu
         result["figures"]["particle_graph_mermaid"] = MERMAID_NAME
         (tmp / JSON_NAME).write_text(json.dumps(result, indent=2, allow_nan=False, default=_jsonable) + "\n")
         (tmp / HTML_NAME).write_text(render_html(result, graph), encoding="utf-8")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -53,16 +53,6 @@ def _jsonable(x):
     if isinstance(x, np.ndarray):
         return x.tolist()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
 
 
 # Figures

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sora.atomic import replace_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
 from sora.compress.measure import compare_latency, count_weights, weights_bytes
@@ -119,7 +119,7 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
         (tmp / "report.md").write_text(f"# {report['name']}: compression\n\n{table(report)}")
         plot(report, tmp / "plot.png")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -227,11 +227,3 @@ def _latencies(variants: dict[str, nn.Module], data, task, split: str, config: C
     return timings
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)

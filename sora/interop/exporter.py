@@ -25,7 +25,8 @@ from sora.interop.checkpoint import read_json
 from sora.interop.family import Family, check_consumed, fold_gates
 from sora.interop.importer import FAMILIES
 from sora.models import load_config, load_meta, load_model
-from sora.models.folder import TOKENIZER, _replace_dir
+from sora.atomic import replace_dir
+from sora.models.folder import TOKENIZER
 
 # Keys of an imported model's original config.json that describe the old folder, not the new one.
 STALE = ("architectures", "id2label", "label2id", "num_labels", "_name_or_path", "transformers_version", "dtype",
@@ -115,7 +116,7 @@ def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = F
                 if not parity["ok"]:
                     raise SoraError(f"exported {family.name} does not reproduce {model_dir} "
                                     f"(differences {parity}); nothing written")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

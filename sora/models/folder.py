@@ -7,7 +7,6 @@ half-written model. Loading reads JSON and safetensors only: nothing is unpickle
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from safetensors.torch import load_model as load_safetensors_into
 from safetensors.torch import save_model as save_safetensors_from
 from torch import nn
 
+from sora.atomic import replace_dir
 from sora.errors import SoraError
 from sora.models.build import build_model
 from sora.models.config import ModelConfig
@@ -41,7 +41,7 @@ def save_model(model: nn.Module, out_dir: str | Path, *, tokenizer=None, meta: d
             tokenizer.save(str(tmp / TOKENIZER))
         if meta is not None:
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -50,16 +50,6 @@ def save_model(model: nn.Module, out_dir: str | Path, *, tokenizer=None, meta: d
 
 def _write_safetensors(model: nn.Module, path: Path) -> None:
     save_safetensors_from(model, str(path))  # handles tied weights: each stored once
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
 
 
 def is_model_dir(path: str | Path) -> bool:

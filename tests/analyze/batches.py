@@ -75,7 +75,7 @@ def one_head_model(n_batches: int = 4, B: int = 64, T: int = 8, seed: int = 0):
     torch.manual_seed(seed)
     config = tiny(arch="encoder_classifier", norm="rmsnorm", pooling="cls", n_classes=2, bias=True)
     model = build_model(config).eval()
-    d, dh = config.d_model, config.head_dim
+    dh = config.head_dim
     with torch.no_grad():
         emb = model.embed.tokens.weight
         emb.zero_()

@@ -3,19 +3,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sora.cli import main
 from sora.models import build_model, save_model
-from tests.helpers import tiny
-
-
-def run_cli(capsys, *args):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.helpers import run_cli, tiny
 
 
 @pytest.fixture

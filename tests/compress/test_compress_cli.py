@@ -8,21 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sora.cli import main
 from sora.configio import load
 from sora.data import DataConfig, prepare_data
 from sora.models import build_model, load_meta, load_model, save_model
-from tests.helpers import tiny
-
-
-def run_cli(capsys, *args):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, " ".join(out.err.split())  # rich wraps long lines
+from tests.helpers import run_cli, tiny
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,8 @@ import json
 
 import pytest
 
-from sora.cli import main
 from tests.data.util import write_csv
-
-
-def run_cli(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.helpers import run_cli
 
 
 def test_list_names_every_builtin(capsys):

@@ -7,7 +7,6 @@ Weights are perturbed after transformers' own initialisation (which sets every L
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch

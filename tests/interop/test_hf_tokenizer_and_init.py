@@ -6,11 +6,11 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from sora.cli import main
 from sora.errors import ConfigError, SoraError
 from sora.interop import import_hf, load_pretrained, with_pretrained
 from sora.models import build_model, load_meta, load_tokenizer, save_model
 from sora.recipe import Recipe
+from tests.helpers import run_cli
 from tests.interop.hf_models import SENTENCES, VOCAB
 
 
@@ -96,19 +96,10 @@ def test_a_recipe_with_init_reads_the_pretrained_tokenizer_and_loads_weights_on_
         with_pretrained(recipe(tokenizer={"kind": "bpe", "vocab_size": 500}), tmp_path)
 
 
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, " ".join(out.out.split()), " ".join(out.err.split())  # rich wraps long lines
-
-
 def test_cli_import_and_export(hf_folder, tmp_path, capsys):
     folder, _ = hf_folder("BertForSequenceClassification", "bert", vocab_txt=True)
     code, out, _ = run_cli(capsys, "hf", "import", str(folder), "--out", str(tmp_path / "m"))
+    out = " ".join(out.split())  # rich wraps long lines
     assert code == 0, out
     assert "-> encoder_classifier" in out and "tokenizer: from vocab.txt" in out and "(ok)" in out
     parity = load_meta(tmp_path / "m")["parity"]
@@ -119,7 +110,7 @@ def test_cli_import_and_export(hf_folder, tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
-    from tests.helpers import tiny
+    from tests.helpers import run_cli, tiny
 
     save_model(build_model(tiny("encoder_classifier")), tmp_path / "m")
     code, _, err = run_cli(capsys, "hf", "export", str(tmp_path / "m"), "--out", str(tmp_path / "hf"))

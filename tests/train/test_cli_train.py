@@ -5,21 +5,11 @@ import random
 import pytest
 import yaml
 
-from sora.cli import main
 from sora.models import load_meta
+from tests.helpers import run_cli
 
 GOOD = ["great", "lovely", "superb", "fine", "moving", "funny"]
 BAD = ["awful", "dull", "boring", "weak", "messy", "flat"]
-
-
-def run_cli(capsys, *args):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, " ".join(out.err.split())  # rich wraps long lines
 
 
 def write_reviews(path, n=160):
