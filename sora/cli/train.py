@@ -26,12 +26,12 @@ def train_command(
 
     Ctrl-C finishes the current step and writes a checkpoint; --resume continues exactly.
     """
+    from sora.pipeline import train_stage  # the pipeline's stage: it also applies a recipe's `init` weights
     from sora.recipe import load_recipe
-    from sora.train import train_recipe
 
     recipe = load_recipe(config, profile=profile, overrides=overrides)
     console = Console()
-    run = train_recipe(recipe, out, resume=resume, log=lambda m: console.print(m, highlight=False, markup=False))
+    run = train_stage(recipe, Path(out), console, resume=resume)
     if run.result.interrupted:
         if run.main:
             console.print(f"interrupted at step {run.result.step}; continue with: sora train {config} --out {out} --resume")
