@@ -39,6 +39,8 @@ class PruneConfig(StrictModel):
     normalize: bool = Field(True, description="divide each layer's scores by their L2 norm before a global "
                             "ranking (Michel et al. 2019), so layers with large scores do not keep everything")
     scores: str | None = Field(None, description="analysis.json with importance scores; default: computed")
+    vocabulary: bool = Field(False, description="keep only the tokens the training texts use (and single characters): "
+                             "a smaller embedding for pretrained WordPiece models; see sora.compress.vocabulary")
     sparsity: float | None = Field(None, description="unstructured: zero this fraction of the block weights by magnitude")
     sparsity_scope: Scope = Field("global", description="one magnitude threshold for all weights, or one per matrix")
 

@@ -55,11 +55,15 @@ def latency(run: Callable[[dict], object], batches: list[dict], *, repeats: int 
     return best
 
 
-def compare_latency(models: dict[str, Callable[[dict], object]], batches: list[dict], *, repeats: int = 10,
-                    rounds: int = 3) -> dict[str, float]:
-    """Seconds per variant, interleaved over ``rounds`` so that load changes hit every variant alike."""
+def compare_latency(models: dict[str, Callable[[dict], object]], batches: list[dict] | dict[str, list[dict]], *,
+                    repeats: int = 10, rounds: int = 3) -> dict[str, float]:
+    """Seconds per variant, interleaved over ``rounds`` so that load changes hit every variant alike.
+
+    ``batches``: the same for every variant, or per variant (the same texts tokenized by each
+    variant's own tokenizer, after vocabulary pruning)."""
     best = {name: float("inf") for name in models}
     for _ in range(rounds):
         for name, run in models.items():
-            best[name] = min(best[name], latency(run, batches, repeats=max(1, repeats // rounds), warmup=1))
+            own = batches[name] if isinstance(batches, dict) else batches
+            best[name] = min(best[name], latency(run, own, repeats=max(1, repeats // rounds), warmup=1))
     return best

@@ -38,6 +38,7 @@ from sora.compress.report import plot, table
 from sora.compress.scores import block_scores, data_scores, read_scores
 from sora.compress.structural import prune_model, renamed
 from sora.compress.unstructured import magnitude_prune
+from sora.compress.vocabulary import VocabularyPruning, prune_vocabulary
 from sora.configio import validate
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, save_model
@@ -68,10 +69,15 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        pruned, prune_info = _prune(model, data, task, config, log)
+        pruned, prune_info, vocabulary = _prune(model, data, task, config, log)
         variants: dict[str, nn.Module] = {"fp32": model}
         if pruned is not None:
             variants["pruned"] = pruned
+        # a pruned vocabulary has its own tokenizer: pruned variants read the texts through it
+        pruned_data = data.retokenized(vocabulary.tokenizer) if vocabulary else data
+        data_of = {name: pruned_data if "pruned" in name else data for name in ("fp32", *FOLDERS)}
+        tokenizer_of = {name: vocabulary.rebuild(tokenizer) if vocabulary and tokenizer and "pruned" in name
+                        else tokenizer for name in data_of}
         if config.quantize is not None:
             variants["int8"] = quantize_model(model, config.quantize)
             if pruned is not None:
@@ -86,20 +92,18 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
             folders[name] = tmp / FOLDERS[name]
             info = {**meta, "stage": name, "compressed_from": str(model_dir),
                     **({"pruning": prune_info} if "pruned" in name else {})}
-            if is_quantized(variant):
-                save_quantized(variant, folders[name], tokenizer=tokenizer, meta=info)
-            else:
-                save_model(variant, folders[name], tokenizer=tokenizer, meta=info)
+            save = save_quantized if is_quantized(variant) else save_model
+            save(variant, folders[name], tokenizer=tokenizer_of[name], meta=info)
 
         log(f"evaluating {len(variants)} variants on the {eval_split} split")
         results = {}
         for name, variant in variants.items():
-            metrics = evaluate(variant, data.loader(eval_split, config.eval_batch_size), task)
+            metrics = evaluate(variant, data_of[name].loader(eval_split, config.eval_batch_size), task)
             results[name] = {"metrics": metrics, "parameters": count_weights(variant),
                              "bytes": weights_bytes(folders[name]), **_shape(variant)}
             log(f"  {name}: {task.monitor} {metrics.get(task.monitor, float('nan')):.4f}")
 
-        timings = _latencies(variants, data, task, eval_split, config, log)
+        timings = _latencies(variants, data_of, task, eval_split, config, log)
         base = results["fp32"]
         for name, r in results.items():
             r["smaller"] = base["bytes"] / r["bytes"]
@@ -144,14 +148,16 @@ def _step_fraction(budget: float | None, k: int, steps: int) -> float | None:
     return 0.0 if before <= 0 else 1 - after / before
 
 
-def _prune(model: nn.Module, data, task, config: CompressConfig, log) -> tuple[nn.Module | None, dict]:
+def _prune(model: nn.Module, data, task, config: CompressConfig, log
+           ) -> tuple[nn.Module | None, dict, VocabularyPruning | None]:
     """Round 1 first removes the named particles and the dropped blocks (original numbering), then each
-    round removes its share of the head and neuron budgets from what is left, and fine-tunes."""
+    round removes its share of the head and neuron budgets from what is left, and fine-tunes. The
+    vocabulary goes last: it needs no fine-tuning (the kept rows are unchanged)."""
     from sora.train.trainer import has_split
 
     pc = config.prune
-    if not pc.structural and pc.sparsity is None:
-        return None, {}
+    if not pc.structural and pc.sparsity is None and not pc.vocabulary:
+        return None, {}, None
     score_split = "validation" if has_split(data, "validation") else "train"
     file_scores = read_scores(pc.scores) if pc.scores else None
 
@@ -209,18 +215,25 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log) -> tuple[n
         report = magnitude_prune(current, pc.sparsity, scope=pc.sparsity_scope)
         info["sparsity"] = {k: v for k, v in report.items() if k != "matrices"}
         log(f"magnitude pruning: {report['block_sparsity']:.1%} of block weights are zero")
+    vocabulary = None
+    if pc.vocabulary:
+        vocabulary = prune_vocabulary(current, data.tokenizer, data.texts("train"))
+        current = vocabulary.model
+        info["vocabulary"] = vocabulary.report
+        log(f"vocabulary: {vocabulary.report['vocabulary_before']:,} -> {vocabulary.report['vocabulary_after']:,} "
+            f"tokens (those the training texts use, and single characters)")
     info["after"] = summary(current)
-    return current.eval(), info
+    return current.eval(), info, vocabulary
 
 
-def _latencies(variants: dict[str, nn.Module], data, task, split: str, config: CompressConfig, log) -> dict:
+def _latencies(variants: dict[str, nn.Module], data_of: dict, task, split: str, config: CompressConfig, log) -> dict:
     runs = {name: (lambda m: (lambda batch: task.forward(m, batch)))(m.eval()) for name, m in variants.items()}
     timings = {}
     for b in config.latency_batches:
         # batch 1: several single examples (one is too noisy); larger batches: one batch of that size
         n = 8 if b == 1 else 1
-        batches = list(islice(data.loader(split, b), n))
-        if not batches:
+        batches = {name: list(islice(data_of[name].loader(split, b), n)) for name in variants}
+        if not batches["fp32"]:
             raise SoraError(f"compress: the {split} split has no batch of {b} for latency")
         timings[b] = compare_latency(runs, batches, repeats=config.latency_repeats)
         log(f"latency batch {b}: " + ", ".join(f"{k} {timings[b]['fp32'] / v:.2f}x" for k, v in timings[b].items()))

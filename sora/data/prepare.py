@@ -98,6 +98,19 @@ class Prepared:
 
         return describe_preprocessing(self.splits["train"])
 
+    def texts(self, split: str) -> list[str]:
+        """The raw texts of a text-classification split (what its ids were encoded from)."""
+        examples = self._split(split)
+        if not isinstance(examples, TextClassification) or examples.texts is None:
+            raise SoraError(f"the {self.task} data's '{split}' split keeps no texts (text classification does)")
+        return examples.texts
+
+    def retokenized(self, tokenizer: Tokenizer) -> Prepared:
+        """The same examples encoded with another tokenizer (e.g. a vocabulary-pruned one)."""
+        splits = {k: TextClassification(_encode(tokenizer, self.texts(k)), v.labels, v.texts)
+                  for k, v in self.splits.items()}
+        return Prepared(self.config, self.task, self.modality, tokenizer, self.labels, splits, self.name, self.info)
+
     def describe(self, n_examples: int = 3) -> dict[str, Any]:
         """Sizes, splits, label counts and a few examples: what ``sora data show`` prints."""
         out: dict[str, Any] = {"name": self.name, "task": self.task, "modality": self.modality,

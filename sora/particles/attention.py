@@ -107,9 +107,13 @@ class MultiHeadAttention(nn.Module):
             z = F.dropout(weights, dropout, self.training) @ v  # (B, H, T, dh)
         else:
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None)
-        z = z.transpose(1, 2) * self.head_gate.view(1, 1, -1, 1)  # (B, T, H, dh)
-        z = self.hook_z(z)
-        out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
+        z = z.transpose(1, 2)  # (B, T, H, dh)
+        if self.hook_z.active or type(self.out_proj) is not nn.Linear:  # int8, LoRA, or someone reads z
+            z = self.hook_z(z * self.head_gate.view(1, 1, -1, 1))
+            out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
+        else:  # the same product, cheaper: gate the projection's H*dh columns, not every position's z
+            gate = self.head_gate.repeat_interleave(self.head_dim)  # (H*dh,)
+            out = F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)
         return self.hook_out(out), weights
 
     def _split(self, x: Tensor) -> Tensor:  # (B, T, H*dh) -> (B, H, T, dh)

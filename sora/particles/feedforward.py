@@ -48,5 +48,8 @@ class FeedForward(nn.Module):
             h = F.silu(self.fc_gate(x)) * pre
         else:
             h = ACTIVATIONS[self.activation](pre)
-        h = self.hook_post(h * self.neuron_mask)
-        return self.hook_out(self.fc_out(self.dropout(h)))
+        if self.hook_post.active or type(self.fc_out) is not nn.Linear:  # int8, LoRA, or someone reads h
+            h = self.hook_post(h * self.neuron_mask)
+            return self.hook_out(self.fc_out(self.dropout(h)))
+        # the same product, cheaper: mask fc_out's d_ff columns instead of all B*T*d_ff activations
+        return self.hook_out(F.linear(self.dropout(h), self.fc_out.weight * self.neuron_mask, self.fc_out.bias))

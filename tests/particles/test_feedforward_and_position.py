@@ -37,3 +37,16 @@ def test_rotary_scores_depend_only_on_relative_position():
     def score(i, j):
         return (rope(q, offset=i) * rope(k, offset=j)).sum()
     torch.testing.assert_close(score(5, 2), score(13, 10), atol=1e-5, rtol=0)
+
+
+def test_rotary_rotates_interleaved_feature_pairs():
+    """The layout saved models rely on: features (2i, 2i+1) turn by angle position / base^(2i/dh)."""
+    rope = Rotary(4, 16)
+    x = torch.randn(2, 5, 3, 4).transpose(1, 2)  # (B, H, T, dh), not contiguous, as attention passes it
+    out = rope(x, offset=3)
+    for t in range(5):
+        for i, freq in enumerate([1.0, 1e-2]):
+            angle = torch.tensor((t + 3) * freq)
+            a, b = x[..., t, 2 * i], x[..., t, 2 * i + 1]
+            torch.testing.assert_close(out[..., t, 2 * i], a * angle.cos() - b * angle.sin())
+            torch.testing.assert_close(out[..., t, 2 * i + 1], a * angle.sin() + b * angle.cos())
