@@ -1,8 +1,9 @@
 """Compression benchmark: which int8 path, and what pruning and int8 buy on a real trained model.
 
-    python bench/compress.py --model runs/sentiment/model --data recipes/sentiment.yaml
+    python bench/compress.py --model runs/sentiment_minilm/model --heads 0.5 --neurons 0.3 --lr 5e-5
 
-Four measurements, side by side in one run, written to bench/results/compress.json:
+Four measurements, side by side in one run, written to bench/results/compress_<model>.json (the
+data is the split the model was trained on, from its meta.json, unless --data names one):
 
 1. ``linear_shapes``: one Linear, fp32 against fbgemm dynamic int8, at 40 rows (one sentence) and
    1,280 rows (32 sentences). Where int8 loses is where ``QuantizeConfig.min_weights`` keeps fp32.
@@ -10,8 +11,8 @@ Four measurements, side by side in one run, written to bench/results/compress.js
    all-MiniLM-L6-v2's shape), fp32 against ``torch.ao.quantization.quantize_dynamic``, torchao's
    ``Int8DynamicActivationInt8WeightConfig`` (eager) and Sora's int8, at batch 1 and 32 on real
    test sentences.
-3. ``compress``: ``sora compress`` on the trained model (importance on validation, prune,
-   fine-tune, int8), every variant evaluated on the test split.
+3. ``compress``: ``sora compress`` on the trained model (importance on validation, prune heads,
+   neurons and the vocabulary, fine-tune, int8), every variant evaluated on the test split.
 4. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
 
 Latency: in-process, warm-up, best of N with the variants interleaved; ratios to fp32, never
@@ -42,7 +43,7 @@ from sora.compress import (CompressConfig, FinetuneConfig, LoRAConfig, PruneConf
                            magnitude_scores, plan_from_scores, prune_model, quantize_model, save_quantized)
 from sora.compress.measure import compare_latency, count_weights, weights_bytes  # noqa: E402
 from sora.compress.stage import compress_model  # noqa: E402
-from sora.models import ModelConfig, build_model, load_model, load_tokenizer, save_model  # noqa: E402
+from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model  # noqa: E402
 
 BERT_SIZED = dict(arch="encoder_classifier", vocab_size=30522, d_model=384, head_dim=32,
                   encoder={"n_layers": 6, "n_heads": 12, "d_ff": 1536}, norm_position="post", embed_norm=True,
@@ -120,15 +121,19 @@ def bert_sized(batches: dict[int, list[dict]], repeats: int, tmp: Path) -> dict:
     return out
 
 
-def prepare(model_dir: Path, data_path: Path, limit: int | None):
+def prepare(model_dir: Path, data_path: Path | None, limit: int | None):
+    """The model's own data config (meta.json provenance: the same split it was trained on), or ``data_path``."""
     from sora.configio import read_mapping, validate
     from sora.data import DataConfig, prepare_data
 
-    mapping, lines = read_mapping(data_path)
-    section = mapping["data"] if isinstance(mapping.get("data"), dict) else mapping
+    if data_path is None:
+        section, lines, source = dict(load_meta(model_dir)["provenance"]["data_config"]), None, f"{model_dir}/meta.json"
+    else:
+        mapping, lines = read_mapping(data_path)
+        section, source = mapping["data"] if isinstance(mapping.get("data"), dict) else mapping, str(data_path)
     if limit:
         section["limit"] = limit
-    cfg = validate(DataConfig, section, source=str(data_path), prefix=("data",), lines=lines)
+    cfg = validate(DataConfig, section, source=source, prefix=("data",), lines=lines)
     return prepare_data(cfg, tokenizer=load_tokenizer(model_dir))
 
 
@@ -154,16 +159,23 @@ def targets(variants: dict, metric: str) -> dict:
     return out
 
 
+def model_name(model_dir: Path) -> str:
+    return model_dir.parent.name if model_dir.name in ("model", "best") else model_dir.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, nargs="+", default=[ROOT / "runs/sentiment/model"],
                         help="trained fp32 model folders (each compressed and measured)")
-    parser.add_argument("--data", type=Path, default=ROOT / "recipes/sentiment.yaml", help="recipe or data YAML")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/compress.json")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="recipe or data YAML (default: each model's own, from its meta.json)")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/compress_<model>.json")
     parser.add_argument("--repeats", type=int, default=6, help="best-of-N timing repeats")
     parser.add_argument("--heads", type=float, default=0.5, help="fraction of heads to prune")
     parser.add_argument("--neurons", type=float, default=0.5, help="fraction of feed-forward neurons to prune")
     parser.add_argument("--layers", type=int, default=0, help="blocks to drop")
+    parser.add_argument("--vocabulary", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep only the tokens the training texts use (WordPiece models)")
     parser.add_argument("--finetune", type=float, default=1.0, help="fine-tuning epochs after pruning (0 = none)")
     parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (attn + ffn) only")
@@ -176,11 +188,13 @@ def main() -> None:
     torch.manual_seed(0)
     for model_dir in args.model:
         if not (model_dir / "config.json").is_file():
-            sys.exit(f"{model_dir}: no trained model (run: sora train {args.data} --out {model_dir.parent})")
+            sys.exit(f"{model_dir}: no trained model (run: sora run recipes/<recipe>.yaml --out {model_dir.parent})")
+    if args.out is None:
+        args.out = ROOT / "bench/results" / f"compress_{'_'.join(model_name(d) for d in args.model)}.json"
     started = time.time()
     results: dict = {"machine": {"cpu_threads": args.threads, "cores": os.cpu_count(), "python": platform.python_version(),
                                  "torch": torch.__version__, "load_average_start": os.getloadavg()},
-                     "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]), "data": str(args.data),
+                     "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]), "data": str(args.data or "each model's meta.json"),
                      "models": {}}
     if "shapes" not in args.skip:
         print("Linear shapes: fp32 vs fbgemm dynamic int8", flush=True)
@@ -188,7 +202,7 @@ def main() -> None:
     batches = None
     for model_dir in args.model:
         entry: dict = {"model": str(model_dir)}
-        results["models"][model_dir.parent.name if model_dir.name in ("model", "best") else model_dir.name] = entry
+        results["models"][model_name(model_dir)] = entry
         data = prepare(model_dir, args.data, args.limit)
         batches = latency_batches(data)
         if "paths" not in args.skip:
@@ -196,7 +210,8 @@ def main() -> None:
             entry["int8_paths"] = int8_paths(load_model(model_dir), batches, args.repeats)
         if "compress" not in args.skip:
             config = CompressConfig(
-                prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None),
+                prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None,
+                                  vocabulary=args.vocabulary),
                 finetune=FinetuneConfig(epochs=args.finetune, lr=args.lr,
                                         lora=LoRAConfig(rank=16, alpha=32, targets=["attn", "ffn"]) if args.lora else None)
                 if args.finetune > 0 else None,

@@ -24,6 +24,21 @@ def _load_fp32(model_dir: Path):
     return model, load_tokenizer(model_dir), load_meta(model_dir)
 
 
+def _prepared(path: Path, model_dir: Path, overrides: list[str]):
+    """The data of a recipe (its data: section) or of a data config, read through the model's tokenizer."""
+    from sora.data import DataConfig, prepare_data
+    from sora.models import load_tokenizer
+
+    mapping, lines = read_mapping(path)
+    recipe = isinstance(mapping.get("data"), dict)
+    if "model" in mapping and not recipe:
+        raise SoraError(f"{path}: a recipe without a data: section")
+    section = mapping["data"] if recipe else mapping
+    apply_overrides(section, overrides)
+    config = validate(DataConfig, section, source=str(path), prefix=("data",) if recipe else (), lines=lines)
+    return prepare_data(config, tokenizer=load_tokenizer(model_dir))
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.replace(",", " ").split() if n.strip()]
 
@@ -42,8 +57,10 @@ def prune_command(
     scope: bool = typer.Option(None, "--global/--per-layer", help="rank across all layers, or within each layer",
                               show_default=False),
     sparsity: float = typer.Option(None, "--sparsity", help="unstructured: zero this fraction of block weights"),
+    vocabulary: Path = typer.Option(None, "--vocabulary", help="a recipe or data YAML: keep only the tokens its "
+                                    "training texts use (WordPiece models; the tokenizer is rebuilt to match)"),
 ) -> None:
-    """Remove heads, neurons and layers for real (smaller matrices), or zero weights by magnitude."""
+    """Remove heads, neurons, layers and unused tokens for real (smaller matrices), or zero weights by magnitude."""
     from sora.compress import (PruneConfig, magnitude_prune, magnitude_scores, plan_from_names, plan_from_scores,
                                prune_model, read_scores)
     from sora.models import save_model, summary
@@ -60,8 +77,11 @@ def prune_command(
         where = "--heads"
     if scope is not None:
         config.scope = "global" if scope else "per_layer"
-    if not config.structural and config.sparsity is None:
-        raise SoraError("nothing to prune: give --plan, --heads NAMES, --fraction F, --neurons F or --sparsity S")
+    if config.vocabulary and vocabulary is None:
+        raise SoraError(f"{where}: vocabulary: true needs --vocabulary DATA (whose training texts decide what stays)")
+    if not config.structural and config.sparsity is None and vocabulary is None:
+        raise SoraError("nothing to prune: give --plan, --heads NAMES, --fraction F, --neurons F, --sparsity S "
+                        "or --vocabulary DATA")
     model, tokenizer, meta = _load_fp32(model_dir)
     console = Console()
     before = summary(model)
@@ -85,6 +105,14 @@ def prune_command(
     if config.sparsity is not None:
         report = magnitude_prune(pruned, config.sparsity, scope=config.sparsity_scope)
         info["sparsity"] = report
+    if vocabulary is not None:
+        from sora.compress import prune_vocabulary
+
+        data = _prepared(vocabulary, model_dir, [])
+        result = prune_vocabulary(pruned, data.tokenizer, data.texts("train"))
+        pruned, tokenizer, info["vocabulary"] = result.model, result.rebuild(tokenizer), result.report
+        console.print(f"vocabulary {result.report['vocabulary_before']:,} -> {result.report['vocabulary_after']:,} "
+                      f"tokens (used by {len(data.texts('train')):,} training texts, plus single characters)")
     after = summary(pruned)
     info["before"], info["after"] = before, after
     save_model(pruned, out, tokenizer=tokenizer, meta={**meta, "stage": "pruned", "pruned_from": str(model_dir),
@@ -138,20 +166,14 @@ def compress_command(
     """Analyze importance, prune, optionally fine-tune, quantize, and evaluate every variant."""
     from sora.compress import CompressConfig
     from sora.compress.stage import compress_model
-    from sora.data import DataConfig, prepare_data
-    from sora.models import load_tokenizer
 
     mapping, lines = read_mapping(data)
     recipe = isinstance(mapping.get("data"), dict)
-    if "model" in mapping and not recipe:
-        raise SoraError(f"{data}: a recipe without a data: section")
-    data_section = mapping["data"] if recipe else mapping
     section: dict = {}
     if config_file is not None:
         section, _ = read_mapping(config_file)
     elif recipe and isinstance(mapping.get("compress"), dict):
         section = mapping["compress"]
-    apply_overrides(data_section, [o.removeprefix("data.") for o in overrides if o.startswith("data.")])
     apply_overrides(section, [o for o in overrides if not o.startswith("data.")])
     prune = section.setdefault("prune", {}) if isinstance(section.get("prune", {}), dict) else section["prune"]
     for key, value in (("heads", heads), ("neurons", neurons), ("scores", str(scores) if scores else None)):
@@ -169,8 +191,7 @@ def compress_command(
     where = str(config_file or data)
     config = validate(CompressConfig, section, source=where, prefix=() if config_file else ("compress",),
                       lines=None if config_file else lines)
-    data_cfg = validate(DataConfig, data_section, source=str(data), prefix=("data",) if recipe else (), lines=lines)
-    prepared = prepare_data(data_cfg, tokenizer=load_tokenizer(model_dir))
+    prepared = _prepared(data, model_dir, [o.removeprefix("data.") for o in overrides if o.startswith("data.")])
     console = Console()
     compress_model(model_dir, prepared, config, out, log=lambda m: console.print(m, highlight=False, markup=False))
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'plot.png'}")

@@ -1,4 +1,4 @@
-"""Compression on evidence: structural and unstructured pruning, int8 quantization, LoRA.
+"""Compression on evidence: structural, vocabulary and unstructured pruning, int8 quantization, LoRA.
 
 Importing this package registers the int8 loader with ``sora.models.folder``, so a quantized model
 folder reloads with plain ``sora.models.load_model``.
@@ -11,10 +11,11 @@ from sora.compress.quantize import is_quantized, quantize_model, save_quantized
 from sora.compress.scores import magnitude_scores, read_scores
 from sora.compress.structural import mask_model, prune_model
 from sora.compress.unstructured import magnitude_prune, sparsity_report
+from sora.compress.vocabulary import prune_vocabulary
 
 __all__ = [
     "CompressConfig", "FinetuneConfig", "LoRAConfig", "PruneConfig", "PrunePlan", "QuantizeConfig", "add_lora",
     "is_quantized", "load_adapter", "magnitude_prune", "magnitude_scores", "mask_model", "merge",
-    "plan_from_names", "plan_from_scores", "prune_model", "quantize_model", "read_scores", "save_adapter",
+    "plan_from_names", "plan_from_scores", "prune_model", "prune_vocabulary", "quantize_model", "read_scores", "save_adapter",
     "save_quantized", "sparsity_report", "trainable_parameters",
 ]

@@ -8,12 +8,13 @@ import torch
 from sora.compress import CompressConfig, PruneConfig
 from sora.compress.stage import compress_model
 from sora.compress.vocabulary import prune_vocabulary
+from sora.configio import load
 from sora.data import DataConfig, NormalizeConfig, TokenizerConfig, prepare_data
 from sora.data.tokenizer import SPECIALS, train_tokenizer
 from sora.errors import SoraError
 from sora.models import build_model, load_model, load_tokenizer, save_model
 from tests.data.util import sentiment_rows, write_csv
-from tests.helpers import tiny
+from tests.helpers import run_cli, tiny
 
 # the tokenizer's corpus is broader than the task's texts, like a pretrained vocabulary
 OTHER = ["quantum zebras juggle xylophones", "a velvet harbour at midnight", "kilowatts of yellow jazz",
@@ -21,13 +22,18 @@ OTHER = ["quantum zebras juggle xylophones", "a velvet harbour at midnight", "ki
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    rows = sentiment_rows(60)
-    broad = train_tokenizer([t for _, t in rows] + OTHER, TokenizerConfig(kind="wordpiece", vocab_size=400,
-                                                                          min_frequency=1), NormalizeConfig())
-    csv = write_csv(tmp_path_factory.mktemp("vocab") / "reviews.csv", rows)
-    cfg = DataConfig(source=str(csv), split={"validation": 0.2, "test": 0.2, "seed": 0}, max_len=32)
-    return prepare_data(cfg, tokenizer=broad)
+def data_yaml(tmp_path_factory):
+    csv = write_csv(tmp_path_factory.mktemp("vocab") / "reviews.csv", sentiment_rows(60))
+    path = csv.parent / "data.yaml"
+    path.write_text(f"source: {csv}\nsplit: {{validation: 0.2, test: 0.2, seed: 0}}\nmax_len: 32\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(data_yaml):
+    texts = [t for _, t in sentiment_rows(60)] + OTHER
+    broad = train_tokenizer(texts, TokenizerConfig(kind="wordpiece", vocab_size=400, min_frequency=1), NormalizeConfig())
+    return prepare_data(load(DataConfig, data_yaml), tokenizer=broad)
 
 
 def _model(data, arch="encoder_classifier", **extra):
@@ -103,3 +109,14 @@ def test_compress_prunes_the_vocabulary_and_evaluates_through_the_new_tokenizer(
     variants = report["variants"]
     assert variants["pruned"]["parameters"] < variants["fp32"]["parameters"]
     assert variants["pruned+int8"]["bytes"] < variants["int8"]["bytes"]
+
+
+def test_sora_prune_vocabulary_from_the_command_line(capsys, data, data_yaml, tmp_path):
+    source = save_model(_model(data), tmp_path / "model", tokenizer=data.tokenizer)
+    code, out, err = run_cli(capsys, "prune", source, "--out", tmp_path / "p", "--vocabulary", data_yaml)
+    assert code == 0, err
+    after = load_model(tmp_path / "p").config.vocab_size
+    assert after < data.vocab_size and f"-> {after:,} tokens" in out
+    assert load_tokenizer(tmp_path / "p").get_vocab_size() == after
+    code, out, err = run_cli(capsys, "prune", source, "--out", tmp_path / "q", "--vocabulary", tmp_path / "none.yaml")
+    assert code != 0 and "none.yaml" in err and not (tmp_path / "q").exists()
