@@ -22,7 +22,7 @@ from sora.atomic import replace_dir
 from sora.analyze import figures
 from sora.analyze.naming import group_of, layer_label
 from sora.errors import SoraError
-from sora.models import mermaid
+from sora.models.anatomy import block_parts, mermaid
 
 JSON_NAME, HTML_NAME, MERMAID_NAME = "analysis.json", "report.html", "particle_graph.mmd"
 
@@ -127,12 +127,8 @@ def graph_columns(model: nn.Module, result: dict) -> list[dict]:
         nodes = [(start, None), (f"{prefix}embed.{source}\n+ position ({stack.config.position})", None)]
         for i, block in enumerate(stack.layers):
             name = f"{prefix}layers.{i}"
-            parts = [f"attn {block.attn.n_heads} heads"]
-            if block.cross_attn is not None:
-                parts.append(f"cross {block.cross_attn.n_heads}")
-            parts.append(f"ffn {block.ffn.d_ff}")
             shade = cost.get(name, 0.0) / top if top > 0 else None
-            label = f"layers.{i}\n" + " | ".join(parts)
+            label = f"layers.{i}\n" + "\n".join(block_parts(block))
             if name in cost:
                 label += f"\nremoved: {-cost[name] * 100:+.1f} pts" if cost[name] else "\nremoved: +0.0 pts"
             nodes.append((label, shade))

@@ -132,19 +132,32 @@ def quantize_command(
     embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings", help="store token embeddings as int8"),
     min_weights: int = typer.Option(None, "--min-weights", min=0,
                                     help="quantize only Linears with at least this many weights (default 65536)"),
+    data: Path = typer.Option(None, "--data", help="a recipe or data YAML: measure which Linears int8 hurts most "
+                              "on its validation split and keep --sensitive of them in fp32 maths"),
+    sensitive: int = typer.Option(2, "--sensitive", min=0, help="with --data: Linears kept in fp32 maths"),
 ) -> None:
     """int8 dynamic quantization: int8 weights per output channel, activations quantized on the fly."""
     from sora.compress import QuantizeConfig, quantize_model, save_quantized
     from sora.compress.measure import weights_bytes
+    from sora.compress.sensitivity import quantize_calibrated
 
     model, tokenizer, meta = _load_fp32(model_dir)
-    config = QuantizeConfig(embeddings=embeddings, **({"min_weights": min_weights} if min_weights is not None else {}))
-    q = quantize_model(model, config)
+    config = QuantizeConfig(embeddings=embeddings, sensitive=sensitive,
+                            **({"min_weights": min_weights} if min_weights is not None else {}))
+    if data is not None:
+        from sora.train.tasks import task_for
+
+        prepared = _prepared(data, model_dir, [])
+        q = quantize_calibrated(model, prepared, task_for(prepared, model), config,
+                                log=lambda m: Console().print(m, highlight=False, markup=False))
+    else:
+        q = quantize_model(model, config)
     save_quantized(q, out, tokenizer=tokenizer, meta={**meta, "stage": "int8", "quantized_from": str(model_dir)})
     info = q.config.quantization
     before, after = weights_bytes(model_dir), weights_bytes(out)
     Console().print(f"int8: {len(info['linear'])} linear layers, {len(info['embeddings'])} embeddings "
-                    f"(Linears under {config.min_weights:,} weights stay fp32: faster there)\n"
+                    f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
+                    f"{config.min_weights:,} weights, or most hurt by int8)\n"
                     f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"
                     f"int8 model: {out}")
 
@@ -160,6 +173,8 @@ def compress_command(
     scores: Path = typer.Option(None, "--scores", help="analysis.json (default: importance measured on validation)"),
     finetune_epochs: float = typer.Option(None, "--finetune", help="fine-tune this many epochs after pruning"),
     lora: bool = typer.Option(False, "--lora", help="fine-tune LoRA adapters only (then merge)"),
+    distill: float = typer.Option(None, "--distill", help="fine-tune towards the unpruned model's outputs with "
+                                  "this weight (0-1) beside the labels' loss"),
     steps: int = typer.Option(None, "--steps", min=1, help="reach the budget in this many prune+fine-tune rounds"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: --set prune.scope=per_layer, or data.limit=500"),
 ) -> None:
@@ -179,12 +194,14 @@ def compress_command(
     for key, value in (("heads", heads), ("neurons", neurons), ("scores", str(scores) if scores else None)):
         if value is not None:
             prune[key] = value
-    if finetune_epochs is not None or lora:
+    if finetune_epochs is not None or lora or distill is not None:
         ft = section.setdefault("finetune", {}) or {}
         if finetune_epochs is not None:
             ft["epochs"] = finetune_epochs
         if lora:
             ft.setdefault("lora", {})
+        if distill is not None:
+            ft["distill"] = distill
         section["finetune"] = ft
     if steps is not None:
         section["steps"] = steps

@@ -70,6 +70,9 @@ class QuantizeConfig(StrictModel):
     embeddings: bool = Field(True, description="store token embeddings as int8 rows with a scale each")
     min_weights: int = Field(65_536, ge=0, description="run a Linear in int8 only if it has at least this many "
                              "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)")
+    sensitive: int = Field(2, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
+                           "whose int8 maths move the outputs most keep fp32 maths; their weights stay int8")
+    calibration_batches: int = Field(4, gt=0, description="validation batches of 32 that measure the sensitivity")
     small_linears: Literal["int8_storage", "fp32"] = Field(
         "int8_storage", description="Linears under min_weights: int8 on disk and fp32 maths on dequantized weights "
         "(smaller, as fast as fp32), or left fp32 entirely")
@@ -92,6 +95,9 @@ class FinetuneConfig(StrictModel):
     lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(32, gt=0)
     lora: LoRAConfig | None = Field(None, description="fine-tune adapters only, then merge them in")
+    distill: float = Field(0.0, ge=0, le=1, description="weight of matching the unpruned model's outputs "
+                           "(knowledge distillation) against the labels' loss; 0 = labels only")
+    temperature: float = Field(2.0, gt=0, description="softens both models' outputs for distillation")
 
 
 class CompressConfig(StrictModel):

@@ -5,6 +5,10 @@ in memory: no checkpoints or run folders, and it works on a model with LoRA adap
 model folder cannot describe). With ``lora`` only the adapters train and are merged at the end, so
 the result is an ordinary, smaller Sora model either way. The best state by the validation metric
 is kept when there is a validation split.
+
+With ``distill`` > 0 the unpruned model is a teacher (Hinton et al. 2015): the loss mixes the labels'
+cross-entropy with the KL divergence from the teacher's softened outputs, which carry more than
+the labels do (how sure the full model was, and of what), so the pruned model recovers faster.
 """
 
 from __future__ import annotations
@@ -13,20 +17,30 @@ import math
 from typing import Callable
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from sora.compress.config import FinetuneConfig
 from sora.compress.lora import add_lora, merge, trainable_parameters
+from sora.errors import SoraError
 
 
-def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, seed: int = 0,
-             log: Callable[[str], None] = print) -> dict:
-    """Fine-tune ``model`` in place on ``data``'s train split; returns what happened."""
+def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: nn.Module | None = None,
+             seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Fine-tune ``model`` in place on ``data``'s train split; returns what happened.
+
+    ``teacher``: the model before pruning, for ``config.distill``."""
     from sora.train.config import TrainConfig, metric_mode
     from sora.train.optim import build_optimizer
     from sora.train.tasks import evaluate
     from sora.train.trainer import has_split
 
+    if config.distill and teacher is None:
+        raise SoraError("finetune.distill needs the unpruned model as the teacher")
+    if config.distill and task.name not in ("classification", "lm", "seq2seq"):
+        raise SoraError(f"finetune.distill: the {task.name} task has no per-position outputs to match")
+    if teacher is not None:
+        teacher.eval()
     torch.manual_seed(seed)
     counts = add_lora(model, config.lora) if config.lora else trainable_parameters(model)
     log(f"fine-tune: {counts['trainable']:,} of {counts['total']:,} parameters trainable "
@@ -43,7 +57,7 @@ def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, seed: int 
         for batch in data.loader("train", config.batch_size, shuffle=True, seed=seed, epoch=epoch):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * (1 - step / total)  # linear decay to zero
-            loss = task.loss(model, batch) / max(task.targets(batch), 1)
+            loss = _loss(model, teacher if config.distill else None, task, batch, config)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
             optimizer.step()
@@ -70,3 +84,34 @@ def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, seed: int 
     model.eval()
     return {"steps": step, "epochs": epoch, "trainable": counts, "history": history,
             "best": {monitor: best_value} if best_value is not None else None}
+
+
+def _loss(model: nn.Module, teacher: nn.Module | None, task, batch: dict, config: FinetuneConfig) -> Tensor:
+    """Mean loss per target: labels' cross-entropy, mixed with distillation from ``teacher`` if given."""
+    n = max(task.targets(batch), 1)
+    if teacher is None:
+        return task.loss(model, batch) / n
+    seen = {}
+
+    def student(*args):  # the task's own forward, keeping the logits for the distillation term
+        seen["logits"] = model(*args)
+        return seen["logits"]
+
+    labels_loss = task.loss(student, batch) / n
+    with torch.no_grad():
+        target = task.forward(teacher, batch)
+    return (1 - config.distill) * labels_loss + config.distill * distillation(seen["logits"], target, batch,
+                                                                              config.temperature) / n
+
+
+def distillation(student: Tensor, teacher: Tensor, batch: dict, temperature: float) -> Tensor:
+    """Summed KL(teacher || student) over the scored positions, at ``temperature``, times T^2 (so its
+    gradients keep the scale of the cross-entropy's as T changes)."""
+    from sora.train.tasks import IGNORE
+
+    s = F.log_softmax(student.float().flatten(0, -2) / temperature, dim=-1)  # (N, C)
+    t = F.log_softmax(teacher.float().flatten(0, -2) / temperature, dim=-1)
+    kl = F.kl_div(s, t, log_target=True, reduction="none").sum(-1)  # (N,)
+    labels = batch["tgt_out"] if "tgt_out" in batch else batch["labels"]
+    kl = kl[labels.flatten() != IGNORE] if labels.numel() == kl.numel() else kl
+    return kl.sum() * temperature ** 2

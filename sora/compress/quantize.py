@@ -38,8 +38,19 @@ def is_quantized(model: nn.Module) -> bool:
                 any(isinstance(m, (Int8Linear, Int8Embedding)) for m in model.modules()))
 
 
-def quantize_model(model: nn.Module, config: QuantizeConfig | None = None) -> nn.Module:
-    """An int8 copy of ``model`` (in eval mode); the fp32 model is untouched."""
+def int8_linears(model: nn.Module, config: QuantizeConfig | None = None) -> list[str]:
+    """The Linears big enough to run the int8 GEMM (``min_weights``), by name."""
+    config = config or QuantizeConfig()
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and m.weight.numel() and m.weight.numel() >= config.min_weights]
+
+
+def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
+                   fp32_compute: list[str] | tuple[str, ...] = ()) -> nn.Module:
+    """An int8 copy of ``model`` (in eval mode); the fp32 model is untouched.
+
+    ``fp32_compute``: Linears stored int8 but multiplied in fp32 (those int8 maths hurt most, see
+    sora.compress.sensitivity)."""
     config = config or QuantizeConfig()
     if not isinstance(getattr(model, "config", None), ModelConfig):
         raise SoraError("quantization needs a Sora model (built with sora.models.build_model or load_model)")
@@ -47,6 +58,9 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None) -> nn
         raise SoraError("the model is already quantized")
     if any(name.endswith("lora_A") for name, _ in model.named_parameters()):
         raise SoraError("merge the LoRA adapters before quantizing (sora.compress.lora.merge)")
+    unknown = set(fp32_compute) - set(int8_linears(model, config))
+    if unknown:
+        raise SoraError(f"fp32_compute: {', '.join(sorted(unknown))} is not a Linear that would run in int8")
     model = copy.deepcopy(model).eval()
     owners = {}  # id(weight) -> embedding path, to keep tied LM heads tied
     embeddings, tied = [], {}
@@ -60,9 +74,9 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None) -> nn
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear) or not module.weight.numel():
             continue
-        if module.weight.numel() >= config.min_weights:
+        if module.weight.numel() >= config.min_weights and name not in fp32_compute:
             linears.append(name)
-        elif config.small_linears == "int8_storage":
+        elif config.small_linears == "int8_storage" or name in fp32_compute:
             small.append(name)
         else:
             continue

@@ -33,9 +33,10 @@ from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
 from sora.compress.measure import compare_latency, count_weights, weights_bytes
 from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
-from sora.compress.quantize import is_quantized, quantize_model, save_quantized
+from sora.compress.quantize import is_quantized, save_quantized
 from sora.compress.report import plot, table
 from sora.compress.scores import block_scores, data_scores, read_scores
+from sora.compress.sensitivity import quantize_calibrated
 from sora.compress.structural import prune_model, renamed
 from sora.compress.unstructured import magnitude_prune
 from sora.compress.vocabulary import VocabularyPruning, prune_vocabulary
@@ -79,9 +80,9 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
         tokenizer_of = {name: vocabulary.rebuild(tokenizer) if vocabulary and tokenizer and "pruned" in name
                         else tokenizer for name in data_of}
         if config.quantize is not None:
-            variants["int8"] = quantize_model(model, config.quantize)
+            variants["int8"] = quantize_calibrated(model, data, task, config.quantize, log=log)
             if pruned is not None:
-                variants["pruned+int8"] = quantize_model(pruned, config.quantize)
+                variants["pruned+int8"] = quantize_calibrated(pruned, pruned_data, task, config.quantize, log=log)
         if len(variants) == 1:
             raise SoraError("compress: nothing to do (no pruning and quantize: null)")
 
@@ -205,7 +206,7 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
             f"{counts['neurons_removed']}/{counts['neurons_total']} neurons, layers {counts['layers_removed']}")
         entry = {"round": k, "removed": removed, **counts}
         if config.finetune is not None:
-            entry["finetune"] = finetune(current, data, task, config.finetune, log=log)
+            entry["finetune"] = finetune(current, data, task, config.finetune, teacher=model, log=log)
         rounds.append(entry)
     info: dict = {"rounds": rounds, "before": summary(model),
                   "note": "names in each round use the numbering of the model at that point"}
@@ -230,9 +231,11 @@ def _latencies(variants: dict[str, nn.Module], data_of: dict, task, split: str, 
     runs = {name: (lambda m: (lambda batch: task.forward(m, batch)))(m.eval()) for name, m in variants.items()}
     timings = {}
     for b in config.latency_batches:
-        # batch 1: several single examples (one is too noisy); larger batches: one batch of that size
-        n = 8 if b == 1 else 1
-        batches = {name: list(islice(data_of[name].loader(split, b), n)) for name in variants}
+        # random examples, the same for every variant (no length bucketing: a vocabulary-pruned
+        # variant's lengths differ); batch 1: eight of them, larger batches: four batches
+        n = 8 if b == 1 else 4
+        batches = {name: list(islice(data_of[name].loader(split, b, shuffle=True, bucket=False), n))
+                   for name in variants}
         if not batches["fp32"]:
             raise SoraError(f"compress: the {split} split has no batch of {b} for latency")
         timings[b] = compare_latency(runs, batches, repeats=config.latency_repeats)

@@ -98,6 +98,14 @@ def summary(model: nn.Module) -> dict:
     }
 
 
+def block_parts(block: nn.Module) -> list[str]:
+    """A block's particles in order, sized: ``["attn: 6 heads", "cross_attn: 2 heads", "ffn: 768 neurons"]``."""
+    parts = [f"attn: {block.attn.n_heads} heads"]
+    if block.cross_attn is not None:
+        parts.append(f"cross_attn: {block.cross_attn.n_heads} heads")
+    return parts + [f"ffn: {block.ffn.d_ff} neurons"]
+
+
 def mermaid(model: nn.Module) -> str:
     """The particle graph as a Mermaid flowchart: inputs flow top to bottom through each block."""
     lines = ["flowchart TD"]
@@ -114,13 +122,9 @@ def mermaid(model: nn.Module) -> str:
         lines.append(f"    {start} --> {prev}")
         for i, block in enumerate(stack.layers):
             key = f"{key_prefix}L{i}"
-            parts = [f"attn: {block.attn.n_heads} heads"]
-            if block.cross_attn is not None:
-                parts.append(f"cross_attn: {block.cross_attn.n_heads} heads")
-            parts.append(f"ffn: {block.ffn.d_ff} neurons")
             lines.append(f'    subgraph {key}["{prefix}layers.{i}"]')
             inner = []
-            for j, label in enumerate(parts):
+            for j, label in enumerate(block_parts(block)):
                 inner.append(f"{key}_{j}")
                 lines.append(f'        {key}_{j}["{label}"]')
             lines.append("    " + " --> ".join(inner))

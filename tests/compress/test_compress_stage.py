@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sora.compress import CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig
-from sora.compress.finetune import finetune
+from sora.compress.finetune import distillation, finetune
 from sora.compress.stage import _step_fraction, compress_model
 from sora.errors import SoraError
 from sora.models import build_model, load_model, save_model
@@ -115,6 +115,27 @@ def test_finetune_recovers_accuracy_of_a_damaged_model(trained):
     info = finetune(model, data, task, FinetuneConfig(epochs=2, lr=3e-3, batch_size=16), log=lambda _: None)
     after = evaluate(model, data.loader("validation", 48), task)["accuracy"]
     assert after > before and after >= info["best"]["accuracy"] - 1e-9
+
+
+def test_distillation_pulls_a_damaged_model_towards_its_teacher(trained):
+    folder, data = trained
+    teacher, model = load_model(folder).eval(), load_model(folder)
+    batch = next(iter(data.loader("validation", 48)))
+    with torch.no_grad():
+        logits = teacher(batch["inputs"], batch["valid"])
+    assert float(distillation(logits, logits, batch, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        model.layers[1].ffn.fc_out.weight.mul_(-3)
+    def gap():
+        with torch.no_grad():
+            return float(distillation(model.eval()(batch["inputs"], batch["valid"]), logits, batch, 2.0))
+    before = gap()
+    task = task_for(data, model)
+    config = FinetuneConfig(epochs=1, lr=3e-3, batch_size=16, distill=1.0)  # the teacher's outputs alone
+    finetune(model, data, task, config, teacher=teacher, log=lambda _: None)
+    assert gap() < before / 2
+    with pytest.raises(SoraError, match="teacher"):
+        finetune(model, data, task, config, log=lambda _: None)
 
 
 def test_dropping_the_least_useful_block_measured_by_ablation(trained, tmp_path):

@@ -119,3 +119,33 @@ def test_a_damaged_quantized_folder_fails_clearly(tmp_path):
     (tmp_path / "q" / "config.json").write_text(json.dumps(config))
     with pytest.raises(SoraError, match="does not match config.json"):
         load_model(tmp_path / "q")
+
+
+def test_the_linear_int8_hurts_most_is_found_and_kept_in_fp32_maths(tmp_path):
+    from sora.compress.sensitivity import linear_sensitivity, quantize_calibrated
+    from sora.train.tasks import task_for
+    from tests.compress.toy_data import ToyClassification
+
+    torch.manual_seed(0)
+    data = ToyClassification()
+    model = build_model(tiny()).eval()
+    with torch.no_grad():  # one neuron with outsized activations: per-tensor int8 loses the others' detail
+        model.layers[1].ffn.fc_in.weight[0].mul_(60)
+        model.layers[1].ffn.fc_out.weight[:, 0].div_(60)
+    task = task_for(data, model)
+    batches = list(data.loader("validation", 16))
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.weight.numel() > 100]
+    scores = linear_sensitivity(model, batches, task.forward, names)
+    assert max(scores, key=scores.get) == "layers.1.ffn.fc_out"
+    assert all(isinstance(model.get_submodule(n), torch.nn.Linear) for n in names)  # restored
+    config = QuantizeConfig(min_weights=0, sensitive=1)
+    q = quantize_calibrated(model, data, task, config, log=lambda _: None)
+    assert q.config.quantization["linear_fp32_compute"] == ["layers.1.ffn.fc_out"]
+    plain = quantize_model(model, ALL)
+    ids = batches[0]["inputs"]
+    with torch.no_grad():
+        assert _rel_error(q(ids), model(ids)) < _rel_error(plain(ids), model(ids))
+    save_quantized(q, tmp_path / "q")
+    assert load_model(tmp_path / "q").layers[1].ffn.fc_out.compute == "fp32"
+    with pytest.raises(SoraError, match="not a Linear"):
+        quantize_model(model, ALL, fp32_compute=["layers.9.ffn.fc_out"])

@@ -1,0 +1,61 @@
+"""Which Linears int8 hurts most: measured, one at a time, on real batches.
+
+Dynamic int8 quantizes each Linear's input per tensor, so a layer whose activations have a few
+large outliers loses most of its resolution. In a fine-tuned MiniLM the first blocks'
+``ffn.fc_out`` (fed by GELU outputs) moved the outputs several times more than any other Linear;
+running just those two in fp32 maths took int8's test-accuracy loss from 0.70 point to none,
+for a few percent of the int8 speed-up (docs/compression.md). Their weights stay int8 on disk.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sora.compress.config import QuantizeConfig
+from sora.compress.int8 import Int8Linear
+from sora.compress.quantize import int8_linears, quantize_model
+
+
+@torch.inference_mode()
+def linear_sensitivity(model: nn.Module, batches: list[dict], forward: Callable[[nn.Module, dict], Tensor],
+                       names: list[str]) -> dict[str, float]:
+    """For each Linear in ``names``: KL(fp32 outputs || outputs with only that Linear in int8), summed
+    over ``batches``. ``model`` is restored before returning."""
+    model = model.eval()
+    reference = [F.log_softmax(forward(model, b).float(), dim=-1) for b in batches]
+    scores = {}
+    for name in names:
+        original = model.get_submodule(name)
+        model.set_submodule(name, Int8Linear.from_linear(original))
+        try:
+            scores[name] = sum(float(F.kl_div(F.log_softmax(forward(model, b).float(), dim=-1), ref,
+                                              log_target=True, reduction="sum"))
+                               for b, ref in zip(batches, reference))
+        finally:
+            model.set_submodule(name, original)
+    return scores
+
+
+def most_sensitive(scores: dict[str, float], n: int) -> list[str]:
+    return sorted(scores, key=lambda k: (-scores[k], k))[:n]
+
+
+def quantize_calibrated(model: nn.Module, data, task, config: QuantizeConfig | None = None, *,
+                        log: Callable[[str], None] = print) -> nn.Module:
+    """int8 with the ``config.sensitive`` Linears that int8 hurts most on ``data`` kept in fp32 maths."""
+    from sora.train.trainer import has_split
+
+    config, keep = config or QuantizeConfig(), []
+    if config.sensitive:
+        split = "validation" if has_split(data, "validation") else "train"
+        batches = list(islice(data.loader(split, 32, shuffle=True), config.calibration_batches))
+        scores = linear_sensitivity(model, batches, task.forward, int8_linears(model, config))
+        keep = most_sensitive(scores, config.sensitive)
+        if keep:
+            log(f"int8 sensitivity on {len(batches)} {split} batches: fp32 maths for {', '.join(keep)}")
+    return quantize_model(model, config, fp32_compute=keep)
