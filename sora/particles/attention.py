@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from sora.particles.adaptive_span import AdaptiveSpan
 from sora.particles.hookpoint import HookPoint
-from sora.particles.linear import linear
+from sora.particles.linear import is_plain_linear, linear, needs_gate
 from sora.particles.masks import attention_mask
 from sora.particles.kv_cache import KVCache
 from sora.particles.position import Rotary
@@ -108,12 +108,13 @@ class MultiHeadAttention(nn.Module):
         else:
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None)
         z = z.transpose(1, 2)  # (B, T, H, dh)
-        if self.hook_z.active or type(self.out_proj) is not nn.Linear:  # int8, LoRA, or someone reads z
-            z = self.hook_z(z * self.head_gate.view(1, 1, -1, 1))
-            out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
-        else:  # the same product, cheaper: gate the projection's H*dh columns, not every position's z
+        if not self.hook_z.active and is_plain_linear(self.out_proj):
+            # the same product, cheaper: gate the projection's H*dh columns, not every position's z
             gate = self.head_gate.repeat_interleave(self.head_dim)  # (H*dh,)
-            out = F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)
+            return self.hook_out(F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)), weights
+        if self.hook_z.active or needs_gate(self.head_gate):  # int8 or LoRA out_proj, or someone reads z
+            z = self.hook_z(z * self.head_gate.view(1, 1, -1, 1))
+        out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
         return self.hook_out(out), weights
 
     def _split(self, x: Tensor) -> Tensor:  # (B, T, H*dh) -> (B, H, T, dh)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sora.particles.hookpoint import HookPoint
-from sora.particles.linear import linear
+from sora.particles.linear import is_plain_linear, linear, needs_gate
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -48,8 +48,9 @@ class FeedForward(nn.Module):
             h = F.silu(self.fc_gate(x)) * pre
         else:
             h = ACTIVATIONS[self.activation](pre)
-        if self.hook_post.active or type(self.fc_out) is not nn.Linear:  # int8, LoRA, or someone reads h
+        if not self.hook_post.active and is_plain_linear(self.fc_out):
+            # the same product, cheaper: mask fc_out's d_ff columns instead of all B*T*d_ff activations
+            return self.hook_out(F.linear(self.dropout(h), self.fc_out.weight * self.neuron_mask, self.fc_out.bias))
+        if self.hook_post.active or needs_gate(self.neuron_mask):  # int8 or LoRA fc_out, or someone reads h
             h = self.hook_post(h * self.neuron_mask)
-            return self.hook_out(self.fc_out(self.dropout(h)))
-        # the same product, cheaper: mask fc_out's d_ff columns instead of all B*T*d_ff activations
-        return self.hook_out(F.linear(self.dropout(h), self.fc_out.weight * self.neuron_mask, self.fc_out.bias))
+        return self.hook_out(self.fc_out(self.dropout(h)))

@@ -149,3 +149,17 @@ def test_the_linear_int8_hurts_most_is_found_and_kept_in_fp32_maths(tmp_path):
     assert load_model(tmp_path / "q").layers[1].ffn.fc_out.compute == "fp32"
     with pytest.raises(SoraError, match="not a Linear"):
         quantize_model(model, ALL, fp32_compute=["layers.9.ffn.fc_out"])
+
+
+def test_gates_still_switch_particles_off_in_an_int8_model():
+    model = build_model(tiny()).eval()
+    q = quantize_model(model, ALL)
+    ids = torch.randint(3, 50, (2, 7))
+    with torch.no_grad():
+        before = q(ids)
+        q.layers[0].attn.head_gate[1] = 0.0
+        q.layers[1].ffn.neuron_mask[:8] = 0.0
+        model.layers[0].attn.head_gate[1] = 0.0
+        model.layers[1].ffn.neuron_mask[:8] = 0.0
+        assert not torch.allclose(q(ids), before)
+        assert _rel_error(q(ids), model(ids)) < 0.05  # gated the same way as the fp32 model
