@@ -70,8 +70,8 @@ def linear_shapes(repeats: int) -> list[dict]:
 
 
 def latency_batches(data) -> dict[int, list[dict]]:
-    """Batch 1: eight single test sentences; batch 32: one batch of 32 (in arrival order)."""
-    return {1: list(islice(data.loader("test", 1), 8)), 32: list(islice(data.loader("test", 32), 1))}
+    """Random test sentences, as the compress stage times them: eight alone, and four batches of 32."""
+    return {b: list(islice(data.loader("test", b, shuffle=True, bucket=False), n)) for b, n in ((1, 8), (32, 4))}
 
 
 def int8_paths(model: torch.nn.Module, batches: dict[int, list[dict]], repeats: int) -> dict:
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (attn + ffn) only")
     parser.add_argument("--distill", type=float, default=0.0, help="weight of distillation from the unpruned model")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the compressed model folders here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "compress", "bert"])
@@ -219,11 +220,12 @@ def main() -> None:
                 quantize=QuantizeConfig(), latency_repeats=args.repeats)
             print(f"sora compress on {model_dir}: {config.model_dump(exclude_defaults=True)}", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                report = compress_model(model_dir, data, config, Path(tmp) / "compress", log=lambda m: print("  " + m))
+                folder = args.keep / model_name(model_dir) if args.keep else Path(tmp) / "compress"
+                report = compress_model(model_dir, data, config, folder, log=lambda m: print("  " + m))
                 name = list(results["models"])[-1]
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 for part, suffix in (("report.md", "md"), ("plot.png", "png")):
-                    shutil.copyfile(Path(tmp) / "compress" / part, args.out.parent / f"compress_{name}.{suffix}")
+                    shutil.copyfile(folder / part, args.out.parent / f"compress_{name}.{suffix}")
             entry["compress"] = {k: report[k] for k in ("task", "metric", "eval_split", "variants", "pruning",
                                                         "config", "latency_method")}
             entry["compress"]["targets"] = targets(report["variants"], report["metric"])

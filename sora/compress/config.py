@@ -68,7 +68,7 @@ class QuantizeConfig(StrictModel):
     """int8 dynamic quantization: int8 weights (per output channel), activations quantized on the fly."""
 
     embeddings: bool = Field(True, description="store token embeddings as int8 rows with a scale each")
-    min_weights: int = Field(65_536, ge=0, description="run a Linear in int8 only if it has at least this many "
+    min_weights: int = Field(60_000, ge=0, description="run a Linear in int8 only if it has at least this many "
                              "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)")
     sensitive: int = Field(2, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
                            "whose int8 maths move the outputs most keep fp32 maths; their weights stay int8")

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from sora.particles.adaptive_span import AdaptiveSpan
 from sora.particles.hookpoint import HookPoint
-from sora.particles.linear import is_plain_linear, linear, needs_gate
+from sora.particles.linear import GateCheck, is_plain_linear, linear
 from sora.particles.masks import attention_mask
 from sora.particles.kv_cache import KVCache
 from sora.particles.position import Rotary
@@ -51,6 +51,7 @@ class MultiHeadAttention(nn.Module):
         if n_heads == 0 and bias:
             nn.init.zeros_(self.out_proj.bias)
         self.register_buffer("head_gate", torch.ones(n_heads))  # (H,) 0 switches a head off
+        self._gate_check = GateCheck()  # int8/LoRA projections: multiply only when needed
         self.dropout = dropout
         self.rotary = rotary
         self.adaptive_span = adaptive_span
@@ -112,7 +113,7 @@ class MultiHeadAttention(nn.Module):
             # the same product, cheaper: gate the projection's H*dh columns, not every position's z
             gate = self.head_gate.repeat_interleave(self.head_dim)  # (H*dh,)
             return self.hook_out(F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)), weights
-        if self.hook_z.active or needs_gate(self.head_gate):  # int8 or LoRA out_proj, or someone reads z
+        if self.hook_z.active or self._gate_check(self.head_gate):  # int8 or LoRA out_proj, or someone reads z
             z = self.hook_z(z * self.head_gate.view(1, 1, -1, 1))
         out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
         return self.hook_out(out), weights

@@ -17,8 +17,21 @@ def is_plain_linear(module: nn.Module) -> bool:
     return type(module) is nn.Linear and type(module.weight) is nn.Parameter
 
 
-def needs_gate(gate: Tensor) -> bool:
-    """Whether multiplying by ``gate`` changes anything. All ones (no particle switched off) is the
-    common case after quantization; the check is one small reduction on CPU, and skipped on GPUs,
-    where it would wait for the device and the multiply costs little anyway."""
-    return gate.device.type != "cpu" or not bool(gate.eq(1).all())
+class GateCheck:
+    """Whether multiplying by a gate changes anything, remembered until the gate changes.
+
+    All ones (no particle switched off) is the common case after quantization. The answer is kept
+    until the buffer is replaced or written in place (its version counter moves), so a forward pass
+    pays no reduction; on GPUs the check is skipped (it would wait for the device, and the multiply
+    costs little there)."""
+
+    def __init__(self):
+        self.key, self.needed = None, True
+
+    def __call__(self, gate: Tensor) -> bool:
+        if gate.device.type != "cpu" or gate.is_inference():  # inference tensors have no version counter
+            return True
+        key = (id(gate), gate._version)
+        if key != self.key:
+            self.key, self.needed = key, not bool(gate.eq(1).all())
+        return self.needed
