@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from sora.particles.adaptive_span import AdaptiveSpan
 from sora.particles.hookpoint import HookPoint
-from sora.particles.linear import GateCheck, is_plain_linear, linear
+from sora.particles.linear import GateCheck, is_plain_linear, linear, project
 from sora.particles.masks import attention_mask
 from sora.particles.kv_cache import KVCache
 from sora.particles.position import Rotary
@@ -78,18 +78,20 @@ class MultiHeadAttention(nn.Module):
         if self.n_heads == 0:
             return self.hook_out(self.out_proj(x.new_zeros(B, T, 0))), None
         offset = cache.length if cache is not None and not self.cross else 0
-        q = self.hook_q(self._split(self.q_proj(x)))  # (B, H, T, dh)
-        if self.cross and cache is not None and cache.k is not None:
-            k, v = cache.k, cache.v  # the source does not change while decoding
+        if self.cross:
+            q = self.hook_q(self._split(self.q_proj(x)))  # (B, H, T, dh)
+            if cache is not None and cache.k is not None:
+                k, v = cache.k, cache.v  # the source does not change while decoding
+            else:
+                k, v = self._split(self.k_proj(memory)), self._split(self.v_proj(memory))  # (B, H, S, dh)
+                if cache is not None:
+                    cache.k, cache.v = k, v
         else:
-            source = memory if self.cross else x
-            k = self._split(self.k_proj(source))  # (B, H, S, dh)
-            v = self._split(self.v_proj(source))
+            q, k, v = (self._split(t) for t in project(x, self.q_proj, self.k_proj, self.v_proj))
+            q = self.hook_q(q)
             if self.rotary is not None:
                 q, k = self.rotary(q, offset), self.rotary(k, offset)
-            if cache is not None and self.cross:
-                cache.k, cache.v = k, v
-            elif cache is not None:
+            if cache is not None:
                 k, v = cache.extend(k, v)  # (B, H, cache + T, dh)
         k, v = self.hook_k(k), self.hook_v(v)
 

@@ -11,6 +11,15 @@ def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
         return nn.Linear(in_features, out_features, bias=bias)
 
 
+def project(x: Tensor, *projections: nn.Module) -> list[Tensor]:
+    """Several projections of one input (Q, K, V). A projection type that can do them at once
+    (``project_together``: int8 Linears, one activation quantization and one GEMM) does so."""
+    together = getattr(type(projections[0]), "project_together", None)
+    if together is not None and all(type(p) is type(projections[0]) for p in projections):
+        return together(projections, x)
+    return [p(x) for p in projections]
+
+
 def is_plain_linear(module: nn.Module) -> bool:
     """A float ``nn.Linear`` with an ordinary weight: not int8, LoRA, or a quantized tensor subclass.
     Only then may a gate be folded into its weight (``F.linear(x, W * gate)``)."""

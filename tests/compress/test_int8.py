@@ -163,3 +163,17 @@ def test_gates_still_switch_particles_off_in_an_int8_model():
         model.layers[1].ffn.neuron_mask[:8] = 0.0
         assert not torch.allclose(q(ids), before)
         assert _rel_error(q(ids), model(ids)) < 0.05  # gated the same way as the fp32 model
+
+
+def test_q_k_v_in_int8_run_as_one_gemm_with_the_separate_calls_outputs():
+    model = build_model(tiny(d_model=64)).eval()
+    q = quantize_model(model, ALL)
+    attn = q.layers[0].attn
+    x = torch.randn(2, 7, 64)
+    with torch.no_grad():
+        together = type(attn.q_proj).project_together((attn.q_proj, attn.k_proj, attn.v_proj), x)
+        for fused, alone in zip(together, (attn.q_proj(x), attn.k_proj(x), attn.v_proj(x))):
+            torch.testing.assert_close(fused, alone, atol=1e-6, rtol=0)
+        attn.v_proj.weight[0, 0] = 7  # a changed weight repacks the stacked matrix
+        assert torch.equal(type(attn.q_proj).project_together((attn.q_proj, attn.k_proj, attn.v_proj), x)[2],
+                           attn.v_proj(x))
