@@ -1,4 +1,5 @@
-"""``nn.Linear`` that may have zero inputs or outputs (a layer pruned to no heads or neurons)."""
+"""Linear projections as particles use them: sizes that may be zero (a layer pruned to no heads or
+neurons), several projections of one input at once, and when a gate may be folded into a weight."""
 
 import warnings
 
