@@ -222,10 +222,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = args.keep / model_name(model_dir) if args.keep else Path(tmp) / "compress"
                 report = compress_model(model_dir, data, config, folder, log=lambda m: print("  " + m))
-                name = list(results["models"])[-1]
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                for part, suffix in (("report.md", "md"), ("plot.png", "png")):
-                    shutil.copyfile(folder / part, args.out.parent / f"compress_{name}.{suffix}")
+                for part, suffix in (("report.md", "md"), ("plot.png", "png")):  # beside the JSON, same stem
+                    shutil.copyfile(folder / part, args.out.with_name(f"{args.out.stem}_{model_name(model_dir)}.{suffix}"))
             entry["compress"] = {k: report[k] for k in ("task", "metric", "eval_split", "variants", "pruning",
                                                         "config", "latency_method")}
             entry["compress"]["targets"] = targets(report["variants"], report["metric"])
