@@ -28,7 +28,7 @@ from sora.compress.int8 import Int8Embedding, Int8Linear
 from sora.errors import SoraError
 from sora.models import ModelConfig, build_model, save_model
 from sora.models.folder import CONFIG, QUANTIZED_LOADERS, WEIGHTS
-from sora.particles import TokenEmbedding
+from sora.particles import MultiHeadAttention, TokenEmbedding
 
 METHOD = "int8_dynamic"
 
@@ -39,10 +39,20 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def int8_linears(model: nn.Module, config: QuantizeConfig | None = None) -> list[str]:
-    """The Linears big enough to run the int8 GEMM (``min_weights``), by name."""
+    """The Linears big enough to run the int8 GEMM (``min_weights``), by name.
+
+    A self-attention's Q, K and V count together: in int8 they run as one stacked GEMM
+    (``Int8Linear.project_together``), so a layer pruned to a few heads still qualifies."""
     config = config or QuantizeConfig()
+    gemm_weights = {name: m.weight.numel() for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    for path, attn in model.named_modules():
+        if isinstance(attn, MultiHeadAttention) and not attn.cross:
+            names = [f"{path}.{p}" for p in ("q_proj", "k_proj", "v_proj")]
+            if all(n in gemm_weights for n in names):
+                stacked = sum(gemm_weights[n] for n in names)
+                gemm_weights.update(dict.fromkeys(names, stacked))
     return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and m.weight.numel() and m.weight.numel() >= config.min_weights]
+            if isinstance(m, nn.Linear) and m.weight.numel() and gemm_weights[name] >= config.min_weights]
 
 
 def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
@@ -71,10 +81,11 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
         elif isinstance(module, TokenEmbedding) and id(module.weight) in owners:
             tied[name] = owners[id(module.weight)]  # seq2seq: the decoder shares the encoder's table
     linears, small = [], []  # int8 GEMM; int8 storage with fp32 maths
+    big = set(int8_linears(model, config))
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear) or not module.weight.numel():
             continue
-        if module.weight.numel() >= config.min_weights and name not in fp32_compute:
+        if name in big and name not in fp32_compute:
             linears.append(name)
         elif config.small_linears == "int8_storage" or name in fp32_compute:
             small.append(name)

@@ -177,3 +177,11 @@ def test_q_k_v_in_int8_run_as_one_gemm_with_the_separate_calls_outputs():
         attn.v_proj.weight[0, 0] = 7  # a changed weight repacks the stacked matrix
         assert torch.equal(type(attn.q_proj).project_together((attn.q_proj, attn.k_proj, attn.v_proj), x)[2],
                            attn.v_proj(x))
+
+
+def test_q_k_v_count_together_for_the_int8_threshold():
+    model = build_model(tiny(d_model=64)).eval()  # q, k, v: 64 x 64 = 4,096 weights each
+    q = quantize_model(model, QuantizeConfig(min_weights=10_000))
+    linear = q.config.quantization["linear"]
+    assert {"layers.0.attn.q_proj", "layers.0.attn.k_proj", "layers.0.attn.v_proj"} <= set(linear)  # 12,288 stacked
+    assert "layers.0.attn.out_proj" not in linear  # 4,096 alone
