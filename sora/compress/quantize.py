@@ -6,7 +6,8 @@ matrices at batch 1 and 32, while torchao's ``Int8DynamicActivationInt8WeightCon
 mode was slower than fp32 at batch 1. On small matrices (d=128) int8 loses to fp32: quantizing the
 activations costs more than the GEMM saves. So only a Linear with at least ``min_weights`` weights
 runs in int8; smaller ones are stored int8 too but multiply in fp32 with their dequantized weights.
-The model is never slower than fp32, and about 4x smaller on disk either way.
+BERT-sized models are faster at every batch size measured and about 4x smaller on disk either way;
+a d=128 model is smaller, not faster (see docs/compression.md).
 
 The folder: ``model.safetensors`` holds int8 weights and fp32 per-row scales (``*.weight``,
 ``*.scale``) beside the fp32 rest; ``config.quantization`` lists which modules are int8 and which
