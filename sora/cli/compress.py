@@ -132,6 +132,8 @@ def quantize_command(
     embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings", help="store token embeddings as int8"),
     min_weights: int = typer.Option(None, "--min-weights", min=0,
                                     help="quantize only Linears with at least this many weights (default 65536)"),
+    min_side: int = typer.Option(None, "--min-side", min=0,
+                                 help="and only Linears at least this wide on both sides (default 256)"),
     data: Path = typer.Option(None, "--data", help="a recipe or data YAML: measure which Linears int8 hurts most "
                               "on its validation split and keep --sensitive of them in fp32 maths"),
     sensitive: int = typer.Option(2, "--sensitive", min=0, help="with --data: Linears kept in fp32 maths"),
@@ -143,7 +145,7 @@ def quantize_command(
 
     model, tokenizer, meta = _load_fp32(model_dir)
     config = QuantizeConfig(embeddings=embeddings, sensitive=sensitive,
-                            **({"min_weights": min_weights} if min_weights is not None else {}))
+                            **{k: v for k, v in (("min_weights", min_weights), ("min_side", min_side)) if v is not None})
     if data is not None:
         from sora.train.tasks import task_for
 
@@ -157,7 +159,7 @@ def quantize_command(
     before, after = weights_bytes(model_dir), weights_bytes(out)
     Console().print(f"int8: {len(info['linear'])} linear layers, {len(info['embeddings'])} embeddings "
                     f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
-                    f"{config.min_weights:,} weights, or most hurt by int8)\n"
+                    f"{config.min_weights:,} weights or {config.min_side} wide, or most hurt by int8)\n"
                     f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"
                     f"int8 model: {out}")
 

@@ -70,6 +70,8 @@ class QuantizeConfig(StrictModel):
     embeddings: bool = Field(True, description="store token embeddings as int8 rows with a scale each")
     min_weights: int = Field(60_000, ge=0, description="run a Linear in int8 only if it has at least this many "
                              "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)")
+    min_side: int = Field(256, ge=0, description="and only if its narrower side (inputs or outputs; Q, K, V "
+                          "stacked) is at least this: int8 GEMMs on 128-wide matrices lose at one sentence")
     sensitive: int = Field(2, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
                            "whose int8 maths move the outputs most keep fp32 maths; their weights stay int8")
     calibration_batches: int = Field(4, gt=0, description="validation batches of 32 that measure the sensitivity")

@@ -5,9 +5,8 @@ dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses) beat fp
 matrices at batch 1 and 32, while torchao's ``Int8DynamicActivationInt8WeightConfig`` in eager
 mode was slower than fp32 at batch 1. On small matrices (d=128) int8 loses to fp32: quantizing the
 activations costs more than the GEMM saves. So only a Linear with at least ``min_weights`` weights
-runs in int8; smaller ones are stored int8 too but multiply in fp32 with their dequantized weights.
-BERT-sized models are faster at every batch size measured and about 4x smaller on disk either way;
-a d=128 model is smaller, not faster (see docs/compression.md).
+and ``min_side`` inputs and outputs runs in int8; smaller ones are stored int8 too but multiply in fp32 with their dequantized weights.
+The model is then not slower than fp32, and about 4x smaller on disk either way.
 
 The folder: ``model.safetensors`` holds int8 weights and fp32 per-row scales (``*.weight``,
 ``*.scale``) beside the fp32 rest; ``config.quantization`` lists which modules are int8 and which
@@ -40,20 +39,20 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def int8_linears(model: nn.Module, config: QuantizeConfig | None = None) -> list[str]:
-    """The Linears big enough to run the int8 GEMM (``min_weights``), by name.
+    """The Linears big enough to run the int8 GEMM (``min_weights``, ``min_side``), by name.
 
     A self-attention's Q, K and V count together: in int8 they run as one stacked GEMM
     (``Int8Linear.project_together``), so a layer pruned to a few heads still qualifies."""
     config = config or QuantizeConfig()
-    gemm_weights = {name: m.weight.numel() for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    gemm = {name: m.weight.shape for name, m in model.named_modules() if isinstance(m, nn.Linear)}  # (out, in)
     for path, attn in model.named_modules():
         if isinstance(attn, MultiHeadAttention) and not attn.cross:
             names = [f"{path}.{p}" for p in ("q_proj", "k_proj", "v_proj")]
-            if all(n in gemm_weights for n in names):
-                stacked = sum(gemm_weights[n] for n in names)
-                gemm_weights.update(dict.fromkeys(names, stacked))
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and m.weight.numel() and gemm_weights[name] >= config.min_weights]
+            if all(n in gemm for n in names):
+                stacked = (sum(gemm[n][0] for n in names), gemm[names[0]][1])
+                gemm.update(dict.fromkeys(names, stacked))
+    return [name for name, (rows, cols) in gemm.items()
+            if rows * cols and rows * cols >= config.min_weights and min(rows, cols) >= config.min_side]
 
 
 def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,

@@ -81,7 +81,8 @@ def test_bad_prune_requests_fail_clearly(capsys, folder, tmp_path, args, message
 
 
 def test_quantize_writes_an_int8_folder(capsys, folder, tmp_path):
-    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "q", "--min-weights", "0")
+    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "q", "--min-weights", "0",
+                             "--min-side", "0")
     assert code == 0, err
     assert "x smaller" in out
     q = load_model(tmp_path / "q")
@@ -93,7 +94,7 @@ def test_quantize_writes_an_int8_folder(capsys, folder, tmp_path):
 def test_compress_from_a_data_yaml(capsys, folder, tmp_path):
     code, out, err = run_cli(capsys, "compress", folder / "model", "--data", folder / "data.yaml", "--out",
                              tmp_path / "c", "--heads", "0.5", "--finetune", "0.5", "--lora",
-                             "--set", "latency_repeats=2", "--set", "quantize.min_weights=0")
+                             "--set", "latency_repeats=2", "--set", "quantize.min_weights=0", "--set", "quantize.min_side=0")
     assert code == 0, err
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert report["variants"]["pruned"]["heads"] == 4

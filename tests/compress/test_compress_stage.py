@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
 
 
 def _config(**overrides):
-    base = dict(prune=PruneConfig(heads=0.5, neurons=0.25), quantize=QuantizeConfig(min_weights=0),
+    base = dict(prune=PruneConfig(heads=0.5, neurons=0.25), quantize=QuantizeConfig(min_weights=0, min_side=0),
                 importance_batches=2, latency_repeats=2, eval_batch_size=48)
     return CompressConfig(**{**base, **overrides})
 

@@ -13,7 +13,7 @@ from sora.errors import SoraError
 from sora.models import build_model, load_model, save_model
 from tests.helpers import tiny
 
-ALL = QuantizeConfig(min_weights=0)  # tiny test models: quantize every Linear
+ALL = QuantizeConfig(min_weights=0, min_side=0)  # tiny test models: quantize every Linear
 
 
 @torch.no_grad()
@@ -138,7 +138,7 @@ def test_the_linear_int8_hurts_most_is_found_and_kept_in_fp32_maths(tmp_path):
     scores = linear_sensitivity(model, batches, task.forward, names)
     assert max(scores, key=scores.get) == "layers.1.ffn.fc_out"
     assert all(isinstance(model.get_submodule(n), torch.nn.Linear) for n in names)  # restored
-    config = QuantizeConfig(min_weights=0, sensitive=1)
+    config = QuantizeConfig(min_weights=0, min_side=0, sensitive=1)
     q = quantize_calibrated(model, data, task, config, log=lambda _: None)
     assert q.config.quantization["linear_fp32_compute"] == ["layers.1.ffn.fc_out"]
     plain = quantize_model(model, ALL)
@@ -181,7 +181,9 @@ def test_q_k_v_in_int8_run_as_one_gemm_with_the_separate_calls_outputs():
 
 def test_q_k_v_count_together_for_the_int8_threshold():
     model = build_model(tiny(d_model=64)).eval()  # q, k, v: 64 x 64 = 4,096 weights each
-    q = quantize_model(model, QuantizeConfig(min_weights=10_000))
+    q = quantize_model(model, QuantizeConfig(min_weights=10_000, min_side=0))
     linear = q.config.quantization["linear"]
     assert {"layers.0.attn.q_proj", "layers.0.attn.k_proj", "layers.0.attn.v_proj"} <= set(linear)  # 12,288 stacked
     assert "layers.0.attn.out_proj" not in linear  # 4,096 alone
+    narrow = quantize_model(model, QuantizeConfig(min_weights=10_000, min_side=100))  # every side is 64
+    assert narrow.config.quantization["linear"] == []

@@ -120,7 +120,7 @@ def test_quantized_or_adapted_models_are_refused():
     from sora.compress import LoRAConfig, QuantizeConfig, add_lora, quantize_model
 
     model = build_model(tiny())
-    q = quantize_model(model, QuantizeConfig(min_weights=0))
+    q = quantize_model(model, QuantizeConfig(min_weights=0, min_side=0))
     with pytest.raises(SoraError, match="quantized"):
         prune_model(q, plan_from_names(model, ["layers.0.attn.head.0"]))
     add_lora(model, LoRAConfig(rank=2))
