@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import warnings
-from itertools import islice
 from pathlib import Path
 
 import torch
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from sora.compress import (CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig,  # noqa: E402
                            magnitude_scores, plan_from_scores, prune_model, quantize_model, save_quantized)
-from sora.compress.measure import compare_latency, count_weights, weights_bytes  # noqa: E402
+from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes  # noqa: E402
 from sora.compress.stage import compress_model  # noqa: E402
 from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model  # noqa: E402
 
@@ -71,7 +70,7 @@ def linear_shapes(repeats: int) -> list[dict]:
 
 def latency_batches(data) -> dict[int, list[dict]]:
     """Random test sentences, as the compress stage times them: eight alone, and four batches of 32."""
-    return {b: list(islice(data.loader("test", b, shuffle=True, bucket=False), n)) for b, n in ((1, 8), (32, 4))}
+    return {b: timing_batches(data, "test", b) for b in (1, 32)}
 
 
 def int8_paths(model: torch.nn.Module, batches: dict[int, list[dict]], repeats: int) -> dict:

@@ -1,5 +1,8 @@
 """Tiny configs shared by the tests: every assembly and every embedder, small enough to run in ms."""
 
+import torch
+import torch.nn.functional as F
+
 from sora.models import ModelConfig
 
 
@@ -29,3 +32,14 @@ def run_cli(capsys, *args):
         code = e.code
     out = capsys.readouterr()
     return code, out.out, " ".join(out.err.split())
+
+
+def fit_classifier(model, data, epochs: int, lr: float = 3e-3):
+    """Train a tiny classifier on ``data``'s train split (AdamW, batches of 16); returns it in eval mode."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for epoch in range(epochs):
+        for batch in data.loader("train", 16, shuffle=True, epoch=epoch):
+            F.cross_entropy(model(batch["inputs"], batch["valid"]), batch["labels"]).backward()
+            opt.step()
+            opt.zero_grad()
+    return model.eval()

@@ -8,6 +8,7 @@ give ratios to the fp32 model measured the same way, in the same process, back t
 from __future__ import annotations
 
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,14 @@ def count_weights(model: nn.Module) -> int:
 def weights_bytes(model_dir: str | Path) -> int:
     """Size of ``model.safetensors`` (the tokenizer and metadata are the same for every variant)."""
     return (Path(model_dir) / WEIGHTS).stat().st_size
+
+
+def timing_batches(data, split: str, batch_size: int) -> list[dict]:
+    """Random examples to time, the same ones on every call: eight alone at batch 1, else four
+    batches. No length bucketing, so a vocabulary-pruned variant's re-tokenized data gives the
+    same texts (bucketing by its own lengths would regroup them)."""
+    n = 8 if batch_size == 1 else 4
+    return list(islice(data.loader(split, batch_size, shuffle=True, bucket=False), n))
 
 
 @torch.inference_mode()

@@ -31,7 +31,7 @@ from torch import nn
 from sora.atomic import replace_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
-from sora.compress.measure import compare_latency, count_weights, weights_bytes
+from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes
 from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
 from sora.compress.quantize import is_quantized, save_quantized
 from sora.compress.report import plot, table
@@ -231,11 +231,7 @@ def _latencies(variants: dict[str, nn.Module], data_of: dict, task, split: str, 
     runs = {name: (lambda m: (lambda batch: task.forward(m, batch)))(m.eval()) for name, m in variants.items()}
     timings = {}
     for b in config.latency_batches:
-        # random examples, the same for every variant (no length bucketing: a vocabulary-pruned
-        # variant's lengths differ); batch 1: eight of them, larger batches: four batches
-        n = 8 if b == 1 else 4
-        batches = {name: list(islice(data_of[name].loader(split, b, shuffle=True, bucket=False), n))
-                   for name in variants}
+        batches = {name: timing_batches(data_of[name], split, b) for name in variants}
         if not batches["fp32"]:
             raise SoraError(f"compress: the {split} split has no batch of {b} for latency")
         timings[b] = compare_latency(runs, batches, repeats=config.latency_repeats)

@@ -6,12 +6,11 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sora.configio import load
 from sora.data import DataConfig, prepare_data
 from sora.models import build_model, load_meta, load_model, save_model
-from tests.helpers import run_cli, tiny
+from tests.helpers import fit_classifier, run_cli, tiny
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +32,7 @@ def folder(tmp_path_factory):
                                     "tokenizer: {kind: char}\nmax_len: 64\n")
     data = prepare_data(load(DataConfig, root / "data.yaml"))
     model = build_model(tiny(vocab_size=data.vocab_size, n_classes=2, pooling="mean"))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for epoch in range(3):
-        for batch in data.loader("train", 16, shuffle=True, epoch=epoch):
-            F.cross_entropy(model(batch["inputs"], batch["valid"]), batch["labels"]).backward()
-            opt.step()
-            opt.zero_grad()
+    fit_classifier(model, data, epochs=3)
     save_model(model.eval(), root / "model", tokenizer=data.tokenizer, meta={"labels": data.labels})
     return root
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sora.compress import CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig
 from sora.compress.finetune import distillation, finetune
@@ -13,7 +12,7 @@ from sora.errors import SoraError
 from sora.models import build_model, load_model, save_model
 from sora.train.tasks import evaluate, task_for
 from tests.compress.toy_data import ToyClassification
-from tests.helpers import tiny
+from tests.helpers import fit_classifier, tiny
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,7 @@ def trained(tmp_path_factory):
     torch.set_num_threads(1)
     data = ToyClassification()
     model = build_model(tiny())
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for epoch in range(6):
-        for batch in data.loader("train", 16, shuffle=True, epoch=epoch):
-            F.cross_entropy(model(batch["inputs"], batch["valid"]), batch["labels"]).backward()
-            opt.step()
-            opt.zero_grad()
+    fit_classifier(model, data, epochs=6)
     folder = save_model(model.eval(), tmp_path_factory.mktemp("run") / "model", meta={"labels": data.labels})
     return folder, data
 
