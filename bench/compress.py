@@ -122,17 +122,14 @@ def bert_sized(batches: dict[int, list[dict]], repeats: int, tmp: Path) -> dict:
 
 def prepare(model_dir: Path, data_path: Path | None, limit: int | None):
     """The model's own data config (meta.json provenance: the same split it was trained on), or ``data_path``."""
-    from sora.configio import read_mapping, validate
-    from sora.data import DataConfig, prepare_data
+    from sora.configio import validate
+    from sora.data import DataConfig, prepare_data, read_data_config
 
-    if data_path is None:
-        section, lines, source = dict(load_meta(model_dir)["provenance"]["data_config"]), None, f"{model_dir}/meta.json"
+    if data_path is not None:
+        cfg = read_data_config(data_path, [f"limit={limit}"] if limit else [])
     else:
-        mapping, lines = read_mapping(data_path)
-        section, source = mapping["data"] if isinstance(mapping.get("data"), dict) else mapping, str(data_path)
-    if limit:
-        section["limit"] = limit
-    cfg = validate(DataConfig, section, source=source, prefix=("data",), lines=lines)
+        section = {**load_meta(model_dir)["provenance"]["data_config"], **({"limit": limit} if limit else {})}
+        cfg = validate(DataConfig, section, source=f"{model_dir}/meta.json", prefix=("data",))
     return prepare_data(cfg, tokenizer=load_tokenizer(model_dir))
 
 

@@ -74,16 +74,11 @@ def _tensor_file(path: Path, batch_size: int) -> AnalysisData:
 
 
 def _data_config(path: Path, model: nn.Module, tokenizer, *, split: str, batch_size: int, seed: int) -> AnalysisData:
-    from sora.configio import read_mapping, validate
-
-    raw, lines = read_mapping(path)
-    is_recipe = "data" in raw and isinstance(raw.get("data"), dict)
-    section, prefix = (raw["data"], ("data",)) if is_recipe else (raw, ())
     try:
-        from sora.data import DataConfig, prepare_data
+        from sora.data import prepare_data, read_data_config
     except ImportError as e:  # pragma: no cover - the data layer ships with Sora
         raise SoraError(f"reading {path} needs sora.data ({e}); pass a .safetensors batch file instead") from None
-    config = validate(DataConfig, section, source=str(path), prefix=prefix, lines=lines)
+    config = read_data_config(path)
     text = config.task in (None, "classification", "lm", "seq2seq") and model.config.input == "text"
     if text and tokenizer is None:
         raise SoraError(f"{path}: text data needs the model's tokenizer, but the model folder has no tokenizer.json "

@@ -26,17 +26,10 @@ def _load_fp32(model_dir: Path):
 
 def _prepared(path: Path, model_dir: Path, overrides: list[str]):
     """The data of a recipe (its data: section) or of a data config, read through the model's tokenizer."""
-    from sora.data import DataConfig, prepare_data
+    from sora.data import prepare_data, read_data_config
     from sora.models import load_tokenizer
 
-    mapping, lines = read_mapping(path)
-    recipe = isinstance(mapping.get("data"), dict)
-    if "model" in mapping and not recipe:
-        raise SoraError(f"{path}: a recipe without a data: section")
-    section = mapping["data"] if recipe else mapping
-    apply_overrides(section, overrides)
-    config = validate(DataConfig, section, source=str(path), prefix=("data",) if recipe else (), lines=lines)
-    return prepare_data(config, tokenizer=load_tokenizer(model_dir))
+    return prepare_data(read_data_config(path, overrides), tokenizer=load_tokenizer(model_dir))
 
 
 def _names(text: str) -> list[str]:

@@ -70,38 +70,21 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Prepare a dataset and print its size, splits, label counts and a few examples."""
-    from sora.data import prepare_data
-
     from sora.configio import validate
-    from sora.data import DataConfig
+    from sora.data import DataConfig, prepare_data, read_data_config
 
-    data, source, prefix, lines = _config(name)
-    if task:
-        data["task"] = task
-    if limit:
-        data["limit"] = limit
-    info = prepare_data(validate(DataConfig, data, source=source, prefix=prefix, lines=lines)).describe(examples)
+    overrides = [f"{key}={value}" for key, value in (("task", task), ("limit", limit)) if value]
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        config = read_data_config(path, overrides)
+    else:  # a built-in dataset's name
+        given = {"dataset": name, "task": task, "limit": limit}
+        config = validate(DataConfig, {k: v for k, v in given.items() if v}, source="sora data show", prefix=())
+    info = prepare_data(config).describe(examples)
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
         return
     _print(info)
-
-
-def _config(name: str) -> tuple[dict, str, tuple, dict]:
-    """(data section, source name, key prefix, key lines) of a built-in name or a YAML/JSON file."""
-    from sora.configio import read_mapping
-
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml", ".json") or path.exists()):
-        return {"dataset": name}, "sora data show", (), {}
-    if not path.is_file():
-        raise SoraError(f"{path}: no such file")
-    mapping, lines = read_mapping(path)
-    if "data" in mapping:  # a recipe
-        if not isinstance(mapping["data"], dict):
-            raise SoraError(f"{path}:{lines.get(('data',), '?')}: data: expected a mapping")
-        return dict(mapping["data"]), str(path), ("data",), lines
-    return mapping, str(path), (), lines
 
 
 def _print(info: dict) -> None:

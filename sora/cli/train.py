@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from sora.cli.app import app
-from sora.configio import apply_overrides, read_mapping
 from sora.errors import SoraError
 
 
@@ -48,14 +47,10 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Evaluate a saved model on a split of a dataset, with the model's own tokenizer."""
+    from sora.data import read_data_config
     from sora.train import evaluate_folder
 
-    mapping, _ = read_mapping(data)
-    section = mapping.get("data") if isinstance(mapping.get("data"), dict) else mapping
-    if "model" in mapping and not isinstance(mapping.get("data"), dict):
-        raise SoraError(f"{data}: a recipe without a data: section")
-    apply_overrides(section, overrides)
-    result = evaluate_folder(model_dir, section, split=split, batch_size=batch_size)
+    result = evaluate_folder(model_dir, read_data_config(data, overrides), split=split, batch_size=batch_size)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

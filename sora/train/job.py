@@ -20,7 +20,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -33,6 +33,9 @@ from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
 from sora.train.tasks import Task, evaluate, task_for
 from sora.train.trainer import Trainer, TrainResult, has_split
+
+if TYPE_CHECKING:
+    from sora.data import DataConfig
 
 TOKENIZER_HANDOFF = ".tokenizer.json"  # rank 0 trains the tokenizer; the other ranks read it from here
 
@@ -194,14 +197,16 @@ def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, d
 # -- evaluation of a saved model ----------------------------------------------------------------------
 
 
-def evaluate_folder(model_dir: str | Path, data_section: dict[str, Any], *, split: str = "test",
+def evaluate_folder(model_dir: str | Path, data: DataConfig | dict[str, Any], *, split: str = "test",
                     batch_size: int = 64, decode_examples: int = 200, max_batches: int | None = None) -> dict[str, Any]:
-    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer."""
+    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer.
+
+    ``data`` is a validated DataConfig (``sora.data.read_data_config``) or a recipe's data section."""
     from sora.configio import validate
     from sora.data import DataConfig, prepare_data
 
     model = load_model(model_dir)
-    cfg = validate(DataConfig, data_section, source="data", prefix=("data",))
+    cfg = data if isinstance(data, DataConfig) else validate(DataConfig, data, source="data", prefix=("data",))
     data = prepare_data(cfg, tokenizer=load_tokenizer(model_dir))
     if not has_split(data, split):
         raise SoraError(f"no split '{split}' in {getattr(data, 'name', 'the data')} "

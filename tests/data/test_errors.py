@@ -111,3 +111,29 @@ def test_a_recipes_data_section_is_typed(tmp_path):
     recipe.write_text("name: x\nmodel: {arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {}}\n"
                       "data: {dataset: sms_spam, limit: 5}\n")
     assert load_recipe(recipe, overrides=["data.limit=7"]).data.limit == 7
+
+
+def test_data_file_reader_takes_a_recipe_or_a_data_config_and_refuses_the_rest(tmp_path):
+    from sora.data import read_data_config
+
+    csv = _csv(tmp_path, GOOD)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: {{arch: encoder_classifier}}\ndata:\n  source: {csv}\n  limit: 5\n")
+    assert read_data_config(recipe, ["limit=1"]).limit == 1  # overrides act inside the data section
+    plain = tmp_path / "data.yaml"
+    plain.write_text(f"source: {csv}\n")
+    assert read_data_config(plain).source == str(csv)
+    no_data = tmp_path / "no_data.yaml"
+    no_data.write_text("model: {arch: encoder_classifier}\n")
+    with pytest.raises(ConfigError, match="no_data.yaml: a recipe without a data: section"):
+        read_data_config(no_data)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("name: x\ndata: rotten_tomatoes\n")
+    with pytest.raises(ConfigError, match=r"scalar.yaml:2: data: expected a mapping"):
+        read_data_config(scalar)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"data:\n  source: {csv}\n  limt: 5\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml:3.*limt"):
+        read_data_config(typo)
+    with pytest.raises(ConfigError, match="missing.yaml: no such file"):
+        read_data_config(tmp_path / "missing.yaml")
