@@ -51,7 +51,7 @@ class MultiHeadAttention(nn.Module):
         if n_heads == 0 and bias:
             nn.init.zeros_(self.out_proj.bias)
         self.register_buffer("head_gate", torch.ones(n_heads))  # (H,) 0 switches a head off
-        self._gate_check = GateCheck()  # int8/LoRA projections: multiply only when needed
+        self._gate_check = GateCheck()  # multiply by the gate only when a head is off
         self.dropout = dropout
         self.rotary = rotary
         self.adaptive_span = adaptive_span
@@ -111,11 +111,12 @@ class MultiHeadAttention(nn.Module):
         else:
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None)
         z = z.transpose(1, 2)  # (B, T, H, dh)
-        if not self.hook_z.active and is_plain_linear(self.out_proj):
+        gated = self._gate_check(self.head_gate)
+        if gated and not self.hook_z.active and is_plain_linear(self.out_proj):
             # the same product, cheaper: gate the projection's H*dh columns, not every position's z
             gate = self.head_gate.repeat_interleave(self.head_dim)  # (H*dh,)
             return self.hook_out(F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)), weights
-        if self.hook_z.active or self._gate_check(self.head_gate):  # int8 or LoRA out_proj, or someone reads z
+        if self.hook_z.active or gated:
             z = self.hook_z(z * self.head_gate.view(1, 1, -1, 1))
         out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)
         return self.hook_out(out), weights

@@ -35,7 +35,7 @@ class FeedForward(nn.Module):
         if d_ff == 0 and bias:
             nn.init.zeros_(self.fc_out.bias)
         self.register_buffer("neuron_mask", torch.ones(d_ff))  # (F,) 0 switches a neuron off
-        self._mask_check = GateCheck()  # int8/LoRA projections: multiply only when needed
+        self._mask_check = GateCheck()  # multiply by the mask only when a neuron is off
         self.dropout = nn.Dropout(dropout)
         self.hook_in = HookPoint()  # (B, T, d)
         self.hook_pre = HookPoint()  # (B, T, F) before the nonlinearity
@@ -49,9 +49,10 @@ class FeedForward(nn.Module):
             h = F.silu(self.fc_gate(x)) * pre
         else:
             h = ACTIVATIONS[self.activation](pre)
-        if not self.hook_post.active and is_plain_linear(self.fc_out):
+        masked = self._mask_check(self.neuron_mask)
+        if masked and not self.hook_post.active and is_plain_linear(self.fc_out):
             # the same product, cheaper: mask fc_out's d_ff columns instead of all B*T*d_ff activations
             return self.hook_out(F.linear(self.dropout(h), self.fc_out.weight * self.neuron_mask, self.fc_out.bias))
-        if self.hook_post.active or self._mask_check(self.neuron_mask):  # int8 or LoRA fc_out, or someone reads h
+        if self.hook_post.active or masked:
             h = self.hook_post(h * self.neuron_mask)
         return self.hook_out(self.fc_out(self.dropout(h)))

@@ -30,16 +30,18 @@ def is_plain_linear(module: nn.Module) -> bool:
 class GateCheck:
     """Whether multiplying by a gate changes anything, remembered until the gate changes.
 
-    All ones (no particle switched off) is the common case after quantization. The answer is kept
+    All ones (no particle switched off) is the common case, and multiplying a weight by an all-ones
+    gate on every call cost 9-12% of a MiniLM forward pass at batch 1 on CPU. The answer is kept
     until the buffer is replaced or written in place (its version counter moves), so a forward pass
     pays no reduction; on GPUs the check is skipped (it would wait for the device, and the multiply
-    costs little there)."""
+    costs little there), and a gate that requires grad is always multiplied (its gradient is the
+    point)."""
 
     def __init__(self):
         self.key, self.needed = None, True
 
     def __call__(self, gate: Tensor) -> bool:
-        if gate.device.type != "cpu" or gate.is_inference():  # inference tensors have no version counter
+        if gate.device.type != "cpu" or gate.is_inference() or gate.requires_grad:  # inference tensors: no version
             return True
         key = (id(gate), gate._version)
         if key != self.key:

@@ -33,9 +33,12 @@ def test_gate_zero_equals_model_built_without_that_head():
             getattr(pruned, name).bias.copy_(getattr(full, name).bias[rows])
         pruned.out_proj.weight.copy_(full.out_proj.weight[:, rows])
         pruned.out_proj.bias.copy_(full.out_proj.bias)
-    full.head_gate[2] = 0
     x = torch.randn(2, 5, 32)
+    ungated = full(x)[0]  # all gates one: the forward pass skips the gate and remembers that
+    full.head_gate[2] = 0  # written in place after that: the next pass must see it
     torch.testing.assert_close(full(x)[0], pruned(x)[0], atol=1e-6, rtol=0)
+    full.head_gate.fill_(1)
+    torch.testing.assert_close(full(x)[0], ungated, atol=0, rtol=0)
 
 
 def test_zero_heads_adds_only_the_output_bias():

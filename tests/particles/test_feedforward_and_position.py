@@ -14,9 +14,12 @@ def test_neuron_mask_equals_removed_neuron(activation):
         if full.fc_gate is not None:
             small.fc_gate.weight.copy_(full.fc_gate.weight[keep]); small.fc_gate.bias.copy_(full.fc_gate.bias[keep])
         small.fc_out.weight.copy_(full.fc_out.weight[:, keep]); small.fc_out.bias.copy_(full.fc_out.bias)
-    full.neuron_mask[3] = 0
     x = torch.randn(2, 5, 16)
+    unmasked = full(x)  # all ones: the mask is skipped, and the next in-place write must be seen
+    full.neuron_mask[3] = 0
     torch.testing.assert_close(full(x), small(x), atol=1e-6, rtol=0)
+    full.neuron_mask.fill_(1)
+    torch.testing.assert_close(full(x), unmasked, atol=0, rtol=0)
 
 
 def test_unknown_activation_is_named():
