@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (attn + ffn) only")
     parser.add_argument("--distill", type=float, default=0.0, help="weight of distillation from the unpruned model")
+    parser.add_argument("--hidden", type=float, default=0.0, help="weight of layer distillation (block outputs)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the compressed model folders here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
@@ -210,7 +211,7 @@ def main() -> None:
             config = CompressConfig(
                 prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None,
                                   vocabulary=args.vocabulary),
-                finetune=FinetuneConfig(epochs=args.finetune, lr=args.lr, distill=args.distill,
+                finetune=FinetuneConfig(epochs=args.finetune, lr=args.lr, distill=args.distill, hidden=args.hidden,
                                         lora=LoRAConfig(rank=16, alpha=32, targets=["attn", "ffn"]) if args.lora else None)
                 if args.finetune > 0 else None,
                 quantize=QuantizeConfig(), latency_repeats=args.repeats)

@@ -100,6 +100,8 @@ class FinetuneConfig(StrictModel):
     distill: float = Field(0.0, ge=0, le=1, description="weight of matching the unpruned model's outputs "
                            "(knowledge distillation) against the labels' loss; 0 = labels only")
     temperature: float = Field(2.0, gt=0, description="softens both models' outputs for distillation")
+    hidden: float = Field(0.0, ge=0, description="weight of layer distillation: each kept block's output "
+                          "matches the unpruned model's (relative squared error), added to the loss")
 
 
 class CompressConfig(StrictModel):

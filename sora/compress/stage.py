@@ -31,6 +31,7 @@ from torch import nn
 from sora.atomic import replace_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
+from sora.compress.hidden import block_names
 from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes
 from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
 from sora.compress.quantize import is_quantized, save_quantized
@@ -166,6 +167,7 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
         return list(islice(data.loader(score_split, 32), config.importance_batches))
 
     current, rounds = model, []
+    origins = {name: name for name in block_names(model)}  # each block of ``current`` -> its name in ``model``
     for k in range(1, config.steps + 1 if pc.structural else 1):
         plan, removed = PrunePlan(), []
         if k == 1 and (pc.remove or pc.layers):
@@ -179,8 +181,9 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
                 plan.add(plan_from_scores(current, scores, layers=pc.layers, source=str(source)))
             counts = plan.summary(current)
             removed += plan.names()
+            names = renamed(current, plan)
+            origins = {names[b]: original for b, original in origins.items() if b in names}
             if file_scores is not None:  # carry the scores over to the new numbering
-                names = renamed(current, plan)
                 file_scores = {names[n]: v for n, v in file_scores.items() if n in names}
             current = prune_model(current, plan)
         else:
@@ -206,7 +209,8 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
             f"{counts['neurons_removed']}/{counts['neurons_total']} neurons, layers {counts['layers_removed']}")
         entry = {"round": k, "removed": removed, **counts}
         if config.finetune is not None:
-            entry["finetune"] = finetune(current, data, task, config.finetune, teacher=model, log=log)
+            entry["finetune"] = finetune(current, data, task, config.finetune, teacher=model, origins=origins,
+                                         log=log)
         rounds.append(entry)
     info: dict = {"rounds": rounds, "before": summary(model),
                   "note": "names in each round use the numbering of the model at that point"}

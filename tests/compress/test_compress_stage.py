@@ -134,9 +134,11 @@ def test_distillation_pulls_a_damaged_model_towards_its_teacher(trained):
 
 def test_dropping_the_least_useful_block_measured_by_ablation(trained, tmp_path):
     folder, data = trained
-    config = _config(prune=PruneConfig(layers=1, heads=0.5), quantize=None)
+    config = _config(prune=PruneConfig(layers=1, heads=0.5), quantize=None,
+                     finetune=FinetuneConfig(epochs=0.5, lr=1e-3, hidden=1.0))  # the kept block matches layers.1
     report = compress_model(folder, data, config, tmp_path / "c", log=lambda _: None)
     first = report["pruning"]["rounds"][0]
+    assert first["finetune"]["steps"] > 0
     assert first["layers_removed"] in (["layers.0"], ["layers.1"])
     assert first["heads_removed"] == 4 + 2  # the dropped block's 4 heads, then half of the other 4
     pruned = load_model(tmp_path / "c" / "pruned")
