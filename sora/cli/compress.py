@@ -170,6 +170,8 @@ def compress_command(
     lora: bool = typer.Option(False, "--lora", help="fine-tune LoRA adapters only (then merge)"),
     distill: float = typer.Option(None, "--distill", help="fine-tune towards the unpruned model's outputs with "
                                   "this weight (0-1) beside the labels' loss"),
+    hidden: float = typer.Option(None, "--hidden", help="fine-tune each kept block towards the unpruned block's "
+                                 "outputs with this weight (layer distillation)"),
     steps: int = typer.Option(None, "--steps", min=1, help="reach the budget in this many prune+fine-tune rounds"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: --set prune.scope=per_layer, or data.limit=500"),
 ) -> None:
@@ -189,7 +191,7 @@ def compress_command(
     for key, value in (("heads", heads), ("neurons", neurons), ("scores", str(scores) if scores else None)):
         if value is not None:
             prune[key] = value
-    if finetune_epochs is not None or lora or distill is not None:
+    if finetune_epochs is not None or lora or distill is not None or hidden is not None:
         ft = section.setdefault("finetune", {}) or {}
         if finetune_epochs is not None:
             ft["epochs"] = finetune_epochs
@@ -197,6 +199,8 @@ def compress_command(
             ft.setdefault("lora", {})
         if distill is not None:
             ft["distill"] = distill
+        if hidden is not None:
+            ft["hidden"] = hidden
         section["finetune"] = ft
     if steps is not None:
         section["steps"] = steps

@@ -87,12 +87,13 @@ def test_quantize_writes_an_int8_folder(capsys, folder, tmp_path):
 
 def test_compress_from_a_data_yaml(capsys, folder, tmp_path):
     code, out, err = run_cli(capsys, "compress", folder / "model", "--data", folder / "data.yaml", "--out",
-                             tmp_path / "c", "--heads", "0.5", "--finetune", "0.5", "--lora",
+                             tmp_path / "c", "--heads", "0.5", "--finetune", "0.5", "--lora", "--hidden", "0.5",
                              "--set", "latency_repeats=2", "--set", "quantize.min_weights=0", "--set", "quantize.min_side=0")
     assert code == 0, err
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert report["variants"]["pruned"]["heads"] == 4
     assert report["config"]["finetune"]["lora"]["rank"] == 8
+    assert report["config"]["finetune"]["hidden"] == 0.5
     assert "| pruned+int8 |" in out
     code, _, err = run_cli(capsys, "compress", folder / "model", "--data", folder / "data.yaml", "--out",
                            tmp_path / "d", "--set", "prune.scope=sideways")
