@@ -3,12 +3,13 @@
 Distilling the logits tells a pruned model what to answer; matching hidden states also tells every
 block what to pass on, which is what a block that lost heads, neurons or a neighbour has to relearn
 (TinyBERT, Jiao et al. 2020; CoFi pruning, Xia et al. 2022). Pruning heads and neurons keeps d_model,
-so a pruned block's output compares directly with its original; after a dropped block, the next
-kept block is asked for what the dropped one used to output.
+so a pruned block's output compares directly with its original; when blocks were dropped, the kept
+block before them is asked for what the last of them used to output.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from sora.particles.block import Block
@@ -61,7 +62,7 @@ def hidden_loss(student: dict[str, Tensor], teacher: dict[str, Tensor], pairs: d
         if keep is not None:
             s, t = s[keep], t[keep]  # (N, d)
         losses.append((s - t).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12))
-    return sum(losses) / len(losses)
+    return sum(losses) / len(losses) if losses else torch.zeros(())  # no block left: nothing to match
 
 
 def _real_positions(batch: dict, block: str, shape) -> Tensor | None:

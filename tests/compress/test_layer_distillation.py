@@ -30,6 +30,7 @@ def test_hidden_loss_is_relative_and_ignores_padding():
     valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     batch = {"valid": valid}
     assert float(hidden_loss(t, t, {"layers.0": "layers.0"}, batch)) == 0.0
+    assert float(hidden_loss({}, {}, {}, batch)) == 0.0  # every block dropped: nothing to match
     s = {"layers.0": t["layers.0"].clone()}
     s["layers.0"][1, 3:] += 100.0  # padding only
     assert float(hidden_loss(s, t, {"layers.0": "layers.0"}, batch)) == 0.0
