@@ -28,7 +28,7 @@ from sora.errors import SoraError
 
 
 def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: nn.Module | None = None,
-             origins: dict[str, str] | None = None, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+             origins: dict[str, str] | None = None, log: Callable[[str], None] = print) -> dict:
     """Fine-tune ``model`` in place on ``data``'s train split; returns what happened.
 
     ``teacher``: the model before pruning, for ``config.distill`` and ``config.hidden``; ``origins``:
@@ -44,7 +44,7 @@ def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: n
         raise SoraError(f"finetune.distill: the {task.name} task has no per-position outputs to match")
     if teacher is not None:
         teacher.eval()
-    torch.manual_seed(seed)
+    torch.manual_seed(config.seed)
     counts = add_lora(model, config.lora) if config.lora else trainable_parameters(model)
     log(f"fine-tune: {counts['trainable']:,} of {counts['total']:,} parameters trainable "
         f"({counts['fraction']:.2%}){' (LoRA adapters)' if config.lora else ''}")
@@ -59,7 +59,7 @@ def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: n
     try:
         while step < total:
             model.train()
-            for batch in data.loader("train", config.batch_size, shuffle=True, seed=seed, epoch=epoch):
+            for batch in data.loader("train", config.batch_size, shuffle=True, seed=config.seed, epoch=epoch):
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * (1 - step / total)  # linear decay to zero
                 loss = _loss(model, teacher if config.distill or config.hidden else None, task, batch, config, layers)

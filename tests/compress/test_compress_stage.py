@@ -111,6 +111,18 @@ def test_finetune_recovers_accuracy_of_a_damaged_model(trained):
     assert after > before and after >= info["best"]["accuracy"] - 1e-9
 
 
+def test_finetune_seed_is_a_reproducible_sample(trained):
+    folder, data = trained
+
+    def tuned(seed: int):
+        model = load_model(folder)
+        finetune(model, data, task_for(data, model), FinetuneConfig(epochs=0.5, lr=3e-3, batch_size=16, seed=seed),
+                 log=lambda _: None)
+        return model.layers[0].ffn.fc_in.weight
+
+    assert torch.equal(tuned(0), tuned(0)) and not torch.equal(tuned(0), tuned(1))
+
+
 def test_distillation_pulls_a_damaged_model_towards_its_teacher(trained):
     folder, data = trained
     teacher, model = load_model(folder).eval(), load_model(folder)
