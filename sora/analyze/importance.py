@@ -27,7 +27,6 @@ from sora.analyze.ablation import ablate, activation_means
 from sora.analyze.tasks import evaluate, run_model, score
 from sora.analyze.tracing import batch_size, hooks, stack_prefix, token_valid
 from sora.models.names import attention_modules, feedforward_modules
-from sora.particles import Block
 
 
 @dataclass
@@ -108,10 +107,6 @@ def gradient_scores(
         out.active[p] = (active_sum[p] / max(positions[p], 1)).numpy()
         out.samples[p] = torch.cat(samples[p]).numpy() if samples[p] else np.zeros(0)
     return out
-
-
-def block_paths(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, Block)]
 
 
 def ablation_scores(

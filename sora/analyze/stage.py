@@ -19,14 +19,14 @@ from torch import Tensor, nn
 from sora.analyze.attention import HEAD_TYPES, attention_statistics, special_token_ids
 from sora.analyze.config import AnalyzeConfig
 from sora.analyze.naming import group_of, layer_label, layer_order
-from sora.analyze.importance import ablation_scores, agreement, block_paths, gradient_scores
+from sora.analyze.importance import ablation_scores, agreement, gradient_scores
 from sora.analyze.position import position_analysis
 from sora.analyze.pruning import pruning_curves, removal_counts
 from sora.analyze.tasks import METRICS, check_batch, evaluate, infer_task, normalise_task
 from sora.analyze.tracing import run_with_cache, stack_prefix, to_device, token_ids
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, summary
-from sora.models.names import attention_modules, feedforward_modules
+from sora.models.names import attention_modules, block_paths, feedforward_modules
 
 LOSS_METHODS = {"gradient", "ablation", "pruning"}
 EXAMPLE_TOKENS = 48  # longest example drawn in an attention grid

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sora.compress.config import FinetuneConfig
-from sora.compress.hidden import BlockOutputs, block_names, hidden_loss, teacher_blocks
+from sora.compress.hidden import BlockOutputs, hidden_loss, teacher_blocks
 from sora.compress.lora import add_lora, merge, trainable_parameters
 from sora.errors import SoraError
+from sora.models.names import block_paths
 
 
 def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: nn.Module | None = None,
@@ -135,9 +136,9 @@ class _LayerDistillation:
     """Hooks on both models' blocks, so the loss sees their outputs on the batch both just ran on."""
 
     def __init__(self, model: nn.Module, teacher: nn.Module, origins: dict[str, str] | None):
-        names = block_names(model)
+        names = block_paths(model)
         origins = origins or {name: name for name in names}
-        self.pairs = teacher_blocks(origins, block_names(teacher))
+        self.pairs = teacher_blocks(origins, block_paths(teacher))
         self.student = BlockOutputs(model, names)
         self.teacher = BlockOutputs(teacher, sorted(set(self.pairs.values())))
 

@@ -12,12 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sora.particles.block import Block
-
-
-def block_names(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, Block)]
-
 
 def teacher_blocks(origins: dict[str, str], teacher: list[str]) -> dict[str, str]:
     """Student block -> the teacher block whose output it should give: its original, or, when the blocks

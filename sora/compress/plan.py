@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from sora.errors import SoraError
-from sora.models.names import attention_modules, feedforward_modules, resolve
+from sora.models.names import attention_modules, block_paths, feedforward_modules, resolve
 from sora.particles import Block, FeedForward, MultiHeadAttention
 
 
@@ -100,7 +100,7 @@ def plan_from_scores(model: nn.Module, scores: dict[str, float], *, heads: float
     the ``layers`` least important blocks (scores keyed by block name, e.g. ``layers.1``)."""
     plan = PrunePlan()
     if layers:
-        blocks = [name for name, module in model.named_modules() if isinstance(module, Block)]
+        blocks = block_paths(model)
         if layers > len(blocks):
             raise SoraError(f"layers: cannot drop {layers} blocks, the model has {len(blocks)}")
         missing = [b for b in blocks if b not in scores]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sora.errors import SoraError
-from sora.models.names import attention_modules, feedforward_modules
+from sora.models.names import attention_modules, block_paths, feedforward_modules
 
 UNIT = re.compile(r"^(?:.*\.)?(?:head|neuron)\.\d+$")
 SCORE_KEYS = ("score", "importance", "value")
@@ -140,7 +140,6 @@ def data_scores(model: nn.Module, batches: list[dict], task: str | None = None) 
 def block_scores(model: nn.Module, batches: list[dict], task: str | None = None) -> dict[str, float]:
     """Each block's importance: the increase in loss when it alone is skipped (sora.analyze ablation)."""
     from sora.analyze import ablation_scores, infer_task
-    from sora.analyze.importance import block_paths
 
     task = task or infer_task(model, batches[0])
     blocks = block_paths(model)

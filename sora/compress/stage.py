@@ -31,7 +31,6 @@ from torch import nn
 from sora.atomic import replace_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
-from sora.compress.hidden import block_names
 from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes
 from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
 from sora.compress.quantize import is_quantized, save_quantized
@@ -45,6 +44,7 @@ from sora.configio import validate
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, save_model
 from sora.models.anatomy import summary
+from sora.models.names import block_paths
 
 BLOCK = re.compile(r"(?:.*\.)?layers\.\d+")  # a block's name: layers.1, decoder.layers.0
 FOLDERS = {"pruned": "pruned", "int8": "int8", "pruned+int8": "pruned_int8"}
@@ -167,7 +167,7 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
         return list(islice(data.loader(score_split, 32), config.importance_batches))
 
     current, rounds = model, []
-    origins = {name: name for name in block_names(model)}  # each block of ``current`` -> its name in ``model``
+    origins = {name: name for name in block_paths(model)}  # each block of ``current`` -> its name in ``model``
     for k in range(1, config.steps + 1 if pc.structural else 1):
         plan, removed = PrunePlan(), []
         if k == 1 and (pc.remove or pc.layers):

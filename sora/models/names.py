@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from sora.errors import SoraError
-from sora.particles import FeedForward, MultiHeadAttention
+from sora.particles import Block, FeedForward, MultiHeadAttention
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,10 @@ def resolve(model: nn.Module, name: str) -> ParticleRef:
         if index >= module.d_ff:
             raise SoraError(f"unknown particle {name!r}: {path!r} has {module.d_ff} neurons")
     return ParticleRef(name, path, module, unit, index)
+
+
+def block_paths(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, Block)]
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, MultiHeadAttention]]:

@@ -5,10 +5,11 @@ import torch
 
 from sora.compress import FinetuneConfig
 from sora.compress.finetune import finetune
-from sora.compress.hidden import BlockOutputs, block_names, hidden_loss, teacher_blocks
+from sora.compress.hidden import BlockOutputs, hidden_loss, teacher_blocks
 from sora.compress.plan import plan_from_names
 from sora.compress.structural import prune_model
 from sora.models import build_model
+from sora.models.names import block_paths
 from sora.train.tasks import task_for
 from tests.compress.toy_data import ToyClassification
 from tests.helpers import tiny
@@ -48,11 +49,11 @@ def _pruned_gap_after_finetune(hidden: float) -> tuple[float, float]:
     teacher = build_model(tiny(encoder={"n_layers": 3, "n_heads": 4, "d_ff": 64})).eval()
     student = prune_model(teacher, plan_from_names(teacher, ["layers.1", "layers.0.attn.head.0"]))
     origins = {"layers.0": "layers.0", "layers.1": "layers.2"}
-    pairs = teacher_blocks(origins, block_names(teacher))
+    pairs = teacher_blocks(origins, block_paths(teacher))
     batch = next(iter(data.loader("validation", 48)))
 
     def gap() -> float:
-        s, t = BlockOutputs(student.eval(), block_names(student)), BlockOutputs(teacher, block_names(teacher))
+        s, t = BlockOutputs(student.eval(), block_paths(student)), BlockOutputs(teacher, block_paths(teacher))
         with torch.no_grad():
             student(batch["inputs"], batch["valid"]), teacher(batch["inputs"], batch["valid"])
         value = float(hidden_loss(s.outputs, t.outputs, pairs, batch))
