@@ -2,7 +2,7 @@
 
     python bench/compress.py --model runs/sentiment_minilm/model --heads 0.5 --neurons 0.3 --lr 5e-5
 
-Four measurements, side by side in one run, written to bench/results/compress_<model>.json (the
+Five measurements, side by side in one run, written to bench/results/compress_<model>.json (the
 data is the split the model was trained on, from its meta.json, unless --data names one):
 
 1. ``linear_shapes``: one Linear, fp32 against fbgemm dynamic int8, at 40 rows (one sentence) and
@@ -11,9 +11,11 @@ data is the split the model was trained on, from its meta.json, unless --data na
    all-MiniLM-L6-v2's shape), fp32 against ``torch.ao.quantization.quantize_dynamic``, torchao's
    ``Int8DynamicActivationInt8WeightConfig`` (eager) and Sora's int8, at batch 1 and 32 on real
    test sentences.
-3. ``compress``: ``sora compress`` on the trained model (importance on validation, prune heads,
+3. ``int8_settings``: per-call activation scales, the most sensitive Linears row-scaled or in fp32
+   maths, every Linear row-scaled: predictions changed against fp32, KL, accuracy, speed-up.
+4. ``compress``: ``sora compress`` on the trained model (importance on validation, prune heads,
    neurons and the vocabulary, fine-tune, int8), every variant evaluated on the test split.
-4. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
+5. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
 
 Latency: in-process, warm-up, best of N with the variants interleaved; ratios to fp32, never
 absolute claims. The machine is shared: figures move by some 10% from run to run.
@@ -93,6 +95,76 @@ def int8_paths(model: torch.nn.Module, batches: dict[int, list[dict]], repeats: 
         out["max_abs_logit_diff"] = {k: round(float((m(batches[32][0]["inputs"], batches[32][0]["valid"]) - ref)
                                                     .abs().max()), 5) for k, m in variants.items() if k != "fp32"}
     out["sora_int8_linears"] = len(ours.config.quantization["linear"])
+    return out
+
+
+INT8_SETTINGS = {  # name -> QuantizeConfig overrides; the sensitive Linears are measured on validation batches
+    "per call": {"sensitive": 0},
+    "2 sensitive in fp32 maths": {"sensitive": 2, "sensitive_as": "fp32"},
+    "2 sensitive row-scaled": {"sensitive": 2},
+    "4 sensitive row-scaled (default)": {"sensitive": 4},
+    "6 sensitive row-scaled": {"sensitive": 6},
+    "8 sensitive row-scaled": {"sensitive": 8},
+    "every Linear row-scaled": {"activations": "row"},
+}
+
+
+def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], repeats: int) -> dict:
+    """How far each int8 setting moves the trained model's predictions, and what it costs.
+
+    Accuracy on 1,280 snippets moves by about 0.5 point between int8 variants by chance (they flip
+    a few dozen predictions each way), so each setting also reports how many predictions differ
+    from fp32 and the mean KL(fp32 || int8) on validation and test: the size of the disturbance,
+    which the expected accuracy loss follows."""
+    import torch.nn.functional as F
+
+    from sora.compress.sensitivity import quantize_calibrated
+    from sora.train.tasks import task_for
+
+    task = task_for(data, model)
+    model = model.eval()
+
+    @torch.inference_mode()
+    def outputs(m, split):
+        logits, labels = zip(*[(task.forward(m, b).float(), b["labels"]) for b in data.loader(split, 64)])
+        return torch.cat(logits), torch.cat(labels)
+
+    reference = {split: outputs(model, split) for split in ("validation", "test")}
+    variants, out = {}, {}
+    for name, overrides in INT8_SETTINGS.items():
+        variants[name] = quantize_calibrated(model, data, task, QuantizeConfig(**overrides), log=lambda _: None)
+        out[name] = {"config": overrides}
+        for split, (ref, labels) in reference.items():
+            logits, _ = outputs(variants[name], split)
+            pred, ref_pred = logits.argmax(-1), ref.argmax(-1)
+            kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
+            out[name][split] = {
+                "accuracy": round(float((pred == labels).float().mean()), 4),
+                "points_lost": round(100 * float((ref_pred == labels).float().mean() - (pred == labels).float().mean()), 2),
+                "predictions_changed": int((pred != ref_pred).sum()), "examples": int(labels.numel()),
+                "kl_milli_nats": round(1e3 * float(kl), 3)}
+        print(f"  {name}: " + ", ".join(f"{s} {out[name][s]['predictions_changed']} changed, "
+                                        f"KL {out[name][s]['kl_milli_nats']:.2f}e-3, {-out[name][s]['points_lost']:+.2f} points"
+                                        for s in reference), flush=True)
+    runs = {k: (lambda m: lambda b: task.forward(m, b))(m) for k, m in {"fp32": model, **variants}.items()}
+    for b, batch in batches.items():
+        t = compare_latency(runs, batch, repeats=repeats)
+        for name in variants:
+            out[name][f"speedup_b{b}"] = round(t["fp32"] / t[name], 3)
+        print(f"  batch {b}: " + ", ".join(f"{k} x{t['fp32'] / t[k]:.2f}" for k in variants), flush=True)
+    return out
+
+
+def settings_mean(per_model: list[dict]) -> dict:
+    """Each int8 setting averaged over several fine-tunings: chance moves average out."""
+    mean = lambda values: round(sum(values) / len(values), 3)  # noqa: E731
+    out = {}
+    for name in per_model[0]:
+        rows = [m[name] for m in per_model]
+        out[name] = {"models": len(rows), **{
+            f"{split}_{key}": mean([r[split][key] for r in rows])
+            for split in ("validation", "test") for key in ("points_lost", "predictions_changed", "kl_milli_nats")},
+            **{k: mean([r[k] for r in rows]) for k in rows[0] if k.startswith("speedup")}}
     return out
 
 
@@ -180,7 +252,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the compressed model folders here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "compress", "bert"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "settings", "compress", "bert"])
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -207,6 +279,9 @@ def main() -> None:
         if "paths" not in args.skip:
             print(f"int8 paths on {model_dir}", flush=True)
             entry["int8_paths"] = int8_paths(load_model(model_dir), batches, args.repeats)
+        if "settings" not in args.skip:
+            print(f"int8 settings on {model_dir}", flush=True)
+            entry["int8_settings"] = int8_settings(load_model(model_dir), data, batches, args.repeats)
         if "compress" not in args.skip:
             config = CompressConfig(
                 prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None,
@@ -225,6 +300,9 @@ def main() -> None:
             entry["compress"] = {k: report[k] for k in ("task", "metric", "eval_split", "variants", "pruning",
                                                         "config", "latency_method")}
             entry["compress"]["targets"] = targets(report["variants"], report["metric"])
+    measured = [e["int8_settings"] for e in results["models"].values() if "int8_settings" in e]
+    if len(measured) > 1:
+        results["int8_settings_mean"] = settings_mean(measured)
     if "bert" not in args.skip and batches is not None:
         print("BERT-sized (random weights): int8 paths, then size and speed of the variants", flush=True)
         torch.manual_seed(0)

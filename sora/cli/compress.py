@@ -124,21 +124,26 @@ def quantize_command(
     out: Path = typer.Option(..., "--out", help="folder for the int8 model"),
     embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings", help="store token embeddings as int8"),
     min_weights: int = typer.Option(None, "--min-weights", min=0,
-                                    help="quantize only Linears with at least this many weights (default 65536)"),
+                                    help="quantize only Linears with at least this many weights (default 60000)"),
     min_side: int = typer.Option(None, "--min-side", min=0,
                                  help="and only Linears at least this wide on both sides (default 256)"),
+    activations: str = typer.Option("tensor", "--activations", help="activation scales of every int8 Linear: "
+                                    "tensor (one per call, fastest) or row (one per token, finer)"),
     data: Path = typer.Option(None, "--data", help="a recipe or data YAML: measure which Linears int8 hurts most "
-                              "on its validation split and keep --sensitive of them in fp32 maths"),
-    sensitive: int = typer.Option(2, "--sensitive", min=0, help="with --data: Linears kept in fp32 maths"),
+                              "on its validation split and give --sensitive of them --sensitive-as"),
+    sensitive: int = typer.Option(4, "--sensitive", min=0, help="with --data: how many Linears"),
+    sensitive_as: str = typer.Option("row", "--sensitive-as", help="row (per-token activation scales) or fp32 maths"),
 ) -> None:
     """int8 dynamic quantization: int8 weights per output channel, activations quantized on the fly."""
     from sora.compress import QuantizeConfig, quantize_model, save_quantized
     from sora.compress.measure import weights_bytes
     from sora.compress.sensitivity import quantize_calibrated
+    from sora.configio import validate
 
     model, tokenizer, meta = _load_fp32(model_dir)
-    config = QuantizeConfig(embeddings=embeddings, sensitive=sensitive,
-                            **{k: v for k, v in (("min_weights", min_weights), ("min_side", min_side)) if v is not None})
+    options = {"embeddings": embeddings, "sensitive": sensitive, "sensitive_as": sensitive_as,
+               "activations": activations, "min_weights": min_weights, "min_side": min_side}
+    config = validate(QuantizeConfig, {k: v for k, v in options.items() if v is not None}, source="sora quantize")
     if data is not None:
         from sora.train.tasks import task_for
 
@@ -150,7 +155,8 @@ def quantize_command(
     save_quantized(q, out, tokenizer=tokenizer, meta={**meta, "stage": "int8", "quantized_from": str(model_dir)})
     info = q.config.quantization
     before, after = weights_bytes(model_dir), weights_bytes(out)
-    Console().print(f"int8: {len(info['linear'])} linear layers, {len(info['embeddings'])} embeddings "
+    Console().print(f"int8: {len(info['linear'])} linear layers ({len(info['linear_row_scaled'])} with per-row "
+                    f"activation scales), {len(info['embeddings'])} embeddings "
                     f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
                     f"{config.min_weights:,} weights or {config.min_side} wide, or most hurt by int8)\n"
                     f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"

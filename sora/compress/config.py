@@ -72,8 +72,13 @@ class QuantizeConfig(StrictModel):
                              "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)")
     min_side: int = Field(256, ge=0, description="and only if its narrower side (inputs or outputs; Q, K, V "
                           "stacked) is at least this: int8 GEMMs on 128-wide matrices lose at one sentence")
-    sensitive: int = Field(2, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
-                           "whose int8 maths move the outputs most keep fp32 maths; their weights stay int8")
+    activations: Literal["tensor", "row"] = Field(
+        "tensor", description="activation scales of every int8 Linear: one per call (fastest), or one per row "
+        "(token: an outlier token no longer coarsens the rest; 25-40% more time than per call at 32 sentences)")
+    sensitive: int = Field(4, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
+                           "whose per-call int8 moves the outputs most get `sensitive_as`; their weights stay int8")
+    sensitive_as: Literal["row", "fp32"] = Field(
+        "row", description="what the sensitive Linears get: per-row activation scales, or fp32 maths")
     calibration_batches: int = Field(4, gt=0, description="validation batches of 32 that measure the sensitivity")
     small_linears: Literal["int8_storage", "fp32"] = Field(
         "int8_storage", description="Linears under min_weights: int8 on disk and fp32 maths on dequantized weights "

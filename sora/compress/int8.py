@@ -8,6 +8,12 @@ Both keep their int8 weights and per-row fp32 scales as ordinary buffers, so a q
 behind ``torch.ao.quantization.quantize_dynamic``): activations are quantized to uint8 per call
 (with ``reduce_range``, as this AVX2 CPU without VNNI needs), weights are int8 symmetric per output
 channel. The packed weight is a cache built on first use and rebuilt when a weight changes.
+
+The kernel takes one activation scale per call, so one outlier token anywhere in a batch coarsens
+every other token's rounding, and a sentence's result depends on the batch it is in.
+``compute="int8_row"`` divides each input row (token) by its own largest magnitude before the
+kernel and multiplies the output rows back: per-token resolution from the per-tensor kernel,
+for 25-40% more time than plain int8 on MiniLM's FFN matrices at 32 sentences (docs/compression.md).
 """
 
 from __future__ import annotations
@@ -36,16 +42,20 @@ def _identity(t: Tensor | None) -> tuple:
     return (id(t), -1 if t.is_inference() else t._version)
 
 
+COMPUTE = ("int8", "int8_row", "fp32")
+
+
 class Int8Linear(nn.Module):
-    """int8 weights; ``compute="int8"`` runs the int8 GEMM, ``"fp32"`` multiplies by the dequantized
-    weights (for matrices too small for int8 to pay: still int8 on disk, as fast as fp32)."""
+    """int8 weights. ``compute``: ``"int8"`` runs the int8 GEMM with one activation scale per call,
+    ``"int8_row"`` the same GEMM with one scale per input row, ``"fp32"`` multiplies by the
+    dequantized weights (for matrices too small for int8 to pay: still int8 on disk, as fast as fp32)."""
 
     kind = "int8_linear"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, compute: str = "int8"):
         super().__init__()
-        if compute not in ("int8", "fp32"):
-            raise ValueError(f"compute must be 'int8' or 'fp32', got {compute!r}")
+        if compute not in COMPUTE:
+            raise ValueError(f"compute must be one of {', '.join(COMPUTE)}; got {compute!r}")
         self.in_features, self.out_features, self.compute = in_features, out_features, compute
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))  # (out, in)
         self.register_buffer("scale", torch.ones(out_features))  # (out,)
@@ -65,36 +75,44 @@ class Int8Linear(nn.Module):
         with warnings.catch_warnings():  # quantized tensors are deprecated in name, still the fastest path here
             warnings.simplefilter("ignore")
             qweight = torch._make_per_channel_quantized_tensor(self.weight, self.scale.double(), zero_points, 0)
-            return torch.ops.quantized.linear_prepack(qweight, self.bias)
+            # row-scaled outputs are rescaled before the bias goes on, so the kernel must not add it
+            return torch.ops.quantized.linear_prepack(qweight, self.bias if self.compute == "int8" else None)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         if self.compute == "fp32":
             return F.linear(x, self._kernel(), self.bias)
-        return torch.ops.quantized.linear_dynamic(x, self._kernel(), True)
+        if self.compute == "int8":
+            return torch.ops.quantized.linear_dynamic(x, self._kernel(), True)
+        # amax and amin: cheaper than materialising abs() of a 1536-wide activation
+        peak = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_())  # (..., 1)
+        peak.clamp_(min=torch.finfo(x.dtype).tiny)  # an all-zero row stays zero
+        y = torch.ops.quantized.linear_dynamic(x / peak, self._kernel(), True)  # (..., out)
+        return y.mul_(peak) if self.bias is None else torch.addcmul(self.bias, y, peak)
 
     def _kernel(self):
         """The packed int8 matrix (or the dequantized fp32 one), rebuilt whenever a tensor changes
         (reloaded, written in place, replaced) or ``compute`` does."""
         key = (self.compute, _identity(self.weight), _identity(self.scale), _identity(self.bias))
         if self._packed is None or self._packed[0] != key:
-            self._packed = (key, self._pack() if self.compute == "int8" else self.dequantized())
+            self._packed = (key, self.dequantized() if self.compute == "fp32" else self._pack())
         return self._packed[1]
 
     @staticmethod
     def project_together(modules: tuple[Int8Linear, ...], x: Tensor) -> list[Tensor]:
         """The outputs of several int8 Linears of the same input (Q, K and V) from one GEMM.
 
-        The input is quantized once, per tensor, exactly as each Linear would quantize it alone,
+        The input is quantized once (per tensor or per row), exactly as each Linear would alone,
         and weight rows keep their own scales, so the outputs are the separate calls' outputs;
         the saving is per call (about half the time of three calls for one sentence). The
         stacked matrix is packed on first use and again whenever a weight changes."""
         first = modules[0]
-        if any(m.compute != "int8" or m.in_features != first.in_features for m in modules):
+        if any(m.compute == "fp32" or m.compute != first.compute or m.in_features != first.in_features
+               for m in modules):
             return [m(x) for m in modules]
-        key = tuple((id(m), *(_identity(t) for t in (m.weight, m.scale, m.bias))) for m in modules)
+        key = tuple((id(m), m.compute, *(_identity(t) for t in (m.weight, m.scale, m.bias))) for m in modules)
         cached = getattr(first, "_together", None)
         if cached is None or cached[0] != key:
-            stacked = Int8Linear(first.in_features, sum(m.out_features for m in modules))
+            stacked = Int8Linear(first.in_features, sum(m.out_features for m in modules), compute=first.compute)
             stacked.weight = torch.cat([m.weight for m in modules])
             stacked.scale = torch.cat([m.scale for m in modules])
             stacked.bias = torch.cat([m.bias if m.bias is not None else m.scale.new_zeros(m.out_features)

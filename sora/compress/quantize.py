@@ -56,10 +56,13 @@ def int8_linears(model: nn.Module, config: QuantizeConfig | None = None) -> list
 
 
 def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
-                   fp32_compute: list[str] | tuple[str, ...] = ()) -> nn.Module:
+                   fp32_compute: list[str] | tuple[str, ...] = (),
+                   row_scaled: list[str] | tuple[str, ...] = ()) -> nn.Module:
     """An int8 copy of ``model`` (in eval mode); the fp32 model is untouched.
 
-    ``fp32_compute``: Linears stored int8 but multiplied in fp32 (those int8 maths hurt most, see
+    ``fp32_compute``: Linears stored int8 but multiplied in fp32; ``row_scaled``: int8 Linears
+    whose activations get one scale per row (token) instead of one per call (``config.activations
+    = "row"`` does it for all). Both are for the Linears per-call int8 hurts most (see
     sora.compress.sensitivity)."""
     config = config or QuantizeConfig()
     if not isinstance(getattr(model, "config", None), ModelConfig):
@@ -68,9 +71,11 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
         raise SoraError("the model is already quantized")
     if any(name.endswith("lora_A") for name, _ in model.named_parameters()):
         raise SoraError("merge the LoRA adapters before quantizing (sora.compress.lora.merge)")
-    unknown = set(fp32_compute) - set(int8_linears(model, config))
-    if unknown:
-        raise SoraError(f"fp32_compute: {', '.join(sorted(unknown))} is not a Linear that would run in int8")
+    big = set(int8_linears(model, config))
+    for what, names in (("fp32_compute", fp32_compute), ("row_scaled", row_scaled)):
+        unknown = set(names) - big
+        if unknown:
+            raise SoraError(f"{what}: {', '.join(sorted(unknown))} is not a Linear that would run in int8")
     model = copy.deepcopy(model).eval()
     owners = {}  # id(weight) -> embedding path, to keep tied LM heads tied
     embeddings, tied = [], {}
@@ -81,7 +86,6 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
         elif isinstance(module, TokenEmbedding) and id(module.weight) in owners:
             tied[name] = owners[id(module.weight)]  # seq2seq: the decoder shares the encoder's table
     linears, small = [], []  # int8 GEMM; int8 storage with fp32 maths
-    big = set(int8_linears(model, config))
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear) or not module.weight.numel():
             continue
@@ -96,10 +100,12 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
     quantization = {
         "method": METHOD,
         "weights": "int8 symmetric, one scale per output row",
-        "activations": "uint8 per tensor, computed per call (fbgemm dynamic, reduce_range)",
+        "activations": "uint8, computed per call (fbgemm dynamic, reduce_range): one scale per tensor, "
+                       "or per row for linear_row_scaled",
         "min_weights": config.min_weights,
         "embeddings": embeddings,
         "linear": linears,
+        "linear_row_scaled": linears if config.activations == "row" else [n for n in linears if n in row_scaled],
         "linear_fp32_compute": small,
         "tied": tied,
     }
@@ -107,7 +113,7 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
     for name in embeddings:
         new_modules[name] = Int8Embedding.from_embedding(model.get_submodule(name))
     for name in linears + small:
-        compute = "int8" if name in linears else "fp32"
+        compute = _compute(quantization, name)
         source = tied.get(name)
         if source is not None:  # share the embedding's int8 table and scales: one copy in memory and on disk
             linear = model.get_submodule(name)
@@ -125,6 +131,13 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
         model.set_submodule(name, module)
     set_config(model, model.config.model_copy(update={"quantization": quantization}))
     return model
+
+
+def _compute(quantization: dict, name: str) -> str:
+    """How an int8 Linear named in ``config.quantization`` multiplies (see Int8Linear)."""
+    if name in quantization.get("linear_row_scaled", ()):
+        return "int8_row"
+    return "int8" if name in quantization["linear"] else "fp32"
 
 
 def set_config(model: nn.Module, config: ModelConfig) -> None:
@@ -160,12 +173,15 @@ def load_int8(config: ModelConfig, model_dir: Path) -> nn.Module:
             old = model.get_submodule(name)
             model.set_submodule(name, Int8Embedding(*old.weight.shape))
         small = q.get("linear_fp32_compute", [])
+        stray = set(q.get("linear_row_scaled", [])) - set(q["linear"])
+        if stray:
+            raise SoraError(f"{where}.linear_row_scaled: {', '.join(sorted(stray))} is not in its 'linear' list")
         for name in q["linear"] + small:
             old = model.get_submodule(name)
             if not isinstance(old, nn.Linear):
                 raise SoraError(f"{where}.linear: {name!r} is not a Linear in this architecture")
             model.set_submodule(name, Int8Linear(old.in_features, old.out_features, bias=old.bias is not None,
-                                                 compute="int8" if name in q["linear"] else "fp32"))
+                                                 compute=_compute(q, name)))
         for name, source in q["tied"].items():
             if name not in q["linear"] and name not in small:
                 model.set_submodule(name, model.get_submodule(source))

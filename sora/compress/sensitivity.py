@@ -1,10 +1,11 @@
 """Which Linears int8 hurts most: measured, one at a time, on real batches.
 
 Dynamic int8 quantizes each Linear's input per tensor, so a layer whose activations have a few
-large outliers loses most of its resolution. In a fine-tuned MiniLM the first blocks'
-``ffn.fc_out`` (fed by GELU outputs) moved the outputs several times more than any other Linear;
-running just those two in fp32 maths took int8's test-accuracy loss from 0.70 point to none,
-for a few percent of the int8 speed-up (docs/compression.md). Their weights stay int8 on disk.
+large outliers loses most of its resolution. In a fine-tuned MiniLM the first blocks' FFN Linears
+(``fc_out`` fed by GELU outputs, ``fc_in`` by a LayerNorm with one outsized channel) moved the
+outputs several times more than any other Linear. Giving the worst few per-row activation scales
+(or fp32 maths) removes most of int8's effect on the predictions for a few percent of its
+speed-up (docs/compression.md). Their weights stay int8 on disk.
 """
 
 from __future__ import annotations
@@ -47,15 +48,19 @@ def most_sensitive(scores: dict[str, float], n: int) -> list[str]:
 
 def quantize_calibrated(model: nn.Module, data, task, config: QuantizeConfig | None = None, *,
                         log: Callable[[str], None] = print) -> nn.Module:
-    """int8 with the ``config.sensitive`` Linears that int8 hurts most on ``data`` kept in fp32 maths."""
+    """int8 where the ``config.sensitive`` Linears that per-call int8 hurts most on ``data`` get
+    ``config.sensitive_as``: per-row activation scales or fp32 maths."""
     from sora.train.trainer import has_split
 
     config, keep = config or QuantizeConfig(), []
-    if config.sensitive:
+    if config.sensitive and not (config.activations == "row" and config.sensitive_as == "row"):
         split = "validation" if has_split(data, "validation") else "train"
         batches = list(islice(data.loader(split, 32, shuffle=True), config.calibration_batches))
         scores = linear_sensitivity(model, batches, task.forward, int8_linears(model, config))
         keep = most_sensitive(scores, config.sensitive)
         if keep:
-            log(f"int8 sensitivity on {len(batches)} {split} batches: fp32 maths for {', '.join(keep)}")
+            how = "per-row activation scales" if config.sensitive_as == "row" else "fp32 maths"
+            log(f"int8 sensitivity on {len(batches)} {split} batches: {how} for {', '.join(keep)}")
+    if config.sensitive_as == "row":
+        return quantize_model(model, config, row_scaled=keep)
     return quantize_model(model, config, fp32_compute=keep)

@@ -85,6 +85,23 @@ def test_quantize_writes_an_int8_folder(capsys, folder, tmp_path):
     assert code == 2 and "is quantized" in err
 
 
+def test_quantize_with_data_gives_the_sensitive_linears_row_scales_or_per_token_for_all(capsys, folder, tmp_path):
+    common = ("--min-weights", "0", "--min-side", "0")
+    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "s", "--data",
+                             folder / "data.yaml", "--sensitive", "2", *common)
+    assert code == 0, err
+    info = load_model(tmp_path / "s").config.quantization
+    assert len(info["linear_row_scaled"]) == 2 and set(info["linear_row_scaled"]) <= set(info["linear"])
+    assert "per-row activation scales for" in out
+    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "r", "--activations", "row",
+                             *common)
+    assert code == 0, err
+    info = load_model(tmp_path / "r").config.quantization
+    assert info["linear_row_scaled"] == info["linear"]
+    code, _, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "x", "--sensitive-as", "int4")
+    assert code == 2 and "sensitive_as" in err and "Traceback" not in err and not (tmp_path / "x").exists()
+
+
 def test_compress_from_a_data_yaml(capsys, folder, tmp_path):
     code, out, err = run_cli(capsys, "compress", folder / "model", "--data", folder / "data.yaml", "--out",
                              tmp_path / "c", "--heads", "0.5", "--finetune", "0.5", "--lora", "--hidden", "0.5",

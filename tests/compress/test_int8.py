@@ -121,7 +121,8 @@ def test_a_damaged_quantized_folder_fails_clearly(tmp_path):
         load_model(tmp_path / "q")
 
 
-def test_the_linear_int8_hurts_most_is_found_and_kept_in_fp32_maths(tmp_path):
+@pytest.mark.parametrize("sensitive_as", ["fp32", "row"])
+def test_the_linear_int8_hurts_most_is_found_and_given_fp32_maths_or_row_scales(tmp_path, sensitive_as):
     from sora.compress.sensitivity import linear_sensitivity, quantize_calibrated
     from sora.train.tasks import task_for
     from tests.compress.toy_data import ToyClassification
@@ -138,17 +139,62 @@ def test_the_linear_int8_hurts_most_is_found_and_kept_in_fp32_maths(tmp_path):
     scores = linear_sensitivity(model, batches, task.forward, names)
     assert max(scores, key=scores.get) == "layers.1.ffn.fc_out"
     assert all(isinstance(model.get_submodule(n), torch.nn.Linear) for n in names)  # restored
-    config = QuantizeConfig(min_weights=0, min_side=0, sensitive=1)
+    config = QuantizeConfig(min_weights=0, min_side=0, sensitive=1, sensitive_as=sensitive_as)
     q = quantize_calibrated(model, data, task, config, log=lambda _: None)
-    assert q.config.quantization["linear_fp32_compute"] == ["layers.1.ffn.fc_out"]
+    listed = "linear_fp32_compute" if sensitive_as == "fp32" else "linear_row_scaled"
+    assert q.config.quantization[listed] == ["layers.1.ffn.fc_out"]
     plain = quantize_model(model, ALL)
     ids = batches[0]["inputs"]
     with torch.no_grad():
         assert _rel_error(q(ids), model(ids)) < _rel_error(plain(ids), model(ids))
     save_quantized(q, tmp_path / "q")
-    assert load_model(tmp_path / "q").layers[1].ffn.fc_out.compute == "fp32"
+    loaded = load_model(tmp_path / "q")
+    assert loaded.layers[1].ffn.fc_out.compute == ("fp32" if sensitive_as == "fp32" else "int8_row")
+    assert loaded.layers[1].ffn.fc_in.compute == "int8"
+    assert torch.equal(loaded(ids), q(ids))
     with pytest.raises(SoraError, match="not a Linear"):
-        quantize_model(model, ALL, fp32_compute=["layers.9.ffn.fc_out"])
+        quantize_model(model, ALL, **{"fp32_compute" if sensitive_as == "fp32" else "row_scaled": ["layers.9.ffn.fc_out"]})
+
+
+def test_row_scales_keep_one_outlier_token_from_coarsening_the_others():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48).eval()
+    x = torch.randn(2, 7, 64)  # (B, T, d)
+    x[1, 3] *= 200  # one token far larger than the rest, in another sentence
+    per_call, per_row = Int8Linear.from_linear(linear), Int8Linear.from_linear(linear, compute="int8_row")
+    with torch.no_grad():
+        exact = linear(x)
+        call_error, row_error = _rel_error(per_call(x)[0], exact[0]), _rel_error(per_row(x)[0], exact[0])
+        assert row_error < 0.04 < call_error  # per call, the outlier sets the step for every token
+        assert row_error < call_error / 5
+        assert _rel_error(per_row(x)[1, 3], exact[1, 3]) < 0.04  # and the outlier itself is fine
+        alone = per_row(x[:1])  # the first sentence alone rounds almost as it did in the batch
+        assert _rel_error(alone, per_row(x)[:1]) < 0.02
+        assert torch.equal(per_row(torch.zeros(1, 2, 64)), linear.bias.expand(1, 2, 48))  # zero rows: the bias
+
+
+def test_row_scaled_activations_for_every_linear_reload_and_run_q_k_v_together(tmp_path):
+    model = build_model(tiny(d_model=64)).eval()
+    q = quantize_model(model, QuantizeConfig(min_weights=0, min_side=0, activations="row"))
+    info = q.config.quantization
+    assert info["linear_row_scaled"] == info["linear"] and info["linear"]
+    attn = q.layers[0].attn
+    x = torch.randn(2, 7, 64)
+    with torch.no_grad():
+        together = type(attn.q_proj).project_together((attn.q_proj, attn.k_proj, attn.v_proj), x)
+        for fused, alone in zip(together, (attn.q_proj(x), attn.k_proj(x), attn.v_proj(x))):
+            torch.testing.assert_close(fused, alone, atol=1e-5, rtol=0)
+        ids = torch.randint(3, 50, (4, 9))
+        assert _rel_error(q(ids), model(ids)) < 0.05
+        save_quantized(q, tmp_path / "q")
+        loaded = load_model(tmp_path / "q")
+        assert {m.compute for m in loaded.modules() if isinstance(m, Int8Linear)} == {"int8_row"}
+        assert torch.equal(loaded(ids), q(ids))
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    config["quantization"]["linear_row_scaled"].append("layers.0.attn_norm")
+    (tmp_path / "q" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SoraError, match="linear_row_scaled: layers.0.attn_norm is not in its 'linear' list"):
+        load_model(tmp_path / "q")
 
 
 def test_gates_still_switch_particles_off_in_an_int8_model():
