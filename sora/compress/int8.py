@@ -13,7 +13,8 @@ The kernel takes one activation scale per call, so one outlier token anywhere in
 every other token's rounding, and a sentence's result depends on the batch it is in.
 ``compute="int8_row"`` divides each input row (token) by its own largest magnitude before the
 kernel and multiplies the output rows back: per-token resolution from the per-tensor kernel,
-for 25-40% more time than plain int8 on MiniLM's FFN matrices at 32 sentences (docs/compression.md).
+for 25-40% more time than plain int8 on MiniLM's FFN matrices at 32 sentences, 45-70% at one
+(docs/compression.md).
 """
 
 from __future__ import annotations
