@@ -158,7 +158,7 @@ def quantize_command(
     Console().print(f"int8: {len(info['linear'])} linear layers ({len(info['linear_row_scaled'])} with per-row "
                     f"activation scales), {len(info['embeddings'])} embeddings "
                     f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
-                    f"{config.min_weights:,} weights or {config.min_side} wide, or most hurt by int8)\n"
+                    f"{config.min_weights:,} weights or {config.min_side} wide, or sensitive with --sensitive-as fp32)\n"
                     f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"
                     f"int8 model: {out}")
 
