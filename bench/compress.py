@@ -118,11 +118,12 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
     which the expected accuracy loss follows."""
     import torch.nn.functional as F
 
-    from sora.compress.sensitivity import quantize_calibrated
+    from sora.compress.sensitivity import quantize_calibrated, sensitivity_ranking
     from sora.train.tasks import task_for
 
     task = task_for(data, model)
     model = model.eval()
+    ranking, _ = sensitivity_ranking(model, data, task)  # measured once, shared by every setting
 
     @torch.inference_mode()
     def outputs(m, split):
@@ -132,7 +133,8 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
     reference = {split: outputs(model, split) for split in ("validation", "test")}
     variants, out = {}, {}
     for name, overrides in INT8_SETTINGS.items():
-        variants[name] = quantize_calibrated(model, data, task, QuantizeConfig(**overrides), log=lambda _: None)
+        variants[name] = quantize_calibrated(model, data, task, QuantizeConfig(**overrides), log=lambda _: None,
+                                             ranking=ranking)
         out[name] = {"config": overrides}
         for split, (ref, labels) in reference.items():
             logits, _ = outputs(variants[name], split)

@@ -46,21 +46,32 @@ def most_sensitive(scores: dict[str, float], n: int) -> list[str]:
     return sorted(scores, key=lambda k: (-scores[k], k))[:n]
 
 
-def quantize_calibrated(model: nn.Module, data, task, config: QuantizeConfig | None = None, *,
-                        log: Callable[[str], None] = print) -> nn.Module:
-    """int8 where the ``config.sensitive`` Linears that per-call int8 hurts most on ``data`` get
-    ``config.sensitive_as``: per-row activation scales or fp32 maths."""
+def sensitivity_ranking(model: nn.Module, data, task, config: QuantizeConfig | None = None) -> tuple[list[str], str]:
+    """Every Linear that would run in int8, the one per-call int8 hurts most first, measured on
+    ``config.calibration_batches`` validation batches (train if there is none); and where."""
     from sora.train.trainer import has_split
 
+    config = config or QuantizeConfig()
+    split = "validation" if has_split(data, "validation") else "train"
+    batches = list(islice(data.loader(split, 32, shuffle=True), config.calibration_batches))
+    scores = linear_sensitivity(model, batches, task.forward, int8_linears(model, config))
+    return most_sensitive(scores, len(scores)), f"{len(batches)} {split} batches"
+
+
+def quantize_calibrated(model: nn.Module, data, task, config: QuantizeConfig | None = None, *,
+                        log: Callable[[str], None] = print, ranking: list[str] | None = None) -> nn.Module:
+    """int8 where the ``config.sensitive`` Linears that per-call int8 hurts most on ``data`` get
+    ``config.sensitive_as``: per-row activation scales or fp32 maths. ``ranking``: a
+    ``sensitivity_ranking`` already measured for this model, to quantize it several ways."""
     config, keep = config or QuantizeConfig(), []
     if config.sensitive and not (config.activations == "row" and config.sensitive_as == "row"):
-        split = "validation" if has_split(data, "validation") else "train"
-        batches = list(islice(data.loader(split, 32, shuffle=True), config.calibration_batches))
-        scores = linear_sensitivity(model, batches, task.forward, int8_linears(model, config))
-        keep = most_sensitive(scores, config.sensitive)
+        where = "a given ranking"
+        if ranking is None:
+            ranking, where = sensitivity_ranking(model, data, task, config)
+        keep = ranking[:config.sensitive]
         if keep:
             how = "per-row activation scales" if config.sensitive_as == "row" else "fp32 maths"
-            log(f"int8 sensitivity on {len(batches)} {split} batches: {how} for {', '.join(keep)}")
+            log(f"int8 sensitivity on {where}: {how} for {', '.join(keep)}")
     if config.sensitive_as == "row":
         return quantize_model(model, config, row_scaled=keep)
     return quantize_model(model, config, fp32_compute=keep)
