@@ -5,7 +5,8 @@
 Five measurements, side by side in one run, written to bench/results/compress_<model>.json (the
 data is the split the model was trained on, from its meta.json, unless --data names one):
 
-1. ``linear_shapes``: one Linear, fp32 against fbgemm dynamic int8, at 40 rows (one sentence) and
+1. ``linear_shapes``: one Linear, fp32 against Sora's dynamic int8 (fbgemm, or oneDNN for many rows
+   where the CPU has AMX: ``machine.int8_kernel``), at 40 rows (one sentence) and
    1,280 rows (32 sentences). Where int8 loses is where ``QuantizeConfig.min_weights`` keeps fp32.
 2. ``int8_paths``: whole models (the trained one, and a randomly initialised BERT-sized one with
    all-MiniLM-L6-v2's shape), fp32 against ``torch.ao.quantization.quantize_dynamic``, torchao's
@@ -68,6 +69,14 @@ def linear_shapes(repeats: int) -> list[dict]:
         print(f"  Linear {d_in}x{d_out}: int8 x{row['int8_speedup_rows40']:.2f} at 40 rows, "
               f"x{row['int8_speedup_rows1280']:.2f} at 1280 rows", flush=True)
     return rows
+
+
+def int8_kernel() -> dict:
+    """What this CPU gives the int8 GEMM: the figures depend on it."""
+    from sora.compress import int8
+
+    return {"vnni": int8._cpu_has("vnni"), "amx": int8._cpu_has("amx_tile"), "reduce_range": int8.REDUCE_RANGE,
+            "onednn_from_rows": int8.ONEDNN_FROM_ROWS}
 
 
 def latency_batches(data) -> dict[int, list[dict]]:
@@ -266,11 +275,12 @@ def main() -> None:
         args.out = ROOT / "bench/results" / f"compress_{'_'.join(model_name(d) for d in args.model)}.json"
     started = time.time()
     results: dict = {"machine": {"cpu_threads": args.threads, "cores": os.cpu_count(), "python": platform.python_version(),
-                                 "torch": torch.__version__, "load_average_start": os.getloadavg()},
+                                 "torch": torch.__version__, "load_average_start": os.getloadavg(),
+                                 "int8_kernel": int8_kernel()},
                      "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]), "data": str(args.data or "each model's meta.json"),
                      "models": {}}
     if "shapes" not in args.skip:
-        print("Linear shapes: fp32 vs fbgemm dynamic int8", flush=True)
+        print(f"Linear shapes: fp32 vs dynamic int8 ({results['machine']['int8_kernel']})", flush=True)
         results["linear_shapes"] = linear_shapes(args.repeats)
     batches = None
     for model_dir in args.model:

@@ -124,7 +124,7 @@ def quantize_command(
     out: Path = typer.Option(..., "--out", help="folder for the int8 model"),
     embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings", help="store token embeddings as int8"),
     min_weights: int = typer.Option(None, "--min-weights", min=0,
-                                    help="quantize only Linears with at least this many weights (default 60000)"),
+                                    help="quantize only Linears with at least this many weights (default 100000)"),
     min_side: int = typer.Option(None, "--min-side", min=0,
                                  help="and only Linears at least this wide on both sides (default 256)"),
     activations: str = typer.Option("tensor", "--activations", help="activation scales of every int8 Linear: "

@@ -68,13 +68,13 @@ class QuantizeConfig(StrictModel):
     """int8 dynamic quantization: int8 weights (per output channel), activations quantized on the fly."""
 
     embeddings: bool = Field(True, description="store token embeddings as int8 rows with a scale each")
-    min_weights: int = Field(60_000, ge=0, description="run a Linear in int8 only if it has at least this many "
+    min_weights: int = Field(100_000, ge=0, description="run a Linear in int8 only if it has at least this many "
                              "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)")
     min_side: int = Field(256, ge=0, description="and only if its narrower side (inputs or outputs; Q, K, V "
                           "stacked) is at least this: int8 GEMMs on 128-wide matrices lose at one sentence")
     activations: Literal["tensor", "row"] = Field(
         "tensor", description="activation scales of every int8 Linear: one per call (fastest), or one per row "
-        "(token: an outlier token no longer coarsens the rest; 25-70% more time than per call)")
+        "(token: an outlier token no longer coarsens the rest; 1.5-1.9x the per-call GEMM's time)")
     sensitive: int = Field(4, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
                            "whose per-call int8 moves the outputs most get `sensitive_as`; their weights stay int8")
     sensitive_as: Literal["row", "fp32"] = Field(

@@ -4,22 +4,25 @@ Both keep their int8 weights and per-row fp32 scales as ordinary buffers, so a q
 ``state_dict`` is exactly what goes into ``model.safetensors`` (nothing pickled, unlike
 ``torch.ao``'s packed-parameter modules), and loading is ``load_state_dict``.
 
-``Int8Linear`` runs fbgemm's dynamic int8 GEMM (``torch.ops.quantized.linear_dynamic``, the kernel
-behind ``torch.ao.quantization.quantize_dynamic``): activations are quantized to uint8 per call
-(with ``reduce_range``, as this AVX2 CPU without VNNI needs), weights are int8 symmetric per output
-channel. The packed weight is a cache built on first use and rebuilt when a weight changes.
+``Int8Linear`` runs PyTorch's dynamic int8 GEMM (``torch.ops.quantized.linear_dynamic``, the kernel
+behind ``torch.ao.quantization.quantize_dynamic``): activations are quantized to uint8 per call,
+weights are int8 symmetric per output channel. Which implementation runs, and with how many
+activation bits, depends on the CPU (``REDUCE_RANGE``, ``ONEDNN_FROM_ROWS`` below); a folder does not
+record it, so the same folder runs at its best on each machine. Packed weights are a cache built on
+first use and rebuilt when a weight changes.
 
 The kernel takes one activation scale per call, so one outlier token anywhere in a batch coarsens
 every other token's rounding, and a sentence's result depends on the batch it is in.
 ``compute="int8_row"`` divides each input row (token) by its own largest magnitude before the
 kernel and multiplies the output rows back: per-token resolution from the per-tensor kernel,
-for 25-40% more time than plain int8 on MiniLM's FFN matrices at 32 sentences, 45-70% at one
-(docs/compression.md).
+for 1.3-1.9x the time of plain int8 on MiniLM's matrices (three more passes over the activations;
+docs/compression.md).
 """
 
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +49,36 @@ def _identity(t: Tensor | None) -> tuple:
 COMPUTE = ("int8", "int8_row", "fp32")
 
 
+def _cpu_has(feature: str) -> bool:
+    check = getattr(torch.cpu, f"_is_{feature}_supported", None)  # private probes: absent on some builds
+    return bool(check is not None and check())
+
+
+# The int8 GEMM, chosen from what the CPU has (measured: docs/compression.md, "The CPU sets the ceiling").
+# Without VNNI, fbgemm sums pairs of uint8 x int8 products in 16 bits and needs 7-bit activations
+# (reduce_range) not to overflow them; with VNNI the full 8 bits cost nothing and halve the rounding error.
+REDUCE_RANGE = not _cpu_has("vnni")
+# With AMX, oneDNN's kernel is 1.3-2x faster than fbgemm's from a few hundred rows (tokens) on, and 2-4x
+# slower under 16 rows. Without AMX oneDNN is unmeasured here, so fbgemm alone runs (None).
+ONEDNN_FROM_ROWS = (256 if _cpu_has("amx_tile") and "onednn" in torch.backends.quantized.supported_engines
+                    else None)
+# One or two rows (a token at a time, as in decoding) run fp32 maths on the dequantized weights (kept after
+# first use) unless the matrix is large: there quantizing the input costs more than the GEMM saves, and int8
+# measured 0.45-0.55x fp32 on 65k-150k weights and 0.7-1.0x on 590k; from 2.4M weights on int8 wins 4x.
+FP32_UP_TO_ROWS, FP32_UNDER_WEIGHTS = 2, 1_000_000
+
+
+@contextmanager
+def _quantized_engine(name: str):
+    """``linear_prepack`` packs for the global engine; the packed weight then keeps its kernel."""
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
+
+
 class Int8Linear(nn.Module):
     """int8 weights. ``compute``: ``"int8"`` runs the int8 GEMM with one activation scale per call,
     ``"int8_row"`` the same GEMM with one scale per input row, ``"fp32"`` multiplies by the
@@ -61,7 +94,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))  # (out, in)
         self.register_buffer("scale", torch.ones(out_features))  # (out,)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-        self._packed = None  # (key, packed int8 matrix or dequantized fp32 one): see _kernel
+        self._packed = None  # (key, {kernel: packed int8 matrix or dequantized fp32 one}): see _kernel
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compute: str = "int8") -> Int8Linear:
@@ -71,32 +104,47 @@ class Int8Linear(nn.Module):
             q.bias = linear.bias.detach().float().clone()
         return q
 
-    def _pack(self):
+    def _pack(self, kernel: str):
+        if kernel == "fp32":
+            return self.dequantized()
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings():  # quantized tensors are deprecated in name, still the fastest path here
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), (_quantized_engine(kernel) if kernel != "default" else nullcontext()):
+            warnings.simplefilter("ignore")  # quantized tensors are deprecated in name, still the fastest path here
             qweight = torch._make_per_channel_quantized_tensor(self.weight, self.scale.double(), zero_points, 0)
             # row-scaled outputs are rescaled before the bias goes on, so the kernel must not add it
             return torch.ops.quantized.linear_prepack(qweight, self.bias if self.compute == "int8" else None)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
-        if self.compute == "fp32":
-            return F.linear(x, self._kernel(), self.bias)
+        kernel = self.kernel_for(rows=x.numel() // max(self.in_features, 1))
+        packed = self._kernel(kernel)
+        if kernel == "fp32":
+            return F.linear(x, packed, self.bias)
         if self.compute == "int8":
-            return torch.ops.quantized.linear_dynamic(x, self._kernel(), True)
+            return torch.ops.quantized.linear_dynamic(x, packed, REDUCE_RANGE)
         # amax and amin: cheaper than materialising abs() of a 1536-wide activation
         peak = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_())  # (..., 1)
         peak.clamp_(min=torch.finfo(x.dtype).tiny)  # an all-zero row stays zero
-        y = torch.ops.quantized.linear_dynamic(x / peak, self._kernel(), True)  # (..., out)
+        y = torch.ops.quantized.linear_dynamic(x / peak, packed, REDUCE_RANGE)  # (..., out)
         return y.mul_(peak) if self.bias is None else torch.addcmul(self.bias, y, peak)
 
-    def _kernel(self):
-        """The packed int8 matrix (or the dequantized fp32 one), rebuilt whenever a tensor changes
-        (reloaded, written in place, replaced) or ``compute`` does."""
-        key = (self.compute, _identity(self.weight), _identity(self.scale), _identity(self.bias))
+    def kernel_for(self, rows: int) -> str:
+        """Which GEMM a call with ``rows`` input rows runs: ``"fp32"`` (dequantized weights),
+        ``"default"`` (the quantized engine's own: fbgemm on x86) or ``"onednn"``."""
+        if self.compute == "fp32" or (rows <= FP32_UP_TO_ROWS and self.in_features * self.out_features < FP32_UNDER_WEIGHTS):
+            return "fp32"
+        return "onednn" if ONEDNN_FROM_ROWS is not None and rows >= ONEDNN_FROM_ROWS else "default"
+
+    def _kernel(self, kernel: str):
+        """The packed int8 matrix (or the dequantized fp32 one) for ``kernel``, built on first use and
+        rebuilt whenever a tensor changes (reloaded, written in place, replaced) or ``compute`` does."""
+        buffers = self._buffers  # not self.weight: nn.Module's attribute fallback is slow on every call
+        key = (self.compute, _identity(buffers["weight"]), _identity(buffers["scale"]), _identity(buffers["bias"]))
         if self._packed is None or self._packed[0] != key:
-            self._packed = (key, self.dequantized() if self.compute == "fp32" else self._pack())
-        return self._packed[1]
+            self._packed = (key, {})
+        kernels = self._packed[1]
+        if kernel not in kernels:
+            kernels[kernel] = self._pack(kernel)
+        return kernels[kernel]
 
     @staticmethod
     def project_together(modules: tuple[Int8Linear, ...], x: Tensor) -> list[Tensor]:
@@ -108,7 +156,7 @@ class Int8Linear(nn.Module):
         stacked matrix is packed on first use and again whenever a weight changes."""
         first = modules[0]
         if any(m.compute == "fp32" or m.compute != first.compute or m.in_features != first.in_features
-               for m in modules):
+               for m in modules) or first.kernel_for(x.numel() // max(first.in_features, 1)) == "fp32":
             return [m(x) for m in modules]
         key = tuple((id(m), m.compute, *(_identity(t) for t in (m.weight, m.scale, m.bias))) for m in modules)
         cached = getattr(first, "_together", None)

@@ -1,7 +1,7 @@
 """int8 dynamic quantization of a whole model, and its model folder.
 
-Which path: measured on this 2-core AVX2 CPU (docs/compression.md, bench/compress.py), fbgemm's
-dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses) beat fp32 on BERT-sized
+Which path: measured on this 2-core CPU (docs/compression.md, bench/compress.py), PyTorch's
+dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses; ``int8.py`` picks its kernel) beat fp32 on BERT-sized
 matrices at batch 1 and 32, while torchao's ``Int8DynamicActivationInt8WeightConfig`` in eager
 mode was slower than fp32 at batch 1. On small matrices (d=128) int8 loses to fp32: quantizing the
 activations costs more than the GEMM saves. So only a Linear with at least ``min_weights`` weights
@@ -100,7 +100,7 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
     quantization = {
         "method": METHOD,
         "weights": "int8 symmetric, one scale per output row",
-        "activations": "uint8, computed per call (fbgemm dynamic, reduce_range): one scale per tensor, "
+        "activations": "uint8, computed per call (8 bits with VNNI, 7 without): one scale per tensor, "
                        "or per row for linear_row_scaled",
         "min_weights": config.min_weights,
         "embeddings": embeddings,

@@ -229,3 +229,40 @@ def test_q_k_v_count_together_for_the_int8_threshold():
     assert "layers.0.attn.out_proj" not in linear  # 4,096 alone
     narrow = quantize_model(model, QuantizeConfig(min_weights=10_000, min_side=100))  # every side is 64
     assert narrow.config.quantization["linear"] == []
+
+
+@pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines, reason="no oneDNN quantized engine")
+@pytest.mark.parametrize("compute", ["int8", "int8_row"])
+def test_many_rows_may_run_on_onednn_with_the_same_outputs_as_fbgemm(monkeypatch, compute):
+    from sora.compress import int8
+
+    torch.manual_seed(0)
+    linear = Int8Linear.from_linear(torch.nn.Linear(64, 48), compute=compute)
+    x = torch.randn(4, 9, 64)  # 36 rows
+    with torch.no_grad():
+        monkeypatch.setattr(int8, "ONEDNN_FROM_ROWS", None)
+        default = linear(x)
+        monkeypatch.setattr(int8, "ONEDNN_FROM_ROWS", 36)
+        onednn = linear(x)
+        assert set(linear._packed[1]) == {"default", "onednn"}  # both packed, each kept for its row counts
+        linear._packed = None
+        linear(x[:1])  # 9 rows: the default kernel only
+        assert set(linear._packed[1]) == {"default"}
+    assert torch.backends.quantized.engine != "onednn"  # packing for oneDNN left the global engine alone
+    torch.testing.assert_close(onednn, default, atol=1e-5, rtol=0)  # same rounding, another GEMM
+
+
+@pytest.mark.parametrize("compute", ["int8", "int8_row"])
+def test_one_or_two_rows_run_fp32_maths_unless_the_matrix_is_large(monkeypatch, compute):
+    from sora.compress import int8
+
+    torch.manual_seed(0)
+    linear = Int8Linear.from_linear(torch.nn.Linear(64, 48), compute=compute)
+    with torch.no_grad():
+        for x in (torch.randn(1, 1, 64), torch.randn(2, 1, 64)):  # one token, or two sentences of one
+            assert torch.equal(linear(x), torch.nn.functional.linear(x, linear.dequantized(), linear.bias))
+        three = torch.randn(1, 3, 64)
+        assert not torch.equal(linear(three), torch.nn.functional.linear(three, linear.dequantized(), linear.bias))
+        monkeypatch.setattr(int8, "FP32_UNDER_WEIGHTS", 64 * 48)  # a "large" matrix: int8 even for one row
+        assert linear.kernel_for(1) != "fp32"
+        assert not torch.equal(linear(x), torch.nn.functional.linear(x, linear.dequantized(), linear.bias))
