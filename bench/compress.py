@@ -53,21 +53,37 @@ BERT_SIZED = dict(arch="encoder_classifier", vocab_size=30522, d_model=384, head
 
 
 def linear_shapes(repeats: int) -> list[dict]:
-    from sora.compress.int8 import Int8Linear
+    """Sora's int8 against fp32 at 40 rows (one sentence) and 1,280 (32 sentences), and each int8
+    kernel on its own at 8 to 1,280 rows: where ``ONEDNN_FROM_ROWS`` should sit."""
+    from sora.compress import int8
 
+    engines = {"fbgemm": None, **({"onednn": 1} if "onednn" in torch.backends.quantized.supported_engines else {})}
+    chosen = int8.ONEDNN_FROM_ROWS
     rows = []
     for d_in, d_out in [(128, 128), (128, 256), (256, 256), (256, 512), (384, 384), (384, 1536), (1536, 384),
                         (768, 768), (768, 3072)]:
         fp32 = torch.nn.Linear(d_in, d_out).eval()
-        q = Int8Linear.from_linear(fp32)
-        row = {"shape": [d_in, d_out], "weights": d_in * d_out}
-        for n in (40, 1280):
+        q = int8.Int8Linear.from_linear(fp32)
+        row = {"shape": [d_in, d_out], "weights": d_in * d_out, "kernels": {}}
+        for n in (8, 40, 256, 512, 1280):
             x = [{"x": torch.randn(1, n, d_in)}]
-            t = compare_latency({"fp32": lambda b: fp32(b["x"]), "int8": lambda b: q(b["x"])}, x, repeats=repeats)
-            row[f"int8_speedup_rows{n}"] = round(t["fp32"] / t["int8"], 3)
+            runs = {"fp32": lambda b: fp32(b["x"]), "int8": lambda b: q(b["x"])}
+            if n in (40, 1280):
+                t = compare_latency(runs, x, repeats=repeats)
+                row[f"int8_speedup_rows{n}"] = round(t["fp32"] / t["int8"], 3)
+            row["kernels"][str(n)] = {}
+            for engine, from_rows in engines.items():
+                int8.ONEDNN_FROM_ROWS = from_rows
+                try:
+                    t = compare_latency(runs, x, repeats=repeats)
+                finally:
+                    int8.ONEDNN_FROM_ROWS = chosen
+                row["kernels"][str(n)][engine] = round(t["fp32"] / t["int8"], 3)
         rows.append(row)
         print(f"  Linear {d_in}x{d_out}: int8 x{row['int8_speedup_rows40']:.2f} at 40 rows, "
-              f"x{row['int8_speedup_rows1280']:.2f} at 1280 rows", flush=True)
+              f"x{row['int8_speedup_rows1280']:.2f} at 1280 rows; kernels "
+              + ", ".join(f"{n} rows " + "/".join(f"{e} x{v:.2f}" for e, v in k.items())
+                          for n, k in row["kernels"].items()), flush=True)
     return rows
 
 

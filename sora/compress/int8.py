@@ -58,9 +58,10 @@ def _cpu_has(feature: str) -> bool:
 # Without VNNI, fbgemm sums pairs of uint8 x int8 products in 16 bits and needs 7-bit activations
 # (reduce_range) not to overflow them; with VNNI the full 8 bits cost nothing and halve the rounding error.
 REDUCE_RANGE = not _cpu_has("vnni")
-# With AMX, oneDNN's kernel is 1.3-2x faster than fbgemm's from a few hundred rows (tokens) on, and 2-4x
-# slower under 16 rows. Without AMX oneDNN is unmeasured here, so fbgemm alone runs (None).
-ONEDNN_FROM_ROWS = (256 if _cpu_has("amx_tile") and "onednn" in torch.backends.quantized.supported_engines
+# With AMX, oneDNN's kernel is 1.1-3x faster than fbgemm's from 512 rows (tokens) on, but slower on
+# matrices under 600k weights at 256 rows and 2-4x slower at 40 (bench/compress.py, linear_shapes).
+# Without AMX oneDNN is unmeasured here, so fbgemm alone runs (None).
+ONEDNN_FROM_ROWS = (512 if _cpu_has("amx_tile") and "onednn" in torch.backends.quantized.supported_engines
                     else None)
 # One or two rows (a token at a time, as in decoding) run fp32 maths on the dequantized weights (kept after
 # first use) unless the matrix is large: there quantizing the input costs more than the GEMM saves, and int8
