@@ -74,7 +74,7 @@ class QuantizeConfig(StrictModel):
                           "stacked) is at least this: int8 GEMMs on 128-wide matrices lose at one sentence")
     activations: Literal["tensor", "row"] = Field(
         "tensor", description="activation scales of every int8 Linear: one per call (fastest), or one per row "
-        "(token: an outlier token no longer coarsens the rest; 1.5-1.9x the per-call GEMM's time)")
+        "(token: an outlier token no longer coarsens the rest; 1.6-1.9x the per-call GEMM's time)")
     sensitive: int = Field(4, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
                            "whose per-call int8 moves the outputs most get `sensitive_as`; their weights stay int8")
     sensitive_as: Literal["row", "fp32"] = Field(

@@ -15,7 +15,7 @@ The kernel takes one activation scale per call, so one outlier token anywhere in
 every other token's rounding, and a sentence's result depends on the batch it is in.
 ``compute="int8_row"`` divides each input row (token) by its own largest magnitude before the
 kernel and multiplies the output rows back: per-token resolution from the per-tensor kernel,
-for 1.3-1.9x the time of plain int8 on MiniLM's matrices (three more passes over the activations;
+for 1.6-1.9x the time of plain int8 on MiniLM's matrices (three more passes over the activations;
 docs/compression.md).
 """
 
