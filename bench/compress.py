@@ -2,7 +2,7 @@
 
     python bench/compress.py --model runs/sentiment_minilm/model --heads 0.5 --neurons 0.3 --lr 5e-5
 
-Five measurements, side by side in one run, written to bench/results/compress_<model>.json (the
+Six measurements, side by side in one run, written to bench/results/compress_<model>.json (the
 data is the split the model was trained on, from its meta.json, unless --data names one):
 
 1. ``linear_shapes``: one Linear, fp32 against Sora's dynamic int8 (fbgemm, or oneDNN for many rows
@@ -14,9 +14,10 @@ data is the split the model was trained on, from its meta.json, unless --data na
    test sentences.
 3. ``int8_settings``: per-call activation scales, the most sensitive Linears row-scaled or in fp32
    maths, every Linear row-scaled: predictions changed against fp32, KL, accuracy, speed-up.
-4. ``compress``: ``sora compress`` on the trained model (importance on validation, prune heads,
+4. ``int8_batch_sizes``: fp32 against the default int8 at batch 1 to 64 (never slower?).
+5. ``compress``: ``sora compress`` on the trained model (importance on validation, prune heads,
    neurons and the vocabulary, fine-tune, int8), every variant evaluated on the test split.
-5. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
+6. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
 
 Latency: in-process, warm-up, best of N with the variants interleaved; ratios to fp32, never
 absolute claims. The machine is shared: figures move by some 10% from run to run.
@@ -182,6 +183,26 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
     return out
 
 
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def batch_sizes(model: torch.nn.Module, data, repeats: int) -> dict:
+    """fp32 against the default int8 (sensitive Linears measured on validation) at every batch size
+    from 1 to 64: int8 must never be slower, whichever kernel the rows pick."""
+    from sora.compress.sensitivity import quantize_calibrated
+    from sora.train.tasks import task_for
+
+    model = model.eval()
+    int8 = quantize_calibrated(model, data, task_for(data, model), QuantizeConfig(), log=lambda _: None)
+    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in {"fp32": model, "int8": int8}.items()}
+    out = {}
+    for size in BATCH_SIZES:
+        t = compare_latency(runs, timing_batches(data, "test", size), repeats=repeats)
+        out[str(size)] = round(t["fp32"] / t["int8"], 3)
+    print("  int8 speed-up by batch size: " + ", ".join(f"b{k} x{v:.2f}" for k, v in out.items()), flush=True)
+    return out
+
+
 def settings_mean(per_model: list[dict]) -> dict:
     """Each int8 setting averaged over several fine-tunings: chance moves average out."""
     mean = lambda values: round(sum(values) / len(values), 3)  # noqa: E731
@@ -279,7 +300,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the compressed model folders here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "settings", "compress", "bert"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "settings", "sizes", "compress", "bert"])
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -310,6 +331,9 @@ def main() -> None:
         if "settings" not in args.skip:
             print(f"int8 settings on {model_dir}", flush=True)
             entry["int8_settings"] = int8_settings(load_model(model_dir), data, batches, args.repeats)
+        if "sizes" not in args.skip:
+            print(f"int8 by batch size on {model_dir}", flush=True)
+            entry["int8_batch_sizes"] = batch_sizes(load_model(model_dir), data, args.repeats)
         if "compress" not in args.skip:
             config = CompressConfig(
                 prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None,
