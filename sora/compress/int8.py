@@ -54,12 +54,12 @@ def _cpu_has(feature: str) -> bool:
     return bool(check is not None and check())
 
 
-# The int8 GEMM, chosen from what the CPU has (measured: docs/compression.md, "The CPU sets the ceiling").
+# The int8 GEMM, chosen from what the CPU has (measured: docs/compression.md, "The CPU chooses the kernel").
 # Without VNNI, fbgemm sums pairs of uint8 x int8 products in 16 bits and needs 7-bit activations
 # (reduce_range) not to overflow them; with VNNI the full 8 bits cost nothing and halve the rounding error.
 REDUCE_RANGE = not _cpu_has("vnni")
-# With AMX, oneDNN's kernel is 1.1-3x faster than fbgemm's from 512 rows (tokens) on, but slower on
-# matrices under 600k weights at 256 rows and 2-4x slower at 40 (bench/compress.py, linear_shapes).
+# With AMX, oneDNN's kernel is 1.2-1.9x faster than fbgemm's from 512 rows (tokens) on, but at 256 rows
+# it lost on most shapes and at 40 it is up to 2x slower (bench/compress.py, linear_shapes).
 # Without AMX oneDNN is unmeasured here, so fbgemm alone runs (None).
 ONEDNN_FROM_ROWS = (512 if _cpu_has("amx_tile") and "onednn" in torch.backends.quantized.supported_engines
                     else None)
@@ -131,7 +131,8 @@ class Int8Linear(nn.Module):
     def kernel_for(self, rows: int) -> str:
         """Which GEMM a call with ``rows`` input rows runs: ``"fp32"`` (dequantized weights),
         ``"default"`` (the quantized engine's own: fbgemm on x86) or ``"onednn"``."""
-        if self.compute == "fp32" or (rows <= FP32_UP_TO_ROWS and self.in_features * self.out_features < FP32_UNDER_WEIGHTS):
+        small = self.in_features * self.out_features < FP32_UNDER_WEIGHTS
+        if self.compute == "fp32" or (rows <= FP32_UP_TO_ROWS and small):
             return "fp32"
         return "onednn" if ONEDNN_FROM_ROWS is not None and rows >= ONEDNN_FROM_ROWS else "default"
 

@@ -1,12 +1,13 @@
 """int8 dynamic quantization of a whole model, and its model folder.
 
 Which path: measured on this 2-core CPU (docs/compression.md, bench/compress.py), PyTorch's
-dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses; ``int8.py`` picks its kernel) beat fp32 on BERT-sized
-matrices at batch 1 and 32, while torchao's ``Int8DynamicActivationInt8WeightConfig`` in eager
-mode was slower than fp32 at batch 1. On small matrices (d=128) int8 loses to fp32: quantizing the
-activations costs more than the GEMM saves. So only a Linear with at least ``min_weights`` weights
-and ``min_side`` inputs and outputs runs in int8; smaller ones are stored int8 too but multiply in fp32 with their dequantized weights.
-The model is then not slower than fp32, and about 4x smaller on disk either way.
+dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses; ``int8.py`` picks its
+kernel) beat fp32 on BERT-sized matrices at batch 1 and 32, while torchao's
+``Int8DynamicActivationInt8WeightConfig`` in eager mode was slower than fp32 at both. On small
+matrices int8 loses to fp32: quantizing the activations costs more than the GEMM saves. So only a
+Linear with at least ``min_weights`` weights and ``min_side`` inputs and outputs runs in int8;
+smaller ones are stored int8 too but multiply in fp32 with their dequantized weights. The model is
+then not slower than fp32 at any batch size, and about 4x smaller on disk either way.
 
 The folder: ``model.safetensors`` holds int8 weights and fp32 per-row scales (``*.weight``,
 ``*.scale``) beside the fp32 rest; ``config.quantization`` lists which modules are int8 and which
