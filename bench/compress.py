@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from sora.compress import (CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig,  # noqa: E402
                            magnitude_scores, plan_from_scores, prune_model, quantize_model, save_quantized)
+from sora.compress.int8 import kernel_choice  # noqa: E402
 from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes  # noqa: E402
 from sora.compress.stage import compress_model  # noqa: E402
 from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model  # noqa: E402
@@ -86,14 +87,6 @@ def linear_shapes(repeats: int) -> list[dict]:
               + ", ".join(f"{n} rows " + "/".join(f"{e} x{v:.2f}" for e, v in k.items())
                           for n, k in row["kernels"].items()), flush=True)
     return rows
-
-
-def int8_kernel() -> dict:
-    """What this CPU gives the int8 GEMM: the figures depend on it."""
-    from sora.compress import int8
-
-    return {"vnni": int8._cpu_has("vnni"), "amx": int8._cpu_has("amx_tile"), "reduce_range": int8.REDUCE_RANGE,
-            "onednn_from_rows": int8.ONEDNN_FROM_ROWS}
 
 
 def latency_batches(data) -> dict[int, list[dict]]:
@@ -313,7 +306,7 @@ def main() -> None:
     started = time.time()
     results: dict = {"machine": {"cpu_threads": args.threads, "cores": os.cpu_count(), "python": platform.python_version(),
                                  "torch": torch.__version__, "load_average_start": os.getloadavg(),
-                                 "int8_kernel": int8_kernel()},
+                                 "int8_kernel": kernel_choice()},
                      "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]), "data": str(args.data or "each model's meta.json"),
                      "models": {}}
     if "shapes" not in args.skip:

@@ -136,6 +136,7 @@ def quantize_command(
 ) -> None:
     """int8 dynamic quantization: int8 weights per output channel, activations quantized on the fly."""
     from sora.compress import QuantizeConfig, quantize_model, save_quantized
+    from sora.compress.int8 import describe_kernels
     from sora.compress.measure import weights_bytes
     from sora.compress.sensitivity import quantize_calibrated
     from sora.configio import validate
@@ -160,6 +161,7 @@ def quantize_command(
                     f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
                     f"{config.min_weights:,} weights or {config.min_side} wide, or sensitive with --sensitive-as fp32)\n"
                     f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"
+                    f"on this CPU: {describe_kernels()}\n"
                     f"int8 model: {out}")
 
 

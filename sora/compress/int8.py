@@ -69,6 +69,20 @@ ONEDNN_FROM_ROWS = (512 if _cpu_has("amx_tile") and "onednn" in torch.backends.q
 FP32_UP_TO_ROWS, FP32_UNDER_WEIGHTS = 2, 1_000_000
 
 
+def kernel_choice() -> dict:
+    """What this CPU gives the int8 GEMM (speed and activation bits depend on it)."""
+    return {"vnni": _cpu_has("vnni"), "amx": _cpu_has("amx_tile"), "activation_bits": 7 if REDUCE_RANGE else 8,
+            "onednn_from_rows": ONEDNN_FROM_ROWS, "fp32_up_to_rows": FP32_UP_TO_ROWS}
+
+
+def describe_kernels() -> str:
+    choice = kernel_choice()
+    gemm = (f"fbgemm, oneDNN from {choice['onednn_from_rows']} rows (AMX)" if choice["onednn_from_rows"]
+            else "fbgemm")
+    return (f"{choice['activation_bits']}-bit activations ({'VNNI' if choice['vnni'] else 'no VNNI'}), {gemm}, "
+            f"fp32 maths for {FP32_UP_TO_ROWS} rows or fewer")
+
+
 @contextmanager
 def _quantized_engine(name: str):
     """``linear_prepack`` packs for the global engine; the packed weight then keeps its kernel."""

@@ -31,6 +31,7 @@ from torch import nn
 from sora.atomic import replace_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
+from sora.compress.int8 import kernel_choice
 from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes
 from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
 from sora.compress.quantize import is_quantized, save_quantized
@@ -116,7 +117,7 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
         report = {
             "name": meta.get("recipe") or model_dir.name, "model_dir": str(model_dir), "task": task.name,
             "metric": task.monitor, "eval_split": eval_split, "latency_batches": config.latency_batches,
-            "threads": torch.get_num_threads(), "config": config.model_dump(mode="json"),
+            "threads": torch.get_num_threads(), "int8_kernel": kernel_choice(), "config": config.model_dump(mode="json"),
             "pruning": prune_info, "variants": results,
             "folders": {k: str(out_dir / Path(v).name) for k, v in folders.items() if k != "fp32"},
             "latency_method": f"in-process, warm-up then best of {config.latency_repeats} (interleaved rounds); "

@@ -42,6 +42,7 @@ def test_compress_writes_every_variant_a_report_and_a_plot(trained, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["int8", "plot.png", "pruned", "pruned_int8", "report.json",
                                                      "report.md"]
     assert json.loads((out / "report.json").read_text())["variants"].keys() == report["variants"].keys()
+    assert report["int8_kernel"]["activation_bits"] in (7, 8)  # the timings depend on the CPU's int8 GEMM
     v = report["variants"]
     assert list(v) == ["fp32", "pruned", "int8", "pruned+int8"]
     assert v["pruned"]["heads"] == 4 and v["pruned"]["neurons"] == 96 and v["fp32"]["heads"] == 8
