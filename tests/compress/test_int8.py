@@ -233,9 +233,11 @@ def test_q_k_v_count_together_for_the_int8_threshold():
 
 @pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines, reason="no oneDNN quantized engine")
 @pytest.mark.parametrize("compute", ["int8", "int8_row"])
-def test_many_rows_may_run_on_onednn_with_the_same_outputs_as_fbgemm(monkeypatch, compute):
+@pytest.mark.parametrize("reduce_range", [True, False])  # 7-bit activations (no VNNI) or 8
+def test_many_rows_may_run_on_onednn_with_the_same_outputs_as_fbgemm(monkeypatch, compute, reduce_range):
     from sora.compress import int8
 
+    monkeypatch.setattr(int8, "REDUCE_RANGE", reduce_range)
     torch.manual_seed(0)
     linear = Int8Linear.from_linear(torch.nn.Linear(64, 48), compute=compute)
     x = torch.randn(4, 9, 64)  # 36 rows
@@ -266,3 +268,19 @@ def test_one_or_two_rows_run_fp32_maths_unless_the_matrix_is_large(monkeypatch, 
         monkeypatch.setattr(int8, "FP32_UNDER_WEIGHTS", 64 * 48)  # a "large" matrix: int8 even for one row
         assert linear.kernel_for(1) != "fp32"
         assert not torch.equal(linear(x), torch.nn.functional.linear(x, linear.dequantized(), linear.bias))
+
+
+def test_eight_bit_activations_round_finer_than_seven(monkeypatch):
+    from sora.compress import int8
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 128).eval()
+    q = Int8Linear.from_linear(linear)
+    x = torch.randn(4, 16, 256)
+    x[0, 0, 0] = 12  # one large activation sets the per-call step
+    errors = {}
+    with torch.no_grad():
+        for reduce_range in (True, False):  # without VNNI, with it
+            monkeypatch.setattr(int8, "REDUCE_RANGE", reduce_range)
+            errors[reduce_range] = _rel_error(q(x), linear(x))
+    assert errors[False] < 0.7 * errors[True]
