@@ -136,11 +136,14 @@ class Int8Linear(nn.Module):
             return F.linear(x, packed, self.bias)
         if self.compute == "int8":
             return torch.ops.quantized.linear_dynamic(x, packed, REDUCE_RANGE)
-        # amax and amin: cheaper than materialising abs() of a 1536-wide activation
+        # The int8 GEMM passes no gradient, so neither does the scale (and the epilogue may write in place).
+        # amax and amin: cheaper than materialising abs() of a 1536-wide activation.
+        x = x.detach()
         peak = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_())  # (..., 1)
         peak.clamp_(min=torch.finfo(x.dtype).tiny)  # an all-zero row stays zero
         y = torch.ops.quantized.linear_dynamic(x / peak, packed, REDUCE_RANGE)  # (..., out)
-        return y.mul_(peak) if self.bias is None else torch.addcmul(self.bias, y, peak)
+        # in place: y is this call's own, and a fresh (B*T, out) tensor cost 15-30% more at 32 sentences
+        return y.mul_(peak) if self.bias is None else torch.addcmul(self.bias, y, peak, out=y)
 
     def kernel_for(self, rows: int) -> str:
         """Which GEMM a call with ``rows`` input rows runs: ``"fp32"`` (dequantized weights),
