@@ -196,6 +196,22 @@ def batch_sizes(model: torch.nn.Module, data, repeats: int) -> dict:
     return out
 
 
+def variants_by_batch_size(model_dir: Path, data, folder: Path, repeats: int) -> dict:
+    """Each compressed variant against the fp32 model at batch 1 to 64, every variant reading the
+    same texts through its own tokenizer (the compress stage times batch 1 and 32 only)."""
+    folders = {"fp32": model_dir, "pruned": folder / "pruned", "int8": folder / "int8", "pruned+int8": folder / "pruned_int8"}
+    folders = {k: v for k, v in folders.items() if (v / "config.json").is_file()}
+    models = {k: load_model(v).eval() for k, v in folders.items()}
+    datas = {k: data.retokenized(load_tokenizer(v)) if "pruned" in k else data for k, v in folders.items()}
+    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in models.items()}
+    out = {}
+    for size in BATCH_SIZES:
+        t = compare_latency(runs, {k: timing_batches(d, "test", size) for k, d in datas.items()}, repeats=repeats)
+        out[str(size)] = {k: round(t["fp32"] / v, 3) for k, v in t.items() if k != "fp32"}
+        print(f"  batch {size}: " + ", ".join(f"{k} x{v:.2f}" for k, v in out[str(size)].items()), flush=True)
+    return out
+
+
 def settings_mean(per_model: list[dict]) -> dict:
     """Each int8 setting averaged over several fine-tunings: chance moves average out."""
     mean = lambda values: round(sum(values) / len(values), 3)  # noqa: E731
@@ -339,12 +355,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = args.keep / model_name(model_dir) if args.keep else Path(tmp) / "compress"
                 report = compress_model(model_dir, data, config, folder, log=lambda m: print("  " + m))
+                curve = variants_by_batch_size(model_dir, data, folder, args.repeats)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 for part, suffix in (("report.md", "md"), ("plot.png", "png")):  # beside the JSON, same stem
                     shutil.copyfile(folder / part, args.out.with_name(f"{args.out.stem}_{model_name(model_dir)}.{suffix}"))
             entry["compress"] = {k: report[k] for k in ("task", "metric", "eval_split", "variants", "pruning",
                                                         "config", "latency_method")}
             entry["compress"]["targets"] = targets(report["variants"], report["metric"])
+            entry["compress"]["speedup_by_batch_size"] = curve
     measured = [e["int8_settings"] for e in results["models"].values() if "int8_settings" in e]
     if len(measured) > 1:
         results["int8_settings_mean"] = settings_mean(measured)
