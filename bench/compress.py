@@ -179,37 +179,36 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
-def batch_sizes(model: torch.nn.Module, data, repeats: int) -> dict:
-    """fp32 against the default int8 (sensitive Linears measured on validation) at every batch size
-    from 1 to 64: int8 must never be slower, whichever kernel the rows pick."""
-    from sora.compress.sensitivity import quantize_calibrated
-    from sora.train.tasks import task_for
-
-    model = model.eval()
-    int8 = quantize_calibrated(model, data, task_for(data, model), QuantizeConfig(), log=lambda _: None)
-    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in {"fp32": model, "int8": int8}.items()}
-    out = {}
-    for size in BATCH_SIZES:
-        t = compare_latency(runs, timing_batches(data, "test", size), repeats=repeats)
-        out[str(size)] = round(t["fp32"] / t["int8"], 3)
-    print("  int8 speed-up by batch size: " + ", ".join(f"b{k} x{v:.2f}" for k, v in out.items()), flush=True)
-    return out
-
-
-def variants_by_batch_size(model_dir: Path, data, folder: Path, repeats: int) -> dict:
-    """Each compressed variant against the fp32 model at batch 1 to 64, every variant reading the
-    same texts through its own tokenizer (the compress stage times batch 1 and 32 only)."""
-    folders = {"fp32": model_dir, "pruned": folder / "pruned", "int8": folder / "int8", "pruned+int8": folder / "pruned_int8"}
-    folders = {k: v for k, v in folders.items() if (v / "config.json").is_file()}
-    models = {k: load_model(v).eval() for k, v in folders.items()}
-    datas = {k: data.retokenized(load_tokenizer(v)) if "pruned" in k else data for k, v in folders.items()}
-    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in models.items()}
+def speedups_by_batch_size(models: dict[str, torch.nn.Module], datas: dict, repeats: int) -> dict:
+    """Each model against ``models["fp32"]`` at every batch size in ``BATCH_SIZES``; ``datas``: each
+    model's data (the same texts, through its own tokenizer)."""
+    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m.eval()) for k, m in models.items()}
     out = {}
     for size in BATCH_SIZES:
         t = compare_latency(runs, {k: timing_batches(d, "test", size) for k, d in datas.items()}, repeats=repeats)
         out[str(size)] = {k: round(t["fp32"] / v, 3) for k, v in t.items() if k != "fp32"}
         print(f"  batch {size}: " + ", ".join(f"{k} x{v:.2f}" for k, v in out[str(size)].items()), flush=True)
     return out
+
+
+def batch_sizes(model: torch.nn.Module, data, repeats: int) -> dict:
+    """fp32 against the default int8 (sensitive Linears measured on validation) at batch 1 to 64:
+    int8 must never be slower, whichever kernel the rows pick."""
+    from sora.compress.sensitivity import quantize_calibrated
+    from sora.train.tasks import task_for
+
+    model = model.eval()
+    int8 = quantize_calibrated(model, data, task_for(data, model), QuantizeConfig(), log=lambda _: None)
+    return speedups_by_batch_size({"fp32": model, "int8": int8}, {"fp32": data, "int8": data}, repeats)
+
+
+def variants_by_batch_size(model_dir: Path, data, folder: Path, repeats: int) -> dict:
+    """Each compressed variant against the fp32 model at batch 1 to 64 (the compress stage times
+    batch 1 and 32 only); pruned variants read the texts through their own tokenizer."""
+    folders = {"fp32": model_dir, "pruned": folder / "pruned", "int8": folder / "int8", "pruned+int8": folder / "pruned_int8"}
+    folders = {k: v for k, v in folders.items() if (v / "config.json").is_file()}
+    datas = {k: data.retokenized(load_tokenizer(v)) if "pruned" in k else data for k, v in folders.items()}
+    return speedups_by_batch_size({k: load_model(v) for k, v in folders.items()}, datas, repeats)
 
 
 def settings_mean(per_model: list[dict]) -> dict:
