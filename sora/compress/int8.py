@@ -80,7 +80,7 @@ def describe_kernels() -> str:
     gemm = (f"fbgemm, oneDNN from {choice['onednn_from_rows']} rows (AMX)" if choice["onednn_from_rows"]
             else "fbgemm")
     return (f"{choice['activation_bits']}-bit activations ({'VNNI' if choice['vnni'] else 'no VNNI'}), {gemm}, "
-            f"fp32 maths for {FP32_UP_TO_ROWS} rows or fewer")
+            f"fp32 maths for {choice['fp32_up_to_rows']} rows or fewer")
 
 
 @contextmanager
@@ -130,7 +130,7 @@ class Int8Linear(nn.Module):
             return torch.ops.quantized.linear_prepack(qweight, self.bias if self.compute == "int8" else None)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
-        kernel = self.kernel_for(rows=x.numel() // max(self.in_features, 1))
+        kernel = self.kernel_for(self._rows(x))
         packed = self._kernel(kernel)
         if kernel == "fp32":
             return F.linear(x, packed, self.bias)
@@ -145,6 +145,9 @@ class Int8Linear(nn.Module):
         # in place: y is this call's own, and a fresh (B*T, out) tensor cost 15-30% more at 32 sentences
         return y.mul_(peak) if self.bias is None else torch.addcmul(self.bias, y, peak, out=y)
 
+    def _rows(self, x: Tensor) -> int:  # (..., in): the GEMM's M
+        return x.numel() // max(self.in_features, 1)
+
     def kernel_for(self, rows: int) -> str:
         """Which GEMM a call with ``rows`` input rows runs: ``"fp32"`` (dequantized weights),
         ``"default"`` (the quantized engine's own: fbgemm on x86) or ``"onednn"``."""
@@ -156,14 +159,18 @@ class Int8Linear(nn.Module):
     def _kernel(self, kernel: str):
         """The packed int8 matrix (or the dequantized fp32 one) for ``kernel``, built on first use and
         rebuilt whenever a tensor changes (reloaded, written in place, replaced) or ``compute`` does."""
-        buffers = self._buffers  # not self.weight: nn.Module's attribute fallback is slow on every call
-        key = (self.compute, _identity(buffers["weight"]), _identity(buffers["scale"]), _identity(buffers["bias"]))
+        key = (self.compute, self._tensors_key())
         if self._packed is None or self._packed[0] != key:
             self._packed = (key, {})
         kernels = self._packed[1]
         if kernel not in kernels:
             kernels[kernel] = self._pack(kernel)
         return kernels[kernel]
+
+    def _tensors_key(self) -> tuple:
+        """Changes whenever the weight, scale or bias is reloaded, replaced or written in place."""
+        buffers = self._buffers  # not self.weight: nn.Module's attribute fallback is slow on every call
+        return _identity(buffers["weight"]), _identity(buffers["scale"]), _identity(buffers["bias"])
 
     @staticmethod
     def project_together(modules: tuple[Int8Linear, ...], x: Tensor) -> list[Tensor]:
@@ -175,9 +182,9 @@ class Int8Linear(nn.Module):
         stacked matrix is packed on first use and again whenever a weight changes."""
         first = modules[0]
         if any(m.compute == "fp32" or m.compute != first.compute or m.in_features != first.in_features
-               for m in modules) or first.kernel_for(x.numel() // max(first.in_features, 1)) == "fp32":
+               for m in modules) or first.kernel_for(first._rows(x)) == "fp32":
             return [m(x) for m in modules]
-        key = tuple((id(m), m.compute, *(_identity(t) for t in (m.weight, m.scale, m.bias))) for m in modules)
+        key = tuple((id(m), m.compute, m._tensors_key()) for m in modules)
         cached = getattr(first, "_together", None)
         if cached is None or cached[0] != key:
             stacked = Int8Linear(first.in_features, sum(m.out_features for m in modules), compute=first.compute)
