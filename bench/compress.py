@@ -89,6 +89,11 @@ def linear_shapes(repeats: int) -> list[dict]:
     return rows
 
 
+def runner(model: torch.nn.Module):
+    """What compare_latency times: one forward pass of ``model`` on a batch."""
+    return lambda batch: model(batch["inputs"], batch["valid"])
+
+
 def latency_batches(data) -> dict[int, list[dict]]:
     """Random test sentences, as the compress stage times them: eight alone, and four batches of 32."""
     return {b: timing_batches(data, "test", b) for b in (1, 32)}
@@ -103,7 +108,7 @@ def int8_paths(model: torch.nn.Module, batches: dict[int, list[dict]], repeats: 
     quantize_(tao, Int8DynamicActivationInt8WeightConfig())
     ours = quantize_model(model)
     variants = {"fp32": model, "torch.ao quantize_dynamic": ao, "torchao int8 dyn (eager)": tao, "sora int8": ours}
-    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in variants.items()}
+    runs = {k: runner(m) for k, m in variants.items()}
     out = {}
     for b, batch in batches.items():
         t = compare_latency(runs, batch, repeats=repeats)
@@ -182,7 +187,7 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 def speedups_by_batch_size(models: dict[str, torch.nn.Module], datas: dict, repeats: int) -> dict:
     """Each model against ``models["fp32"]`` at every batch size in ``BATCH_SIZES``; ``datas``: each
     model's data (the same texts, through its own tokenizer)."""
-    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m.eval()) for k, m in models.items()}
+    runs = {k: runner(m.eval()) for k, m in models.items()}
     out = {}
     for size in BATCH_SIZES:
         t = compare_latency(runs, {k: timing_batches(d, "test", size) for k, d in datas.items()}, repeats=repeats)
@@ -235,7 +240,7 @@ def bert_sized(batches: dict[int, list[dict]], repeats: int, tmp: Path) -> dict:
         folder = tmp / name.replace("+", "_")
         (save_quantized if m.config.quantization else save_model)(m, folder)
         sizes[name] = weights_bytes(folder)
-    runs = {k: (lambda m: lambda b: m(b["inputs"], b["valid"]))(m) for k, m in variants.items()}
+    runs = {k: runner(m) for k, m in variants.items()}
     out = {"config": BERT_SIZED, "prune": "50% of heads and 50% of neurons (weight-magnitude ranking; speed only)",
            "variants": {}}
     timings = {b: compare_latency(runs, batch, repeats=repeats) for b, batch in batches.items()}
