@@ -53,3 +53,9 @@ def test_inspect_points_a_hugging_face_folder_to_hf_import(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
     code, _, err = run_cli(capsys, "inspect", str(tmp_path))
     assert code == 2 and "sora hf import" in err
+
+
+@pytest.mark.parametrize("args, says", [(["evaluate"], "No such command"), (["inspect", "--bogus"], "--bogus")])
+def test_usage_errors_are_messages_not_tracebacks(capsys, args, says):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2 and says in err and "Traceback" not in err + out

@@ -39,12 +39,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as e:  # click's usage errors come here when standalone_mode is off
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        if _is_usage_error(e):  # an unknown command or option, a missing argument
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, typer.Abort) or type(e).__name__ == "Abort":
             sys.exit(1)
         raise
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """click's ``ClickException``, from click itself or from the copy typer 0.2x vendors (a different class)."""
+    return callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int)
