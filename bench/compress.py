@@ -1,6 +1,7 @@
 """Compression benchmark: which int8 path, and what pruning and int8 buy on a real trained model.
 
-    python bench/compress.py --model runs/sentiment_minilm/model --heads 0.5 --neurons 0.3 --lr 5e-5
+    python bench/compress.py --model runs/sentiment_minilm/model --layers 3 --heads 0.3 --neurons 0.3 \
+        --finetune 4 --lr 8e-5 --distill 0.5 --hidden 1 --pruned-sensitive 0   # the recipe's compress:
 
 Six measurements, side by side in one run, written to bench/results/compress_<model>.json (the
 data is the split the model was trained on, from its meta.json, unless --data names one):
@@ -20,7 +21,7 @@ data is the split the model was trained on, from its meta.json, unless --data na
 6. ``bert_sized``: the same variants' size and speed on the BERT-sized model (no accuracy: random).
 
 Latency: in-process, warm-up, best of N with the variants interleaved; ratios to fp32, never
-absolute claims. The machine is shared: figures move by some 10% from run to run.
+absolute claims. The machine is shared: figures move by 15-50% from run to run.
 """
 
 from __future__ import annotations
@@ -310,6 +311,8 @@ def main() -> None:
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (attn + ffn) only")
     parser.add_argument("--distill", type=float, default=0.0, help="weight of distillation from the unpruned model")
     parser.add_argument("--hidden", type=float, default=0.0, help="weight of layer distillation (block outputs)")
+    parser.add_argument("--pruned-sensitive", type=int, default=None,
+                        help="sensitive Linears of the pruned model's int8 (default: the same as the full model's)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the compressed model folders here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
@@ -354,7 +357,8 @@ def main() -> None:
                 finetune=FinetuneConfig(epochs=args.finetune, lr=args.lr, distill=args.distill, hidden=args.hidden,
                                         lora=LoRAConfig(rank=16, alpha=32, targets=["attn", "ffn"]) if args.lora else None)
                 if args.finetune > 0 else None,
-                quantize=QuantizeConfig(), latency_repeats=args.repeats)
+                quantize=QuantizeConfig(), latency_repeats=args.repeats,
+                pruned_quantize=None if args.pruned_sensitive is None else QuantizeConfig(sensitive=args.pruned_sensitive))
             print(f"sora compress on {model_dir}: {config.model_dump(exclude_defaults=True)}", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
                 folder = args.keep / model_name(model_dir) if args.keep else Path(tmp) / "compress"

@@ -84,7 +84,8 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
         if config.quantize is not None:
             variants["int8"] = quantize_calibrated(model, data, task, config.quantize, log=log)
             if pruned is not None:
-                variants["pruned+int8"] = quantize_calibrated(pruned, pruned_data, task, config.quantize, log=log)
+                variants["pruned+int8"] = quantize_calibrated(pruned, pruned_data, task,
+                                                              config.pruned_quantize or config.quantize, log=log)
         if len(variants) == 1:
             raise SoraError("compress: nothing to do (no pruning and quantize: null)")
 

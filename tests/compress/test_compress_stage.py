@@ -7,6 +7,7 @@ import torch
 
 from sora.compress import CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig
 from sora.compress.finetune import distillation, finetune
+from sora.compress.int8 import Int8Linear
 from sora.compress.stage import _step_fraction, compress_model
 from sora.errors import SoraError
 from sora.models import build_model, load_model, save_model
@@ -156,3 +157,16 @@ def test_dropping_the_least_useful_block_measured_by_ablation(trained, tmp_path)
     assert first["heads_removed"] == 4 + 2  # the dropped block's 4 heads, then half of the other 4
     pruned = load_model(tmp_path / "c" / "pruned")
     assert pruned.config.encoder.n_layers == 1 and pruned.config.encoder.n_heads == 2
+
+
+def test_the_pruned_model_may_have_its_own_int8_settings(trained, tmp_path):
+    folder, data = trained
+    quantize = QuantizeConfig(min_weights=0, min_side=0, sensitive=2, calibration_batches=1)
+    config = _config(quantize=quantize, pruned_quantize=quantize.model_copy(update={"sensitive": 0}))
+    compress_model(folder, data, config, tmp_path / "c", log=lambda m: None)
+
+    def row_scaled(sub):
+        return sum(m.compute == "int8_row" for m in load_model(tmp_path / "c" / sub).modules()
+                   if isinstance(m, Int8Linear))
+
+    assert row_scaled("int8") == 2 and row_scaled("pruned_int8") == 0
