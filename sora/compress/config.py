@@ -118,8 +118,9 @@ class CompressConfig(StrictModel):
     finetune: FinetuneConfig | None = None
     quantize: QuantizeConfig | None = Field(default_factory=QuantizeConfig)
     pruned_quantize: QuantizeConfig | None = Field(
-        None, description="int8 settings of the pruned model (default: quantize's). Its matrices are smaller, so "
-        "per-row scales cost more of what int8 saves: at one sentence they cancel its gain (docs/compression.md)")
+        None, description="int8 settings of the pruned model (default: quantize's; set with quantize: null, only "
+        "the pruned model is quantized). Its matrices are smaller, so per-row scales cost more of what int8 saves: "
+        "at one sentence they cancel its gain (docs/compression.md)")
     importance_batches: int = Field(16, gt=0, description="batches used to compute importance when no scores file")
     eval_batch_size: int = Field(64, gt=0)
     latency_repeats: int = Field(10, gt=0, description="best-of-N timing repeats per batch size")

@@ -83,9 +83,9 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
                         else tokenizer for name in data_of}
         if config.quantize is not None:
             variants["int8"] = quantize_calibrated(model, data, task, config.quantize, log=log)
-            if pruned is not None:
-                variants["pruned+int8"] = quantize_calibrated(pruned, pruned_data, task,
-                                                              config.pruned_quantize or config.quantize, log=log)
+        pruned_quantize = config.pruned_quantize or config.quantize
+        if pruned is not None and pruned_quantize is not None:
+            variants["pruned+int8"] = quantize_calibrated(pruned, pruned_data, task, pruned_quantize, log=log)
         if len(variants) == 1:
             raise SoraError("compress: nothing to do (no pruning and quantize: null)")
 

@@ -162,11 +162,15 @@ def test_dropping_the_least_useful_block_measured_by_ablation(trained, tmp_path)
 def test_the_pruned_model_may_have_its_own_int8_settings(trained, tmp_path):
     folder, data = trained
     quantize = QuantizeConfig(min_weights=0, min_side=0, sensitive=2, calibration_batches=1)
+
+    def row_scaled(model_dir):
+        return sum(m.compute == "int8_row" for m in load_model(model_dir).modules() if isinstance(m, Int8Linear))
+
     config = _config(quantize=quantize, pruned_quantize=quantize.model_copy(update={"sensitive": 0}))
-    compress_model(folder, data, config, tmp_path / "c", log=lambda m: None)
+    compress_model(folder, data, config, tmp_path / "both", log=lambda m: None)
+    assert row_scaled(tmp_path / "both/int8") == 2 and row_scaled(tmp_path / "both/pruned_int8") == 0
 
-    def row_scaled(sub):
-        return sum(m.compute == "int8_row" for m in load_model(tmp_path / "c" / sub).modules()
-                   if isinstance(m, Int8Linear))
-
-    assert row_scaled("int8") == 2 and row_scaled("pruned_int8") == 0
+    alone = compress_model(folder, data, _config(quantize=None, pruned_quantize=quantize), tmp_path / "alone",
+                           log=lambda m: None)  # only the pruned model is quantized
+    assert list(alone["variants"]) == ["fp32", "pruned", "pruned+int8"]
+    assert row_scaled(tmp_path / "alone/pruned_int8") == 2
