@@ -130,10 +130,10 @@ class Int8Linear(nn.Module):
             return torch.ops.quantized.linear_prepack(qweight, self.bias if self.compute == "int8" else None)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
-        kernel = self.kernel_for(self._rows(x))
+        kernel = "fp32" if self.compute == "fp32" else self.kernel_for(self._rows(x))
         packed = self._kernel(kernel)
-        if kernel == "fp32":
-            return F.linear(x, packed, self.bias)
+        if kernel == "fp32":  # int8 on disk only: as fast as nn.Linear but for these few checks
+            return F.linear(x, packed, self._buffers["bias"])
         if self.compute == "int8":
             return torch.ops.quantized.linear_dynamic(x, packed, REDUCE_RANGE)
         # The int8 GEMM passes no gradient, so neither does the scale (and the epilogue may write in place).
@@ -168,9 +168,16 @@ class Int8Linear(nn.Module):
         return kernels[kernel]
 
     def _tensors_key(self) -> tuple:
-        """Changes whenever the weight, scale or bias is reloaded, replaced or written in place."""
-        buffers = self._buffers  # not self.weight: nn.Module's attribute fallback is slow on every call
-        return _identity(buffers["weight"]), _identity(buffers["scale"]), _identity(buffers["bias"])
+        """Changes whenever the weight, scale or bias is reloaded, replaced or written in place.
+        Runs on every call, so it reads ``_buffers`` (nn.Module's attribute fallback is slow) and
+        asks each tensor for its version once (``_identity`` asks twice)."""
+        buffers = self._buffers
+        weight, scale, bias = buffers["weight"], buffers["scale"], buffers["bias"]
+        try:
+            return (id(weight), weight._version, id(scale), scale._version,
+                    id(bias), -1 if bias is None else bias._version)
+        except RuntimeError:  # an inference tensor has no version counter (and cannot be written in place)
+            return _identity(weight), _identity(scale), _identity(bias)
 
     @staticmethod
     def project_together(modules: tuple[Int8Linear, ...], x: Tensor) -> list[Tensor]:
