@@ -9,41 +9,91 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sora.errors import ConfigError
+from sora.errors import ConfigError, first_line
 
 T = TypeVar("T", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base for every config: unknown keys are errors, assignments are validated."""
+    """Base for every config: unknown keys are errors, assignments are validated, numbers are finite
+    (a NaN or infinite rate, size or bound is always a mistake, and ranges cannot catch NaN)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+
+
+#: a random seed, as every generator takes it (numpy's legacy seeding needs 0 <= seed < 2**32)
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 def read_mapping(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     """Read a YAML or JSON file into a dict, and a map from key path to line number."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    text = read_text(path, "config")
     try:
         node = yaml.compose(text)  # JSON is YAML, so one parser serves both
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML/JSON ({getattr(e, 'problem', e)})") from None
+        lines = _key_lines(node)
+    except YAML_ERRORS as e:
+        raise ConfigError(f"{_where(path, e)}: not valid YAML/JSON ({_problem(e)})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-    return data, _key_lines(node)
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, got {_kind(data)}")
+    return data, lines
+
+
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file's contents; a binary, unreadable or missing file is one ConfigError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text {what} file (byte {e.start} is 0x{e.object[e.start]:02x}); "
+                          "is it a binary or damaged file?") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+
+
+def read_json_file(path: str | Path, what: str = "JSON", expect: type = dict) -> Any:
+    """A JSON file that must hold an object (config.json, meta.json) or another ``expect``ed type: every
+    failure one line naming the file."""
+    path = Path(path)
+    text = read_text(path, what)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not usable JSON (nested too deeply)") from None
+    if not isinstance(data, expect):
+        wanted = "a JSON object" if expect is dict else _kind(expect())
+        raise ConfigError(f"{path}: expected {wanted}, got {_kind(data)}")
+    return data
+
+
+# What a YAML document can raise besides YAMLError: safe_load's constructors raise ValueError
+# ("2001-13-01", "!!int abc") and AttributeError ("!!timestamp abc"); a recursive alias recursion.
+YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError)
+
+
+def _where(path, e: Exception) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f"{path}:{mark.line + 1}" if mark else str(path)
+
+
+def _problem(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply, or an alias that contains itself"
+    return getattr(e, "problem", None) or first_line(e)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number",
+            bool: "true/false", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _key_lines(node, prefix: tuple = ()) -> dict[tuple, int]:
@@ -76,18 +126,43 @@ def validate(
 
 
 def format_errors(e: ValidationError, *, source: str, prefix: tuple, lines: dict[tuple, int]) -> str:
+    """One line per bad key: what every member of a union, or every bad item of a list, says is one line."""
     messages = []
-    for err in e.errors():
-        loc = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
-        key = ".".join(str(p) for p in loc) or "(top level)"
+    for loc, errs in _by_key(e.errors()).items():
+        loc = prefix + loc
+        key = ".".join(str(p) if str(p).isprintable() else repr(p) for p in loc) or "(top level)"  # one line
         line = _nearest_line(loc, lines)
         where = f"{source}:{line}" if line else source
-        got = ""
-        if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-            got = f" (got {err['input']!r})"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        messages.append(f"{where}: {key}: {msg}{got}")
+        members = list(dict.fromkeys(tag for tag, _, _ in errs if tag))
+        if len(members) > 1:
+            whole = next((err for _, err, part in errs if not part), errs[0][1])
+            text = f"expected {' or '.join(members)}{_got(whole)}"
+        else:
+            text = "; ".join(dict.fromkeys(f"{'item ' + part + ': ' if part else ''}{_message(err)}{_got(err)}"
+                                           for _, err, part in errs))
+        messages.append(f"{where}: {key}: {text}")
     return "\n".join(messages)
+
+
+def _by_key(errors: list[dict]) -> dict[tuple, list[tuple[str | None, dict, str]]]:
+    """Errors grouped by the key they are about, each with its union member (if any) and the part of the
+    value it is about (a list item, "" for the whole value)."""
+    groups: dict[tuple, list[tuple[str | None, dict, str]]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        cut = next((i for i, p in enumerate(loc) if _is_union_tag(p) or isinstance(p, int)), len(loc))
+        tag = loc[cut] if cut < len(loc) and _is_union_tag(loc[cut]) else None
+        part = ".".join(str(p) for p in loc[cut:] if not _is_union_tag(p))
+        groups.setdefault(loc[:cut], []).append((tag, err, part))
+    return groups
+
+
+def _message(err: dict) -> str:
+    return "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+
+
+def _got(err: dict) -> str:
+    return f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") and "input" in err else ""
 
 
 def _is_union_tag(part) -> bool:
@@ -122,6 +197,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: expected key.path=value, with a name between every two dots")
         target = data
         for part in parts[:-1]:
             child = target.get(part)
@@ -130,8 +207,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: '{part}' is not a section")
             target = child
-        target[parts[-1]] = yaml.safe_load(raw)
+        target[parts[-1]] = _override_value(key, raw)
     return data
+
+
+def _override_value(key: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except YAML_ERRORS as e:
+        raise ConfigError(f"--set {key + '=' + raw!r}: the value is not valid YAML ({_problem(e)}); quote it if it "
+                          "is text, e.g. --set 'name=\"a: b\"'") from None
 
 
 def to_json(model: BaseModel) -> str:

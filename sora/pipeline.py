@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 
+from sora.atomic import make_dirs, remove_path
 from sora.models import build_model, save_model
 from sora.recipe import Recipe
 
+RESULTS = ("model", "best", "metrics.json")  # with checkpoints: what a failed run keeps, to read or resume
+
 
 def run_recipe(recipe: Recipe, out_dir: str | Path, console: Console | None = None, *, resume: bool = False) -> dict:
-    console = console or Console()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with output_folder(Path(out_dir)):
+        return _run_stages(recipe, Path(out_dir), console or Console(), resume=resume)
+
+
+@contextmanager
+def output_folder(out_dir: Path) -> Iterator[Path]:
+    """Create ``out_dir``; if the command then fails before the folder holds a result or a checkpoint
+    to resume from, remove what it created, so a failed run leaves no empty folder behind."""
+    made = make_dirs(out_dir)
+    try:
+        yield out_dir
+    except BaseException:
+        if made and int(os.environ.get("RANK", "0")) == 0 and not _has_results(out_dir):
+            remove_path(made[0])  # made by this command: nothing in it is anyone else's
+        raise
+
+
+def _has_results(out_dir: Path) -> bool:
+    from sora.train.checkpoint import list_checkpoints
+
+    return any((out_dir / name).exists() for name in RESULTS) or bool(list_checkpoints(out_dir / "checkpoints"))
+
+
+def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool) -> dict:
     from sora.cli.inspect import print_particles  # the table a person reads first
 
     def show(model) -> None:
@@ -50,11 +77,12 @@ def train_stage(recipe: Recipe, out_dir: Path, console: Console, *, show=None, r
     def log(msg: str) -> None:
         console.print(msg, highlight=False, markup=False)
 
-    if recipe.init:  # start from pretrained weights: their tokenizer for the data, their values once built
-        from sora.interop import with_pretrained
+    with output_folder(out_dir):
+        if recipe.init:  # start from pretrained weights: their tokenizer for the data, their values once built
+            from sora.interop import with_pretrained
 
-        recipe, show = with_pretrained(recipe, out_dir, on_model=show, log=log)
-    return train_recipe(recipe, out_dir, resume=resume, on_model=show, log=log)
+            recipe, show = with_pretrained(recipe, out_dir, on_model=show, log=log)
+        return train_recipe(recipe, out_dir, resume=resume, on_model=show, log=log)
 
 
 def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:

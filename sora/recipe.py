@@ -7,6 +7,7 @@ overrides (``quick`` makes CI-sized runs); ``--set key.path=value`` overrides an
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +36,28 @@ class Recipe(StrictModel):
 
 def load_recipe(path: str | Path, *, profile: str | None = None, overrides: list[str] | None = None) -> Recipe:
     data, lines = read_mapping(path)
+    if not data:  # one line for an empty file, not one per missing key
+        raise ConfigError(f"{path}: an empty recipe; it needs at least name and model (see recipes/*.yaml)")
     data = copy.deepcopy(data)
     if profile:
-        profiles = data.get("profiles") or {}
-        if profile not in profiles:
-            raise ConfigError(f"{path}: no profile {profile!r} (has: {', '.join(profiles) or 'none'})")
-        apply_overrides(data, [f"{k}={_yaml(v)}" for k, v in profiles[profile].items()])
+        apply_overrides(data, _profile_overrides(data, profile, path, lines))
     apply_overrides(data, overrides or [])
     return validate(Recipe, data, source=str(path), lines=lines)
 
 
-def _yaml(value: Any) -> str:
-    import json
+def _profile_overrides(data: dict[str, Any], profile: str, path: str | Path, lines: dict[tuple, int]) -> list[str]:
+    """The ``key=value`` overrides of a named profile (a mapping of key paths to values)."""
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}:{lines.get(('profiles',), '?')}: profiles: expected a mapping of names to overrides")
+    if profile not in profiles:
+        raise ConfigError(f"{path}: no profile {profile!r} (has: {', '.join(map(str, profiles)) or 'none'})")
+    chosen = profiles[profile] or {}
+    if not isinstance(chosen, dict):
+        raise ConfigError(f"{path}:{lines.get(('profiles', profile), '?')}: profiles.{profile}: expected a mapping "
+                          "of key paths to values, e.g. train.epochs: 1")
+    return [f"{k}={_yaml(v)}" for k, v in chosen.items()]
 
-    return json.dumps(value)  # JSON is valid YAML: the override parser reads it back exactly
+
+def _yaml(value: Any) -> str:
+    return json.dumps(value, default=str)  # JSON is valid YAML: the override parser reads it back exactly

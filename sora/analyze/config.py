@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sora.configio import StrictModel
+from sora.configio import Seed, StrictModel
 
 Method = Literal["gradient", "ablation", "attention", "neurons", "position", "pruning"]
 METHODS: tuple[str, ...] = ("gradient", "ablation", "attention", "neurons", "position", "pruning")
@@ -35,4 +35,4 @@ class AnalyzeConfig(StrictModel):
     special_tokens: list[str] = Field(default_factory=list, description="extra special tokens for the "
                                       "attention statistics ([CLS], [SEP], <s>, BOS/EOS ... are known)")
     max_positions: int = Field(128, gt=1, description="positions shown in the position similarity matrix")
-    seed: int = 0
+    seed: Seed = 0

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from sora.atomic import replace_dir
+from sora.atomic import staged_dir
 from sora.analyze import figures
 from sora.analyze.naming import group_of, layer_label
 from sora.errors import SoraError
@@ -28,23 +26,16 @@ JSON_NAME, HTML_NAME, MERMAID_NAME = "analysis.json", "report.html", "particle_g
 
 
 def write_report(out_dir: str | Path, result: dict, extras: dict, model: nn.Module) -> Path:
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / JSON_NAME).is_file())):
-        raise SoraError(f"{out_dir}: exists and is not an analysis folder; choose an empty or new --out")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    """Write the analysis to ``out_dir`` atomically, replacing what was there (``sora analyze`` first checks
+    that ``--out`` is new, empty or an earlier analysis)."""
+    with staged_dir(out_dir) as tmp:
         graph = mermaid(model)
         (tmp / MERMAID_NAME).write_text(graph)
         result["figures"] = draw_figures(tmp, result, extras, model)
         result["figures"]["particle_graph_mermaid"] = MERMAID_NAME
         (tmp / JSON_NAME).write_text(json.dumps(result, indent=2, allow_nan=False, default=_jsonable) + "\n")
         (tmp / HTML_NAME).write_text(render_html(result, graph), encoding="utf-8")
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def _jsonable(x):

@@ -26,6 +26,7 @@ from sora.analyze.tasks import METRICS, check_batch, evaluate, infer_task, norma
 from sora.analyze.tracing import run_with_cache, stack_prefix, to_device, token_ids
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, summary
+from sora.models.checks import model_labels
 from sora.models.names import attention_modules, block_paths, feedforward_modules
 
 LOSS_METHODS = {"gradient", "ablation", "pruning"}
@@ -48,7 +49,7 @@ def analyze_model(
 
     model, tokenizer, meta, source = _load(model_or_dir, tokenizer)
     config = config if isinstance(config, AnalyzeConfig) else AnalyzeConfig.model_validate(config or {})
-    labels = labels or meta.get("labels") or meta.get("label_names")
+    labels = labels or model_labels(meta)
     device = next(model.parameters()).device
     data = take_batches(batches, config.max_batches, device)
     task = normalise_task(task) if task else infer_task(model, data[0])

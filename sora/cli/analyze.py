@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from sora.cli.app import app
+from sora.cli.out import claim, force_option
 from sora.errors import SoraError
 
 
@@ -24,17 +25,20 @@ def analyze_command(
     examples: list[str] = typer.Option([], "--example", help="a text whose attention the report draws (repeatable)"),
     methods: str = typer.Option(None, "--methods", help="comma-separated subset of gradient,ablation,attention,"
                                 "neurons,position,pruning [default: all]"),
+    force: bool = force_option(),
 ) -> None:
     """Head importance, ablations, attention statistics, neurons, positions and the pruning curve."""
     from sora.analyze.config import AnalyzeConfig
     from sora.analyze.data import load_analysis_data, recipe_analyze_section
     from sora.analyze.stage import analyze_model
     from sora.configio import validate
-    from sora.models import load_model, load_tokenizer
+    from sora.models import load_meta, load_model, load_tokenizer
+    from sora.models.checks import require_same_labels
     from sora.models.folder import is_model_dir
 
     if not is_model_dir(model_dir):
         raise SoraError(f"{model_dir}: not a model folder (needs config.json and model.safetensors)")
+    claim(out, "analysis", force, reads=(model_dir, data))
     console = Console(stderr=True, soft_wrap=True)
     model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
     cli = {k: v for k, v in dict(split=split, max_batches=max_batches, batch_size=batch_size, ablation=ablation).items()
@@ -47,6 +51,7 @@ def analyze_command(
     config = validate(AnalyzeConfig, settings, source=f"{data} analyze section + command line", prefix=("analyze",))
     loaded = load_analysis_data(data, model, tokenizer, split=config.split, batch_size=config.batch_size,
                                 seed=config.seed)
+    require_same_labels(model, load_meta(model_dir), loaded.labels, model_where=model_dir, data_where=data)
     console.print(f"analysing {model_dir} on {loaded.name} ({config.split}, up to {config.max_batches} batches "
                   f"of {config.batch_size}) ...")
     result = analyze_model(model_dir, loaded.batches, config, out, task=loaded.task, tokenizer=tokenizer,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sora.errors import SoraError
+from sora.errors import SoraError, SoraWarning
 
 app = typer.Typer(
     name="sora",
@@ -28,7 +29,10 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():  # restores the caller's warning settings afterwards
+            warnings.simplefilter("always", SoraWarning)
+            warnings.showwarning = _show_warning
+            app(args=argv, standalone_mode=False)
     except SoraError as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -46,6 +50,14 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(e, typer.Abort) or type(e).__name__ == "Abort":
             sys.exit(1)
         raise
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A SoraWarning is one line, like an error; other warnings keep Python's format."""
+    if issubclass(category, SoraWarning):
+        err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _is_usage_error(e: Exception) -> bool:

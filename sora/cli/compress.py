@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from sora.cli.app import app
+from sora.cli.out import claim, force_option
 from sora.configio import apply_overrides, load, read_mapping, validate
 from sora.errors import SoraError
 
@@ -52,6 +53,7 @@ def prune_command(
     sparsity: float = typer.Option(None, "--sparsity", help="unstructured: zero this fraction of block weights"),
     vocabulary: Path = typer.Option(None, "--vocabulary", help="a recipe or data YAML: keep only the tokens its "
                                     "training texts use (WordPiece models; the tokenizer is rebuilt to match)"),
+    force: bool = force_option(),
 ) -> None:
     """Remove heads, neurons, layers and unused tokens for real (smaller matrices), or zero weights by magnitude."""
     from sora.compress import (PruneConfig, magnitude_prune, magnitude_scores, plan_from_names, plan_from_scores,
@@ -75,6 +77,7 @@ def prune_command(
     if not config.structural and config.sparsity is None and vocabulary is None:
         raise SoraError("nothing to prune: give --plan, --heads NAMES, --fraction F, --neurons F, --sparsity S "
                         "or --vocabulary DATA")
+    claim(out, "model", force, reads=(model_dir, plan, scores, vocabulary))
     model, tokenizer, meta = _load_fp32(model_dir)
     console = Console()
     before = summary(model)
@@ -133,6 +136,7 @@ def quantize_command(
                               "on its validation split and give --sensitive of them --sensitive-as"),
     sensitive: int = typer.Option(4, "--sensitive", min=0, help="with --data: how many Linears"),
     sensitive_as: str = typer.Option("row", "--sensitive-as", help="row (per-token activation scales) or fp32 maths"),
+    force: bool = force_option(),
 ) -> None:
     """int8 dynamic quantization: int8 weights per output channel, activations quantized on the fly."""
     from sora.compress import QuantizeConfig, quantize_model, save_quantized
@@ -141,6 +145,7 @@ def quantize_command(
     from sora.compress.sensitivity import quantize_calibrated
     from sora.configio import validate
 
+    claim(out, "model", force, reads=(model_dir, data))
     model, tokenizer, meta = _load_fp32(model_dir)
     options = {"embeddings": embeddings, "sensitive": sensitive, "sensitive_as": sensitive_as,
                "activations": activations, "min_weights": min_weights, "min_side": min_side}
@@ -182,6 +187,7 @@ def compress_command(
                                  "outputs with this weight (layer distillation)"),
     steps: int = typer.Option(None, "--steps", min=1, help="reach the budget in this many prune+fine-tune rounds"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: --set prune.scope=per_layer, or data.limit=500"),
+    force: bool = force_option(),
 ) -> None:
     """Analyze importance, prune, optionally fine-tune, quantize, and evaluate every variant."""
     from sora.compress import CompressConfig
@@ -215,6 +221,7 @@ def compress_command(
     where = str(config_file or data)
     config = validate(CompressConfig, section, source=where, prefix=() if config_file else ("compress",),
                       lines=None if config_file else lines)
+    claim(out, "compress", force, reads=(model_dir, data, config_file, scores))
     prepared = _prepared(data, model_dir, [o.removeprefix("data.") for o in overrides if o.startswith("data.")])
     console = Console()
     compress_model(model_dir, prepared, config, out, log=lambda m: console.print(m, highlight=False, markup=False))

@@ -65,7 +65,7 @@ def fetch_command(
 def show_command(
     name: str = typer.Argument(..., help="a built-in dataset, or a YAML/JSON file: a recipe or a data config"),
     task: str = typer.Option(None, "--task", help="task to prepare for (default: the dataset's)"),
-    limit: int = typer.Option(None, "--limit", help="at most this many examples per split"),
+    limit: int = typer.Option(None, "--limit", help="at most this many examples per split (1 or more; omit for all)"),
     examples: int = typer.Option(3, "--examples", help="how many examples to print"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
@@ -73,13 +73,14 @@ def show_command(
     from sora.configio import validate
     from sora.data import DataConfig, prepare_data, read_data_config
 
-    overrides = [f"{key}={value}" for key, value in (("task", task), ("limit", limit)) if value]
+    overrides = [f"{key}={value}" for key, value in (("task", task), ("limit", limit)) if value is not None]
     path = Path(name)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         config = read_data_config(path, overrides)
     else:  # a built-in dataset's name
         given = {"dataset": name, "task": task, "limit": limit}
-        config = validate(DataConfig, {k: v for k, v in given.items() if v}, source="sora data show", prefix=())
+        config = validate(DataConfig, {k: v for k, v in given.items() if v is not None}, source="sora data show",
+                          prefix=())
     info = prepare_data(config).describe(examples)
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))

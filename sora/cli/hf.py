@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from sora.cli.app import app
+from sora.cli.out import claim, force_option
 
 hf_app = typer.Typer(help="Hugging Face checkpoints in and out (BERT, MiniLM, RoBERTa, DistilBERT, GPT-2, ViT).",
                      no_args_is_help=True)
@@ -25,11 +26,13 @@ def import_command(
     verify: bool = typer.Option(None, "--verify/--no-verify",
                                 help="compare outputs with transformers (default: when it is installed); "
                                      "nothing is written if they differ"),
+    force: bool = force_option(),
 ) -> None:
     """Build the same network from Sora particles, carry the tokenizer over, and write a model folder."""
     from sora.interop import import_to_folder
     from sora.models import summary
 
+    claim(out, "model", force, reads=(None if source.startswith("hf:") else source,))
     console = Console()
     result, path = import_to_folder(source, out, pooling=pooling, verify=verify)
     meta, config = result.meta, result.model.config
@@ -43,10 +46,7 @@ def import_command(
         console.print(f"  note: {note}", highlight=False)
     parity = meta.get("parity")
     if parity:
-        figures = ", ".join(f"{k} max |diff| {parity[k]:.2e}" for k in ("last_hidden_state", "logits") if k in parity)
-        if "greedy_tokens_equal" in parity:
-            figures += f", greedy tokens equal: {parity['greedy_tokens_equal']}"
-        console.print(f"  parity with transformers on {parity['inputs']}: {figures} (ok)", highlight=False)
+        console.print(f"  parity with transformers on {parity['inputs']}: {_figures(parity)} (ok)", highlight=False)
     console.print(f"model folder: {path}")
 
 
@@ -60,11 +60,15 @@ def export_command(
                                 help="check the written folder against this model with transformers "
                                      "(default: when it is installed); nothing is written if it differs"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    one_segment: bool = typer.Option(False, "--one-segment", help="export a BERT imported with a second token type "
+                                     "anyway: every segment then reads as the first"),
+    force: bool = force_option(),
 ) -> None:
     """Write a folder that transformers.AutoModel.from_pretrained loads with the same outputs."""
     from sora.interop import export_hf
 
-    report = export_hf(model_dir, out, body_only=body_only, verify=verify)
+    claim(out, "hf", force, reads=(model_dir,))
+    report = export_hf(model_dir, out, body_only=body_only, verify=verify, one_segment=one_segment)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -74,5 +78,14 @@ def export_command(
         console.print(f"  note: {note}", highlight=False)
     parity = report.get("parity")
     if parity:
-        figures = ", ".join(f"{k} max |diff| {parity[k]:.2e}" for k in ("last_hidden_state", "logits") if k in parity)
-        console.print(f"  checked with transformers on {parity['inputs']}: {figures}", highlight=False)
+        console.print(f"  checked with transformers on {parity['inputs']}: {_figures(parity)}", highlight=False)
+
+
+def _figures(parity: dict) -> str:
+    """A parity report's max differences (and greedy-token agreement) in one line."""
+    from sora.interop.verify import FIGURES
+
+    figures = ", ".join(f"{k} max |diff| {parity[k]:.2e}" for k in FIGURES if k in parity)
+    if "greedy_tokens_equal" in parity:
+        figures += f", greedy tokens equal: {parity['greedy_tokens_equal']}"
+    return figures

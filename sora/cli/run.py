@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sora.cli.app import app
+from sora.cli.out import claim, force_option
 from sora.pipeline import run_recipe
 from sora.recipe import load_recipe
 
@@ -17,6 +18,10 @@ def run_command(
     out: Path = typer.Option(..., "--out", help="output folder (model, metrics, report)"),
     profile: str = typer.Option(None, "--profile", help="a named profile of the recipe, e.g. quick"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: --set train.epochs=3"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from its newest checkpoint"),
+    force: bool = force_option(),
 ) -> None:
     """Run every stage a recipe configures and print where the results are."""
-    run_recipe(load_recipe(recipe, profile=profile, overrides=overrides), out)
+    loaded = load_recipe(recipe, profile=profile, overrides=overrides)
+    claim(out, "run", force, resume=resume, reads=(recipe,))
+    run_recipe(loaded, out, resume=resume)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sora.cli.app import app
+from sora.cli.out import claim, force_option
 from sora.errors import SoraError
 
 
@@ -20,6 +21,7 @@ def train_command(
     profile: str = typer.Option(None, "--profile", help="a named profile of the recipe, e.g. quick"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: --set train.lr=3e-4"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in OUT/checkpoints"),
+    force: bool = force_option(),
 ) -> None:
     """Train a model from a recipe; under torchrun, data-parallel over the processes.
 
@@ -29,6 +31,7 @@ def train_command(
     from sora.recipe import load_recipe
 
     recipe = load_recipe(config, profile=profile, overrides=overrides)
+    claim(out, "run", force, resume=resume, reads=(config,))
     console = Console()
     run = train_stage(recipe, Path(out), console, resume=resume)
     if run.result.interrupted:
@@ -71,7 +74,8 @@ def generate_command(
     top_k: int = typer.Option(None, "--top-k", min=1, help="sample from the k most likely tokens"),
     top_p: float = typer.Option(None, "--top-p", min=0.0, max=1.0, help="nucleus sampling"),
     samples: int = typer.Option(1, "--samples", min=1, help="how many continuations"),
-    beam: int = typer.Option(1, "--beam", min=1, help="seq2seq: beam width"),
+    beam: int = typer.Option(1, "--beam", min=1, help="beam width: the most likely output instead of samples "
+                             "(ignores --temperature, --top-k, --top-p, --seed)"),
     seed: int = typer.Option(None, "--seed", help="for repeatable samples"),
 ) -> None:
     """Print text from a model: continuations of a prompt, or its translation."""

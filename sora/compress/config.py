@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from sora.configio import StrictModel
+from sora.configio import Seed, StrictModel
 
 Scope = Literal["global", "per_layer"]
 
@@ -107,7 +107,7 @@ class FinetuneConfig(StrictModel):
     temperature: float = Field(2.0, gt=0, description="softens both models' outputs for distillation")
     hidden: float = Field(0.0, ge=0, description="weight of layer distillation: each kept block's output "
                           "matches the unpruned model's (relative squared error), added to the loss")
-    seed: int = Field(0, description="shuffling and dropout: another seed is another sample of the same recipe")
+    seed: Seed = Field(0, description="shuffling and dropout: another seed is another sample of the same recipe")
 
 
 class CompressConfig(StrictModel):

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from sora.atomic import staged_dir
 from sora.compress.config import LoRAConfig
 from sora.errors import SoraError
 from sora.particles import FeedForward, MultiHeadAttention
@@ -154,19 +152,10 @@ def save_adapter(model: nn.Module, out_dir: str | Path) -> Path:
         tensors[f"{path}.lora_B"] = layer.lora_B.detach().contiguous()
     info = {"lora": config.model_dump(mode="json"), "paths": list(layers),
             "base": model.config.model_dump(mode="json") if hasattr(model, "config") else None}
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS))
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def load_adapter(model: nn.Module, adapter_dir: str | Path) -> dict:

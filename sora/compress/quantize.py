@@ -20,15 +20,14 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from sora.compress.config import QuantizeConfig
 from sora.compress.int8 import Int8Embedding, Int8Linear
 from sora.errors import SoraError
 from sora.models import ModelConfig, build_model, save_model
-from sora.models.folder import CONFIG, QUANTIZED_LOADERS, WEIGHTS
+from sora.models.folder import CONFIG, QUANTIZED_LOADERS, WEIGHTS, load_weights, read_weights
 from sora.particles import MultiHeadAttention, TokenEmbedding
 
 METHOD = "int8_dynamic"
@@ -154,7 +153,9 @@ def write_int8(model: nn.Module, path: Path) -> None:
     for name, source in (model.config.quantization or {}).get("tied", {}).items():
         tied |= {f"{name}.weight", f"{name}.scale"}
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
-    save_file(state, str(path), metadata={"format": "pt", "quantization": METHOD})
+    # One metadata key: safetensors writes a header's keys in hash order, so two keys would make
+    # the same model's file differ in bytes from run to run.
+    save_file(state, str(path), metadata={"quantization": METHOD})
 
 
 def save_quantized(model: nn.Module, out_dir: str | Path, *, tokenizer=None, meta: dict | None = None) -> Path:
@@ -188,18 +189,12 @@ def load_int8(config: ModelConfig, model_dir: Path) -> nn.Module:
                 model.set_submodule(name, model.get_submodule(source))
     except AttributeError as e:
         raise SoraError(f"{where}: names a module this architecture does not have ({e})") from None
-    try:
-        state = load_file(str(model_dir / WEIGHTS))
-    except (SafetensorError, OSError) as e:
-        raise SoraError(f"{model_dir}/{WEIGHTS}: cannot read ({e})") from None
+    state = read_weights(model_dir)
     for name, source in q["tied"].items():
         for part in ("weight", "scale"):
             if f"{source}.{part}" in state:
                 state.setdefault(f"{name}.{part}", state[f"{source}.{part}"])
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise SoraError(f"{model_dir}/{WEIGHTS}: does not match {CONFIG} ({str(e).splitlines()[0][:300]}...)") from None
+    load_weights(model, state, model_dir / WEIGHTS)
     for name, source in q["tied"].items():  # share memory again, as when it was saved
         target, src = model.get_submodule(name), model.get_submodule(source)
         if target is not src:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-import tempfile
 from itertools import islice
 from pathlib import Path
 from typing import Callable
@@ -28,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sora.atomic import replace_dir
+from sora.atomic import staged_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
 from sora.compress.int8 import kernel_choice
@@ -49,6 +47,7 @@ from sora.models.names import block_paths
 
 BLOCK = re.compile(r"(?:.*\.)?layers\.\d+")  # a block's name: layers.1, decoder.layers.0
 FOLDERS = {"pruned": "pruned", "int8": "int8", "pruned+int8": "pruned_int8"}
+REPORT_JSON, REPORT_MD, PLOT = "report.json", "report.md", "plot.png"
 
 
 def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | None, out_dir: str | Path, *,
@@ -69,9 +68,7 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
     if not has_split(data, eval_split):
         raise SoraError("compress: the data has neither a test nor a validation split to evaluate on")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         pruned, prune_info, vocabulary = _prune(model, data, task, config, log)
         variants: dict[str, nn.Module] = {"fp32": model}
         if pruned is not None:
@@ -124,13 +121,9 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
             "latency_method": f"in-process, warm-up then best of {config.latency_repeats} (interleaved rounds); "
                               "speed-up = fp32 seconds / variant seconds on the same batches",
         }
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-        (tmp / "report.md").write_text(f"# {report['name']}: compression\n\n{table(report)}")
-        plot(report, tmp / "plot.png")
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, default=float) + "\n")
+        (tmp / REPORT_MD).write_text(f"# {report['name']}: compression\n\n{table(report)}")
+        plot(report, tmp / PLOT)
     log(table(report))
     return report
 

@@ -14,10 +14,10 @@ sharding, workers), ``stream`` (shards larger than memory), ``prepare`` (all of 
 from sora.data import builtin, cache
 from sora.data.config import (AugmentConfig, DataConfig, NormalizeConfig, SplitConfig, TokenizerConfig,
                               read_data_config)
-from sora.data.prepare import Prepared, prepare_data
+from sora.data.prepare import Prepared, UnseenLabelsWarning, prepare_data
 from sora.data.stream import StreamingData, train_stream_tokenizer
 from sora.data.table import SkippedRowsWarning
 
 __all__ = ["AugmentConfig", "DataConfig", "NormalizeConfig", "Prepared", "SkippedRowsWarning", "SplitConfig",
-           "StreamingData", "TokenizerConfig", "builtin", "cache", "prepare_data", "read_data_config",
-           "train_stream_tokenizer"]
+           "StreamingData", "TokenizerConfig", "UnseenLabelsWarning", "builtin", "cache", "prepare_data",
+           "read_data_config", "train_stream_tokenizer"]

@@ -1,8 +1,9 @@
 """The dataset cache: ``$SORA_HOME`` (default ``~/.cache/sora``), one folder per built-in dataset.
 
 A folder is written beside its final place and renamed into it, with a ``MANIFEST.json`` that
-records a SHA-256 of every file; a folder whose manifest checks out is complete, so fetching is
-idempotent and an interrupted fetch leaves nothing that looks finished.
+records the size and SHA-256 of every file; a folder whose manifest checks out is complete, so fetching
+is idempotent and an interrupted fetch leaves nothing that looks finished. Reading a dataset checks
+the folder against its manifest first, so a file damaged since is fetched again, never read.
 """
 
 from __future__ import annotations
@@ -10,19 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sora.atomic import staged_dir
 from sora.errors import SoraError
 
 MANIFEST = "MANIFEST.json"
 
 
 def sora_home() -> Path:
-    return Path(os.environ.get("SORA_HOME") or Path.home() / ".cache" / "sora").expanduser()
+    """The cache root; refused when it (or its datasets folder) exists but is not a folder."""
+    home = Path(os.environ.get("SORA_HOME") or Path.home() / ".cache" / "sora").expanduser()
+    for path in (home, home / "datasets"):
+        if path.exists() and not path.is_dir():
+            raise SoraError(f"{path}: the dataset cache must be a folder, but this is a file; point SORA_HOME at a "
+                            "folder (default ~/.cache/sora)")
+    return home
 
 
 def dataset_dir(name: str) -> Path:
@@ -42,21 +49,36 @@ def _files(folder: Path) -> list[Path]:
 
 
 def is_complete(folder: Path, *, verify: bool = False) -> bool:
-    """True when ``folder`` has a manifest; with ``verify``, every checksum must match too."""
+    """True when ``folder`` has a manifest and every file it lists, at its recorded size; with
+    ``verify``, every checksum must match too."""
+    return damage(folder, verify=verify) is None
+
+
+def damage(folder: Path, *, verify: bool = True) -> str | None:
+    """What is wrong with a cached dataset folder, or None when it is whole.
+
+    Sizes are checked first (one ``stat`` a file, so a truncated file costs nothing to find);
+    with ``verify`` each file's SHA-256 too (about 1 ms a megabyte: 28 ms for Fashion-MNIST's 31 MB).
+    """
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        return False
-    if not verify:
-        return True
+        return f"no {MANIFEST}"
     try:
-        recorded = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError):
-        return False
-    for rel, digest in recorded.items():
+        recorded = json.loads(manifest.read_text())
+        files, sizes = dict(recorded["files"]), dict(recorded.get("sizes") or {})
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return f"{MANIFEST} is unreadable"
+    for rel in files:
         path = folder / rel
-        if not path.is_file() or sha256(path) != digest:
-            return False
-    return True
+        if not path.is_file():
+            return f"{rel} is missing"
+        if rel in sizes and path.stat().st_size != sizes[rel]:
+            return f"{rel} has {path.stat().st_size:,} bytes, {sizes[rel]:,} recorded"
+    if verify:
+        for rel, digest in files.items():
+            if sha256(folder / rel) != digest:
+                return f"{rel} does not match its recorded SHA-256"
+    return None
 
 
 def read_manifest(folder: Path) -> dict:
@@ -83,22 +105,14 @@ def building(folder: Path, info: dict | None = None, extra: dict | None = None) 
 
     ``extra`` is read after the body runs, so facts learnt while filling go into the manifest too.
     """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_dir(folder) as tmp:  # a stale or incomplete folder from an earlier attempt is replaced
         yield tmp
         files = {str(p.relative_to(tmp)): sha256(p) for p in _files(tmp)}
         if not files:
             raise SoraError(f"{folder.name}: fetching produced no files")
-        manifest = {"name": folder.name, "files": files, **(info or {}), **(extra or {})}
+        sizes = {rel: (tmp / rel).stat().st_size for rel in files}  # a cheap first check when reading
+        manifest = {"name": folder.name, "files": files, "sizes": sizes, **(info or {}), **(extra or {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache is readable like any folder
-        if folder.exists():  # a stale or incomplete folder from an earlier attempt
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_atomic(path: Path, data: bytes) -> None:

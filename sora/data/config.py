@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from sora.configio import StrictModel, apply_overrides, read_mapping, validate
+from sora.configio import Seed, StrictModel, apply_overrides, read_mapping, validate
 from sora.errors import ConfigError
 
 Task = Literal["classification", "lm", "seq2seq", "ctc"]
@@ -54,7 +54,7 @@ class SplitConfig(StrictModel):
 
     validation: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation")
     test: float = Field(0.1, ge=0, lt=1, description="fraction held out for test")
-    seed: int = 0
+    seed: Seed = 0
     stratify: bool = Field(True, description="keep label proportions in every split (classification)")
     group: str | None = Field(None, description="column whose values never straddle two splits")
     given: bool = Field(False, description="use the splits the source comes with; missing ones are carved "
@@ -91,13 +91,14 @@ class DataConfig(StrictModel):
                                             "endpoint_url, key, secret for s3://")
     columns: dict[str, str] = Field(default_factory=dict, description="role -> column: text, label, "
                                     "source, target, group, image, audio, file, split")
-    label_names: list[str] | None = Field(None, description="the labels, in class-id order")
+    label_names: list[str] | None = Field(None, min_length=1, description="the labels, in class-id order")
     task: Task | None = Field(None, description="default: the built-in dataset's task, else classification")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     max_len: int = Field(128, gt=1, description="longest sequence in tokens (classification), truncated")
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
-    limit: int | None = Field(None, gt=0, description="at most this many examples per split (deterministic)")
+    limit: int | None = Field(None, gt=0, description="at most this many examples per split (deterministic); "
+                              "null (the default) for all, never 0")
     on_error: Literal["fail", "skip"] = Field("fail", description="a malformed row fails, or is skipped and "
                                               "counted in a warning")
     block_size: int = Field(128, gt=0, description="lm: context length of each training block")
@@ -110,6 +111,14 @@ class DataConfig(StrictModel):
     n_fft: int = Field(400, gt=0, description="audio: STFT window, in samples")
     hop_length: int = Field(160, gt=0, description="audio: STFT hop, in samples")
     max_seconds: float = Field(4.0, gt=0, description="audio: clips are cut to this length")
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct(cls, names: list[str] | None) -> list[str] | None:
+        twice = sorted({n for n in names or [] if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(map(repr, twice))} twice; every class needs its own name")
+        return names
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataConfig:

@@ -7,6 +7,7 @@ The format is inferred from the extension when the config does not name it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -25,6 +26,15 @@ _EXTENSIONS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "tsv", ".
                ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz", ".idx": "idx",
                "-ubyte": "idx"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm")
+# Text files are UTF-8, or UTF-16/32 with a byte-order mark (what Windows tools write as "Unicode").
+# UTF-32 first: its little-endian mark begins with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# Bytes that are not valid in the file's encoding, as the "surrogateescape" error handler decodes them:
+# each row that holds one is reported by its line, instead of the whole file failing without one.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what ends a line for the readers (newline="" keeps them as written)
+csv.field_size_limit(2**31 - 1)  # a long text is a valid field (the default limit is 128 KiB)
 
 
 def infer_format(url: str, storage_options: dict | None = None) -> str:
@@ -57,7 +67,7 @@ def iter_rows(url: str, fmt: str, errors: RowErrors, storage_options: dict | Non
             if fmt == "parquet":
                 yield from _parquet_rows(raw, name)
                 return
-            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            text = _text_stream(raw)
             if fmt == "text":
                 yield from _text_rows(text, name, errors, whole_text)
             elif fmt in ("csv", "tsv"):
@@ -68,20 +78,71 @@ def iter_rows(url: str, fmt: str, errors: RowErrors, storage_options: dict | Non
                 raise SoraError(f"{name}: format '{fmt}' is not a row format")
     except FileNotFoundError:
         raise SoraError(f"{name}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise SoraError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start} of a chunk)") from None
+    except UnicodeDecodeError as e:  # what surrogateescape cannot carry: a broken UTF-16/32 sequence
+        raise SoraError(f"{name}: not valid {_encoding_name(e.encoding)} text ({e.reason}); "
+                        "save the file as UTF-8") from None
     except OSError as e:  # storage errors: permissions, a dropped connection, a corrupt .gz
         raise SoraError(f"{name}: cannot read ({e})") from None
 
 
+class _Prepended(io.RawIOBase):
+    """``head`` (bytes read ahead to find a byte-order mark), then the rest of ``raw``: no seeking needed,
+    so compressed and remote files are sniffed too."""
+
+    def __init__(self, head: bytes, raw):
+        self.head, self.raw = head, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.head[: len(buffer)] if self.head else self.raw.read(len(buffer))
+        self.head = self.head[len(data):]
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _text_stream(raw) -> io.TextIOWrapper:
+    """``raw`` decoded by its byte-order mark (UTF-8 without one); undecodable bytes are kept as escapes
+    for ``_undecodable`` to report by row. Newlines stay as written, for csv and for line numbers."""
+    head = raw.read(4)
+    encoding = next((enc for bom, enc in _BOMS if head.startswith(bom)), "utf-8")
+    stream = io.BufferedReader(_Prepended(head, raw), buffer_size=1 << 16)
+    return io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
+
+
+def _encoding_name(encoding: str | None) -> str:
+    return (encoding or "utf-8").upper().removesuffix("-SIG").replace("-LE", "").replace("-BE", "")
+
+
+def _undecodable(text: str, encoding: str) -> str | None:
+    """Why ``text`` (a row, or a field of one) cannot be used: a byte its file's encoding does not allow."""
+    bad = _UNDECODABLE.search(text)
+    if bad is None:
+        return None
+    return (f"not valid {_encoding_name(encoding)} text (byte 0x{ord(bad.group()) - 0xDC00:02x}); "
+            "save the file as UTF-8")
+
+
 def _text_rows(f, name: str, errors: RowErrors, whole: bool) -> Iterator[Row]:
     if whole:
-        yield f"{name}:1", {"text": f.read()}
+        text = f.read()
+        bad = _UNDECODABLE.search(text)
+        if bad:
+            line = len(_LINE_END.findall(text, 0, bad.start())) + 1
+            errors.bad(f"{name}:{line}", _undecodable(bad.group(), f.encoding))
+            return
+        yield f"{name}:1", {"text": text}
         return
     for i, line in enumerate(f, 1):
         line = line.rstrip("\r\n")
-        if line.strip():
-            yield f"{name}:{i}", {"text": line}
+        if not line.strip():
+            continue
+        problem = _undecodable(line, f.encoding)
+        if problem:
+            errors.bad(f"{name}:{i}", problem)
+            continue
+        yield f"{name}:{i}", {"text": line}
 
 
 def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator[Row]:
@@ -92,8 +153,7 @@ def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator
         return
     except csv.Error as e:
         raise SoraError(f"{name}:1: malformed header ({e})") from None
-    if header and header[0].startswith("\ufeff"):
-        header[0] = header[0][1:]
+    _check_header(header, name, f.encoding)
     width = len(header)
     while True:
         start = reader.line_num + 1
@@ -106,15 +166,35 @@ def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator
             continue
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # blank line
+        problem = _undecodable("".join(fields), f.encoding)
+        if problem:
+            errors.bad(f"{name}:{start}", problem)
+            continue
         if len(fields) != width:
             errors.bad(f"{name}:{start}", f"expected {width} fields ({', '.join(header)}), found {len(fields)}")
             continue
         yield f"{name}:{start}", dict(zip(header, fields))
 
 
+def _check_header(header: list[str], name: str, encoding: str) -> None:
+    """Column names must be readable and distinct: a second column of the same name would hide the first
+    (unnamed ones, such as the empty columns spreadsheets add, hide nothing a role could name)."""
+    problem = _undecodable("".join(header), encoding)
+    if problem:
+        raise SoraError(f"{name}:1: the header row is {problem}")
+    twice = sorted({c for c in header if c.strip() and header.count(c) > 1})
+    if twice:
+        raise SoraError(f"{name}:1: the header names column {', '.join(map(repr, twice))} twice; "
+                        "give every column its own name")
+
+
 def _jsonl_rows(f, name: str, errors: RowErrors) -> Iterator[Row]:
     for i, line in enumerate(f, 1):
         if not line.strip():
+            continue
+        problem = _undecodable(line, f.encoding)
+        if problem:
+            errors.bad(f"{name}:{i}", problem)
             continue
         try:
             value = json.loads(line)

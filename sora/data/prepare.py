@@ -8,6 +8,7 @@ the training split only, then encode. ``Prepared.loader`` turns a split into bat
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +22,17 @@ from sora.data.config import DataConfig
 from sora.data.datasets import Audio, Examples, Images, LMBlocks, Seq2SeqPairs, TextClassification
 from sora.data.loader import Loader, count_batches
 from sora.data.read import read_source
-from sora.data.table import RowErrors, Table
+from sora.data.table import RowErrors, Table, label_problem, text_problem
 from sora.data.tokenizer import BOS, EOS, PAD, char_vocab, configure_for_task, encode_chars, load_tokenizer_file, \
     special_id, train_tokenizer
-from sora.errors import SoraError
+from sora.errors import SoraError, SoraWarning
 
 SPLITS = ("train", "validation", "test")
 BLANK = "<blank>"
+
+
+class UnseenLabelsWarning(SoraWarning):
+    """A validation or test split has labels that no training example has: the model cannot learn them."""
 
 
 @dataclass
@@ -169,7 +174,9 @@ def prepare_data(cfg: DataConfig | dict, tokenizer: Tokenizer | None = None) -> 
     if errors.skipped:
         prepared.info["skipped_rows"] = len(errors.skipped)
     if len(prepared.splits["train"]) == 0:
-        raise SoraError(f"{name}: the training split is empty{_skipped(errors)}")
+        short = (f" (its {len(prepared.splits['train'].stream)} tokens do not fill one block of data.block_size="
+                 f"{cfg.block_size} plus the next token)") if task == "lm" else ""
+        raise SoraError(f"{name}: the training split is empty{short}{_skipped(errors)}")
     return prepared
 
 
@@ -189,24 +196,48 @@ def _modality(tables: dict[str, Table], columns: dict[str, str]) -> str:
 # ---- row checks
 
 
+def _kept(table: Table, keep: list[int]) -> Table:
+    return table if len(keep) == len(table) else table.take(keep)
+
+
 def _check_text(table: Table, column: str, role: str, name: str, errors: RowErrors) -> tuple[Table, list[str]]:
     values = table.require(column, role, name)
     keep, texts = [], []
     for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            errors.bad(table.where[i], f"missing value for '{column}' ({role})")
-            continue
-        keep.append(i)
-        texts.append(str(v))
-    return (table if len(keep) == len(table) else table.take(keep)), texts
+        problem = text_problem(v, column, role)
+        if problem:
+            errors.bad(table.where[i], problem)
+        else:
+            keep.append(i)
+            texts.append(str(v))
+    return _kept(table, keep), texts
 
 
-def _label_names(values: list, given: list[str] | None) -> list[str]:
+def _check_labels(table: Table, column: str, name: str, errors: RowErrors) -> Table:
+    """The rows with one label (a string or a number); a missing or nested label is a bad row. Run before
+    the label names are collected, so that a skipped row adds no class."""
+    values = table.require(column, "label", name)
+    keep = []
+    for i, v in enumerate(values):
+        problem = label_problem(v, column)
+        if problem:
+            errors.bad(table.where[i], problem)
+        else:
+            keep.append(i)
+    return _kept(table, keep)
+
+
+def _label_names(values: list, given: list[str] | None, name: str, column: str) -> list[str]:
     if given is not None:
         return list(given)
-    present = {v for v in values if v is not None and str(v).strip() != ""}
-    if present and all(isinstance(v, (int, np.integer)) for v in present):
-        return [str(i) for i in range(int(max(present)) + 1)]
+    present = set(values)
+    if present and all(isinstance(v, (int, np.integer)) for v in present) and min(present) >= 0:  # class ids
+        top = int(max(present))
+        if top >= max(1000, 10 * len(present)):  # ids, but not of classes: a model with `top` outputs
+            raise SoraError(f"{name}: column '{column}' has integer labels up to {top} but only {len(present)} "
+                            "different ones; as class ids they must count from 0; as names, list them in "
+                            "data.label_names")
+        return [str(i) for i in range(top + 1)]
     names = {str(v).strip() for v in present}
     if all(n.lstrip("-").isdigit() for n in names):  # "2" before "10"
         return sorted(names, key=int)
@@ -218,9 +249,6 @@ def _label_ids(table: Table, column: str, names: list[str], name: str, errors: R
     index = {n: i for i, n in enumerate(names)}
     ids, keep = [], []
     for i, v in enumerate(values):
-        if v is None or str(v).strip() == "":
-            errors.bad(table.where[i], f"missing label in column '{column}'")
-            continue
         key = str(v.item() if hasattr(v, "item") else v).strip()
         if key in index:
             ids.append(index[key])
@@ -333,36 +361,54 @@ def _classification(cfg, raw, columns, errors, tokenizer, name) -> Prepared:
     modality = _modality(raw.tables, columns)
     label_col = columns.get("label", "label")
     input_col = columns.get({"text": "text", "image": "image", "audio": "audio"}[modality], modality)
-    all_values = [v for t in raw.tables.values() for v in t.require(label_col, "label", name)]
-    names = _label_names(all_values, cfg.label_names or raw.label_names)
-    if not names:
-        raise SoraError(f"{name}: no labels found in column '{label_col}'")
-    tables, labels = {}, {}
+    checked = {}
     for key, table in raw.tables.items():
         if modality == "text":
             table, _ = _check_text(table, input_col, "text", name, errors)
+        checked[key] = _check_labels(table, label_col, name, errors)
+    all_values = [v for t in checked.values() for v in t.require(label_col, "label", name)]
+    names = _label_names(all_values, cfg.label_names or raw.label_names, name, label_col)
+    if not names:
+        raise SoraError(f"{name}: no labels found in column '{label_col}'{_skipped(errors)}")
+    tables, labels = {}, {}
+    for key, table in checked.items():
         ids, keep = _label_ids(table, label_col, names, name, errors)
-        tables[key] = table if len(keep) == len(table) else table.take(keep)
+        tables[key] = _kept(table, keep)
         labels[key] = ids
     raw = Raw(tables, raw.columns, names, raw.group)
     chosen = _select(cfg, raw, columns, labels)
     split_labels = {k: labels[_table_key(raw, t)][idx] for k, (t, idx) in chosen.items()}
+    info = _unseen_labels(split_labels, names, name)
     if modality == "text":
         texts = {k: [str(t.columns[input_col][i]) for i in idx] for k, (t, idx) in chosen.items()}
         tok = _tokenizer(cfg, "classification", tokenizer, texts["train"], cfg.max_len)
         splits = {k: TextClassification(_encode(tok, texts[k]), split_labels[k], texts[k]) for k in SPLITS}
-        return Prepared(cfg, "classification", "text", tok, names, splits)
+        return Prepared(cfg, "classification", "text", tok, names, splits, info=info)
     if modality == "image":
         images = {k: _images(t.require(input_col, "image", name), idx, cfg) for k, (t, idx) in chosen.items()}
         mean, std = _channel_stats(images["train"])
         splits = {k: Images(images[k], split_labels[k], mean, std, cfg.augment if k == "train" else None)
                   for k in SPLITS}
-        return Prepared(cfg, "classification", "image", None, names, splits)
+        return Prepared(cfg, "classification", "image", None, names, splits, info=info)
     waves = {k: _waves(t, input_col, idx, cfg, name) for k, (t, idx) in chosen.items()}
     stats = _mel_stats(waves["train"], cfg)
     splits = {k: Audio(waves[k], cfg.sample_rate, cfg.n_mels, cfg.n_fft, cfg.hop_length, labels=split_labels[k],
                        augment=cfg.augment if k == "train" else None, stats=stats) for k in SPLITS}
-    return Prepared(cfg, "classification", "audio", None, names, splits)
+    return Prepared(cfg, "classification", "audio", None, names, splits, info=info)
+
+
+def _unseen_labels(split_labels: dict[str, np.ndarray], names: list[str], name: str) -> dict[str, Any]:
+    """Labels of validation/test examples that no training example has, said in a warning and kept in
+    ``info`` (``sora data show --json``): their examples are used, but can never be predicted right."""
+    seen = set(split_labels["train"].tolist())
+    unseen = {split: [names[i] for i in sorted(set(split_labels[split].tolist()) - seen)]
+              for split in ("validation", "test")}
+    unseen = {k: v for k, v in unseen.items() if v}
+    for split, labels in unseen.items():
+        shown = ", ".join(map(repr, labels[:8])) + (", ..." if len(labels) > 8 else "")
+        warnings.warn(f"{name}: the {split} split has label(s) {shown} that no training example has",
+                      UnseenLabelsWarning, stacklevel=4)
+    return {"unseen_labels": unseen} if unseen else {}
 
 
 def _table_key(raw: Raw, table: Table) -> str:

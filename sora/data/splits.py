@@ -90,3 +90,16 @@ def carve(indices: np.ndarray, fraction: float, seed: int, labels: np.ndarray | 
     else:
         parts = random_split(len(indices), fraction, 0.0, seed)
     return indices[parts["train"]], indices[parts["validation"]]
+
+
+def unusable_split(split: str, sizes: dict[str, int], name: str, fraction: float | None = None) -> str:
+    """Why ``split`` of the data called ``name`` cannot be used: it does not exist, or it exists but holds no
+    examples (the split settings held nothing out for it, e.g. ``test: 0.0``, or the data is too small)."""
+    listed = ", ".join(f"{k} {n:,}" for k, n in sizes.items())
+    if split not in sizes:
+        return f"no split '{split}' in {name} (splits: {listed})"
+    why = f"its split settings hold out {split}: {fraction:g}" if fraction is not None and fraction == 0 else \
+        "the data is too small to hold any out for it"
+    others = sorted((k for k, n in sizes.items() if n and k != split), key=lambda k: k == "train")  # held out first
+    hint = f"; try --split {others[0]}" if others else ""
+    return f"the '{split}' split of {name} is empty (splits: {listed}): {why}{hint}"

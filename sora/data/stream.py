@@ -33,7 +33,7 @@ from sora.data.datasets import TextClassification
 from sora.data.formats import ROW_FORMATS, infer_format, iter_rows
 from sora.data.loader import _rng
 from sora.data.sources import list_files
-from sora.data.table import RowErrors
+from sora.data.table import RowErrors, label_problem, text_problem
 from sora.data.tokenizer import EOS, configure_for_task, special_id, train_tokenizer
 from sora.errors import SoraError
 
@@ -93,13 +93,18 @@ class StreamingData:
         index = {n: i for i, n in enumerate(self.labels or [])}
         for where, row in self.rows(split, errors):
             text = row.get(text_col)
-            if text is None:
-                errors.bad(where, f"missing value for '{text_col}' (text)")
+            problem = text_problem(text, text_col, "text")
+            if problem:
+                errors.bad(where, problem)
                 continue
             label = None
             if self.task == "classification":
                 value = row.get(label_col)
-                key = None if value is None else str(value).strip()
+                problem = label_problem(value, label_col)
+                if problem:
+                    errors.bad(where, problem)
+                    continue
+                key = str(value).strip()
                 if key in index:
                     label = index[key]
                 elif isinstance(value, int) and 0 <= value < len(index):

@@ -13,11 +13,38 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sora.errors import SoraError
+from sora.errors import SoraError, SoraWarning
 
 
-class SkippedRowsWarning(UserWarning):
+class SkippedRowsWarning(SoraWarning):
     """Rows were skipped under ``on_error: skip``; the message counts them and names the first."""
+
+
+_NESTED = (list, tuple, dict, np.ndarray)  # a row value that is not one value: never a text or a label
+
+
+def missing(value: Any) -> bool:
+    """No value: null, or NaN (what JSON, Parquet and pandas write for one)."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def text_problem(value: Any, column: str, role: str) -> str | None:
+    """Why a row's ``value`` cannot be its text, or None: missing, or a list or mapping (str() would
+    quietly make "[1, 2]" a text)."""
+    if missing(value):
+        return f"missing value for '{column}' ({role})"
+    if isinstance(value, _NESTED):
+        return f"'{column}' ({role}) holds a {type(value).__name__}, not text"
+    return None
+
+
+def label_problem(value: Any, column: str) -> str | None:
+    """Why a row's ``value`` cannot be its label, or None: missing or blank, or not one value."""
+    if missing(value) or str(value).strip() == "":
+        return f"missing label in column '{column}'"
+    if isinstance(value, _NESTED):
+        return f"label {value!r} in column '{column}' is not one value"
+    return None
 
 
 @dataclass
@@ -35,7 +62,10 @@ class Table:
         return Table(cols, [self.where[i] for i in idx], dict(self.info))
 
     def require(self, column: str, role: str, source: str) -> Any:
-        """The column playing ``role``; a clear error when the source has no such column."""
+        """The column playing ``role``; a clear error when the source has no such column (an empty
+        table, such as an empty file's, has no columns and no rows: nothing is missing)."""
+        if column not in self.columns and not len(self):
+            return []
         if column not in self.columns:
             have = ", ".join(sorted(self.columns)) or "none"
             raise SoraError(f"{source}: missing column '{column}' for role '{role}' (columns: {have}); "

@@ -59,11 +59,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, normalize: Norma
                                       special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                       show_progress=False)
     elif cfg.kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                            special_tokens=SPECIALS, show_progress=False)
+        return _train_wordpiece(texts, cfg, normalizer(normalize, cfg.lowercase))
     elif cfg.kind == "char":
         return _train_chars(texts, cfg, normalizer(normalize, cfg.lowercase))
     else:
@@ -71,6 +67,40 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, normalize: Norma
     tok.normalizer = normalizer(normalize, cfg.lowercase)
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
+
+
+def _train_wordpiece(texts: Iterable[str], cfg: TokenizerConfig, norm) -> Tokenizer:
+    """WordPiece, trained so that the same texts always give the same vocabulary.
+
+    HF's trainer numbers the ``##c`` continuation symbols in the iteration order of a Rust HashMap
+    (randomly seeded in every process), and ties between equally frequent merges go to the lower
+    ids: the vocabulary then differs from run to run. Registering the alphabet and its continuations
+    up front, sorted, as the trainer's leading tokens fixes every id; they are then dropped from the
+    added (special) tokens, so they stay ordinary vocabulary entries, as the trainer would make them.
+    """
+    texts = list(texts)
+    tok = Tokenizer(models.WordPiece(unk_token=UNK))
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    symbols = _wordpiece_symbols(tok, texts)
+    trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=SPECIALS + symbols, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] in SPECIALS]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def _wordpiece_symbols(tok: Tokenizer, texts: list[str]) -> list[str]:
+    """The characters, then the ``##c`` continuations, that the trainer starts from, each sorted by code point.
+
+    A trainer stopped before its first merge (``vocab_size=1``) makes exactly these, in its random order.
+    """
+    probe = Tokenizer.from_str(tok.to_str())
+    probe.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(vocab_size=1, show_progress=False))
+    symbols = probe.get_vocab(with_added_tokens=False)
+    return sorted(c for c in symbols if len(c) == 1) + sorted(c for c in symbols if len(c) > 1)
 
 
 def _train_chars(texts: Iterable[str], cfg: TokenizerConfig, norm) -> Tokenizer:

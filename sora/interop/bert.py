@@ -4,7 +4,8 @@ Two facts make the mapping exact rather than approximate:
 - **Token types.** BERT adds ``token_type_embeddings[type]`` to every token. Sora inputs are one
   segment (type 0 everywhere), so the type-0 row is a constant vector and is folded into the
   learned position table: ``pos'[t] = pos[t] + type[0]``. The type-1 row (sentence pairs) has no
-  Sora counterpart and is not carried over.
+  Sora counterpart and is not carried over; meta.json records how far it was from row 0, so that
+  export can refuse to write a model whose second segment would silently lose it.
 - **RoBERTa's positions** start at ``padding_idx + 1`` (real token t sits at position
   ``t + padding_idx + 1``), so the table is sliced on import and re-padded on export.
   Sora pads on the right, so every real token keeps its position.
@@ -34,6 +35,13 @@ def _layer_pairs(i: int) -> list[tuple[str, str]]:
              ("attn_norm", "attention.output.LayerNorm"), ("ffn.fc_in", "intermediate.dense"),
              ("ffn.fc_out", "output.dense"), ("ffn_norm", "output.LayerNorm")]
     return [pair for a, b in parts for pair in linear_pairs(s + a, h + b)]
+
+
+def token_types_record(types: Tensor) -> dict:
+    """What meta.json keeps of the token-type table: row 0 is folded into the positions, the others are
+    dropped, and how far they were from row 0 (what a second segment would have added), which export checks."""
+    dropped = float((types[1:] - types[0]).abs().max()) if types.shape[0] > 1 else 0.0
+    return {"rows": int(types.shape[0]), "folded_row": 0, "dropped_max_diff": dropped}
 
 
 class BertFamily(Family):
@@ -73,14 +81,21 @@ class BertFamily(Family):
             dropout=hf.get("hidden_dropout_prob", 0.1), attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
             pooling=pooling, pad_id=pad_id,
         )
-        notes = []
+        notes, meta = [], {}
         state = {"embed.tokens.weight": ck.take("embeddings.word_embeddings.weight")}
-        position = ck.take("embeddings.position_embeddings.weight")[offset : offset + max_len]
+        table = ck.take("embeddings.position_embeddings.weight")
+        if table.shape != (max_len + offset, d):
+            raise SoraError(f"{ck.source}: does not match config.json: tensor 'embeddings.position_embeddings.weight' "
+                            f"is {tuple(table.shape)} in the file, ({max_len + offset}, {d}) by its "
+                            "max_position_embeddings and hidden_size")
+        position = table[offset : offset + max_len]
         if ck.has("embeddings.token_type_embeddings.weight"):
             types = ck.take("embeddings.token_type_embeddings.weight")
             position = position + types[0]
+            meta["token_types"] = token_types_record(types)
             notes.append("token-type 0 embedding folded into embed.position (inputs are one segment)"
-                         + (f"; the other {types.shape[0] - 1} token-type row(s) (sentence pairs) are not carried over"
+                         + (f"; the other {types.shape[0] - 1} token-type row(s) (sentence pairs) are not carried over "
+                            f"(they differ from row 0 by up to {meta['token_types']['dropped_max_diff']:.3g})"
                             if types.shape[0] > 1 else ""))
         state["embed.position.weight"] = position
         take_pairs(ck, linear_pairs("embed.norm", "embeddings.LayerNorm"), state)
@@ -100,7 +115,7 @@ class BertFamily(Family):
             ck.take("pooler.dense.weight"), ck.take("pooler.dense.bias")  # explained here, not reported as unknown
             notes.append(f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: a feature "
                          "extractor returns hidden states; pool them with config.pooling")
-        return Imported(ModelConfig.model_validate(config), state, labels, notes)
+        return Imported(ModelConfig.model_validate(config), state, labels, notes, meta)
 
     def _classifier_pairs(self) -> list[tuple[str, str]]:
         return linear_pairs("head.pooler", self.prefix + "pooler.dense") + linear_pairs("head.classifier", "classifier")

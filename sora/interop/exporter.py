@@ -4,33 +4,54 @@ The family is the one the model was imported from (``meta.json``), or else the o
 structure it has: a post-norm text encoder with an embedding norm is BERT, a pre-norm decoder
 LM is GPT-2, a pre-norm image encoder with a CLS token is ViT. Whatever transformers cannot
 represent (heads pruned unevenly, a layer with no heads, adaptive span, rotary positions,
-RMSNorm, SwiGLU, mean pooling in a BERT classifier...) stops the export with every reason,
-instead of writing a folder that loads with different outputs. Head gates and neuron masks are
-folded into the weights, which is exact. The folder is written beside its destination, checked
-against transformers when it is installed, and only then renamed into place.
+RMSNorm, SwiGLU, mean pooling in a BERT classifier, an imported BERT whose dropped second token
+type mattered...) stops the export with every reason, instead of writing a folder that loads
+with different outputs. Head gates and neuron masks are folded into the weights, which is exact.
+The folder is written beside its destination, checked against transformers when it is installed
+(on single-segment inputs and, where there are token types, on sentence pairs), and only then
+renamed into place.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from sora.atomic import staged_dir
 from sora.errors import SoraError
 from sora.interop.checkpoint import read_json
 from sora.interop.family import Family, check_consumed, fold_gates
 from sora.interop.importer import FAMILIES
-from sora.models import load_config, load_meta, load_model
-from sora.atomic import replace_dir
+from sora.interop.verify import TOLERANCE, compare_with_transformers, transformers_available
+from sora.models import load_config, load_meta, load_model, load_tokenizer
 from sora.models.folder import TOKENIZER
 
 # Keys of an imported model's original config.json that describe the old folder, not the new one.
 STALE = ("architectures", "id2label", "label2id", "num_labels", "_name_or_path", "transformers_version", "dtype",
          "torch_dtype", "_attn_implementation_autoset")
+SEGMENTED = ("bert", "roberta")  # families with token-type embeddings, which Sora folds into the positions
+# The weights' header says who wrote them: how `sora hf export` tells an earlier export of its own, which it
+# may replace, from a Hugging Face folder downloaded or written by someone else, which it must not.
+WRITTEN_BY = {"written_by": "sora hf export"}
+HF_WEIGHTS = "model.safetensors"
+# Every name an export may hold (the tokenizer's settings files are those sora.interop.tokenizer keeps).
+EXPORT_FILES = frozenset({"config.json", HF_WEIGHTS, TOKENIZER, "tokenizer_config.json", "special_tokens_map.json",
+                          "preprocessor_config.json", "modules.json", "sentence_bert_config.json"})
+POOLING_DIR = "1_Pooling"
+
+
+def is_sora_export(folder: Path) -> bool:
+    """Whether ``folder/model.safetensors`` was written by ``sora hf export``."""
+    try:
+        with safe_open(str(Path(folder) / HF_WEIGHTS), "pt") as f:
+            metadata = f.metadata() or {}
+    except (OSError, SafetensorError):  # missing, a folder, garbage: not an export of ours
+        return False
+    return all(metadata.get(k) == v for k, v in WRITTEN_BY.items())
 
 
 class _Tracked(dict):
@@ -60,8 +81,31 @@ def pick_family(config, meta: dict) -> tuple[Family, list[str]]:
     return family, family.export_problems(config)
 
 
-def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = False, verify: bool | None = None) -> dict:
-    """Write ``out_dir``; return a report (class written, notes, parity figures when verified)."""
+def segment_problems(meta: dict) -> list[str]:
+    """Why a model imported from BERT with a second token type cannot be exported faithfully (empty: it can)."""
+    record, source = meta.get("token_types"), meta.get("source") or {}
+    if record is None:  # imported before meta.json recorded it
+        rows = (source.get("config") or {}).get("type_vocab_size", 1) if source.get("model_type") in SEGMENTED else 1
+        if isinstance(rows, int) and rows > 1:
+            return ["it was imported before Sora recorded whether the token types it drops mattered; re-import it "
+                    "to check, or pass --one-segment"]
+        return []
+    diff = record.get("dropped_max_diff", 0)
+    if isinstance(diff, (int, float)) and diff > TOLERANCE:
+        return [f"the imported model's token type 1 (a sentence pair's second segment) differs from type 0 by up to "
+                f"{diff:.3g} and was not carried over (Sora has no segment embeddings yet), so transformers would give "
+                "second-segment inputs other outputs than the original; --one-segment exports it anyway, reading "
+                "every segment as the first"]
+    return []
+
+
+def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = False, verify: bool | None = None,
+              one_segment: bool = False) -> dict:
+    """Write ``out_dir``; return a report (class written, notes, parity figures when verified).
+
+    ``one_segment``: export a BERT imported with a second token type that mattered anyway; every segment
+    then reads as the first (Sora has no segment embeddings yet).
+    """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise SoraError(f"--out {out_dir} is the model folder being exported; choose another folder")
@@ -77,13 +121,15 @@ def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = F
             notes.append(f"body only: the {config.arch} head (head.*) is not exported")
         config = config.model_copy(update={"arch": "encoder", "n_classes": None, "pooler": False})
     family, problems = pick_family(config, meta)
+    if not one_segment:
+        problems += segment_problems(meta)
     if config.arch in ("encoder_classifier", "token_classifier") and config.pooling == "mean" and not body_only:
         problems.append("add --body-only to export the encoder alone (AutoModel loads it; pool its hidden states "
                         "by mean, as sentence-transformers does)")
     if problems:
         raise SoraError(f"cannot export {model_dir} as transformers {family.name}: " + "; ".join(problems))
 
-    model = load_model(model_dir)
+    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
     state = {k: v for k, v in fold_gates(model.state_dict()).items() if not (body_only and k.startswith("head."))}
     if config.arch == "decoder_lm" and config.tie_embeddings:
         state.pop("head.proj.weight")  # the token embedding itself
@@ -94,41 +140,32 @@ def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = F
     hf_config, hf_state = family.export_checkpoint(config, tracked, meta.get("labels"), base)
     check_consumed(state, tracked.read, str(model_dir))
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        _write(tmp, hf_config, hf_state, model_dir, config, meta)
+    with staged_dir(out_dir) as tmp:
+        _write(tmp, hf_config, hf_state, tokenizer, config, meta)
         report = {"architecture": hf_config["architectures"][0], "model_type": family.model_type, "notes": notes}
         if config.arch == "encoder":
             report["notes"].append("pooler_output is not part of a Sora encoder: use last_hidden_state")
         if verify or verify is None:
-            from sora.interop.verify import compare_with_transformers, transformers_available
-
             if verify or transformers_available():
                 check_model = model
                 if body_only and model.config.arch != "encoder":
                     from sora.interop.pretrained import body_as_encoder
 
                     check_model = body_as_encoder(model)
-                tokenizer = _tokenizer(model_dir)
-                parity = compare_with_transformers(check_model, tmp, tokenizer)
+                parity = compare_with_transformers(check_model, tmp, tokenizer, segments=True)
                 report["parity"] = parity
                 if not parity["ok"]:
                     raise SoraError(f"exported {family.name} does not reproduce {model_dir} "
                                     f"(differences {parity}); nothing written")
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
-def _write(folder: Path, hf_config: dict, hf_state: dict[str, Tensor], model_dir: Path, config, meta: dict) -> None:
+def _write(folder: Path, hf_config: dict, hf_state: dict[str, Tensor], tokenizer, config, meta: dict) -> None:
     (folder / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-    save_file({k: v.detach().contiguous().clone() for k, v in hf_state.items()}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
-    if (model_dir / TOKENIZER).is_file():
-        shutil.copyfile(model_dir / TOKENIZER, folder / TOKENIZER)
+    save_file({k: v.detach().contiguous().clone() for k, v in hf_state.items()}, str(folder / HF_WEIGHTS),
+              metadata={"format": "pt", **WRITTEN_BY})
+    if tokenizer is not None:
+        tokenizer.save(str(folder / TOKENIZER))
         files = dict((meta.get("tokenizer") or {}).get("hf_files") or {})
         settings = dict(files.get("tokenizer_config.json") or {"tokenizer_class": "PreTrainedTokenizerFast"})
         settings["model_max_length"] = config.max_len
@@ -149,16 +186,11 @@ def _write_sentence_transformers(folder: Path, config, sentence: dict) -> None:
     if sentence.get("normalize"):
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
     (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
-    (folder / "1_Pooling").mkdir()
+    (folder / POOLING_DIR).mkdir()
     pooling = {"word_embedding_dimension": config.d_model, "pooling_mode_cls_token": sentence["pooling"] == "cls",
                "pooling_mode_mean_tokens": sentence["pooling"] == "mean", "pooling_mode_max_tokens": False,
                "pooling_mode_mean_sqrt_len_tokens": False}
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+    (folder / POOLING_DIR / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
     (folder / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": min(config.max_len, 256), "do_lower_case": False}, indent=2) + "\n")
 
-
-def _tokenizer(model_dir: Path):
-    from sora.models import load_tokenizer
-
-    return load_tokenizer(model_dir)

@@ -34,6 +34,7 @@ class Imported:
     state: dict[str, Tensor]  # Sora parameter name -> tensor
     labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)  # what a user should know (folded, dropped)
+    meta: dict = field(default_factory=dict)  # facts for meta.json that export needs (token_types)
 
 
 class Family:

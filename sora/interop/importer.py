@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from sora.configio import read_json_file
 from sora.errors import SoraError
 from sora.interop.bert import BertFamily, RobertaFamily
-from sora.interop.checkpoint import Checkpoint, read_config, read_json, read_weights
+from sora.interop.checkpoint import Checkpoint, read_config, read_side_json, read_weights
 from sora.interop.distilbert import DistilBertFamily
 from sora.interop.family import Family
 from sora.interop.gpt2 import Gpt2Family
@@ -31,6 +31,8 @@ from sora.interop.sources import resolve_source
 from sora.interop.tokenizer import carry_tokenizer, tokenizer_settings
 from sora.interop.vit import VitFamily
 from sora.models import build_model, save_model
+from sora.models.folder import load_weights
+from sora.paths import existing_file
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in
                                (BertFamily(), RobertaFamily(), DistilBertFamily(), Gpt2Family(), VitFamily())}
@@ -64,15 +66,15 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
     arch = family.architectures[cls]
     state, weights_file = read_weights(folder)
     ck = Checkpoint(state, family.prefix, source=str(folder / weights_file), config_source=str(folder / "config.json"))
-    sentence = _sentence_transformers(folder)
     if pooling not in (None, "mean", "cls"):
         raise SoraError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-    pooling = pooling or (sentence or {}).get("pooling") or "cls"
-    if family.model_type == "vit":
-        pooling = "cls"
+    sentence, found = _sentence_transformers(folder)
+    pooling, pooling_why = _choose_pooling(pooling, sentence, found, family)
     imported = family.import_checkpoint(hf, ck, arch, pooling)
 
     notes = list(imported.notes)
+    if arch == "encoder" and family.model_type != "gpt2":  # a feature extractor: how it pools is a choice
+        notes.append(f"pooling: {pooling} ({pooling_why})")
     left = [k for k in ck.left() if not k.endswith(BUFFERS)]
     if left:
         why = family.dropped_heads.get(cls, "weights with no place in the Sora model")
@@ -82,7 +84,8 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
         notes.append(f"weights stored as {', '.join(dtypes)} were converted to float32")
 
     model = build_model(imported.config)
-    _load(model, imported.state, ck.source)
+    load_weights(model, imported.state, ck.source, optional=("head_gate", "neuron_mask"),  # buffers: all ones
+                 file_names=ck.file_names(imported.state))
     tokenizer, tokenizer_from = carry_tokenizer(folder, family.model_type)
     meta: dict[str, Any] = {
         "source": {"format": "huggingface", "spec": str(source), "path": str(folder), "model_type": family.model_type,
@@ -90,11 +93,12 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
         "tokenizer": {"from": tokenizer_from or None, "hf_files": tokenizer_settings(folder)},
         "notes": notes,
     }
+    meta.update(imported.meta)
     if imported.labels:
         meta["labels"] = imported.labels
     if sentence:
         meta["sentence_embedding"] = sentence
-    preprocessor = read_json(folder / "preprocessor_config.json")
+    preprocessor = read_side_json(folder, "preprocessor_config.json")
     if preprocessor is not None:
         meta["image_preprocessing"] = preprocessor  # mean/std/size a ViT expects its pixels normalised with
     return ImportResult(model.eval(), tokenizer, meta, folder, notes)
@@ -128,6 +132,9 @@ def _family(hf: dict, folder: Path) -> tuple[Family, str]:
         raise SoraError(f"{folder}: this is a Sora model folder already (its config.json has 'arch'); "
                         "`sora hf export` turns it into a Hugging Face one")
     classes = hf.get("architectures") or []
+    if not isinstance(model_type, (str, type(None))) or not isinstance(classes, list) or \
+            not all(isinstance(c, str) for c in classes):
+        raise SoraError(f"{folder / 'config.json'}: model_type must be a name and architectures a list of class names")
     named = f"model_type {model_type!r}" + (f" ({classes[0]})" if classes else "")
     if model_type not in FAMILIES:
         raise SoraError(f"{folder / 'config.json'}: {named} is not supported; supported: {supported()}")
@@ -139,27 +146,55 @@ def _family(hf: dict, folder: Path) -> tuple[Family, str]:
     return family, cls
 
 
-def _sentence_transformers(folder: Path) -> dict | None:
-    """A sentence-transformers folder says how it pools (1_Pooling) and whether it normalises."""
-    modules = (folder / "modules.json").read_text() if (folder / "modules.json").is_file() else ""
-    pooling_config = read_json(folder / "1_Pooling" / "config.json")
+def _sentence_transformers(folder: Path) -> tuple[dict | None, str]:
+    """How a sentence-transformers folder pools (its Pooling module's config) and whether it normalises,
+    and where that was read; (None, why not) when the folder says nothing Sora can use."""
+    modules = _modules(folder)
+    if modules is None:
+        pooling_dir, normalize = "1_Pooling", False
+    else:
+        pooling_dir = next((m.get("path") for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+        normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
+        if not isinstance(pooling_dir, str):
+            return None, "its modules.json lists no Pooling module"
+    name = f"{pooling_dir}/config.json"
+    pooling_config = read_side_json(folder, name)
     if pooling_config is None:
-        return None
+        if modules is not None:
+            return None, f"its modules.json names {name}, which is missing"
+        marker = next((m for m in ST_MARKERS if (folder / m).is_file()), None)
+        return None, (f"a sentence-transformers folder ({marker}) without modules.json or {name}, so how it pools "
+                      "is unknown" if marker else "no sentence-transformers pooling settings in the folder")
     if pooling_config.get("pooling_mode_mean_tokens"):
         pooling = "mean"
     elif pooling_config.get("pooling_mode_cls_token"):
         pooling = "cls"
     else:
-        return None  # max or sqrt-length pooling: no Sora equivalent, leave the default
-    return {"pooling": pooling, "normalize": "Normalize" in modules}
+        modes = [k.removeprefix("pooling_mode_") for k, v in pooling_config.items()
+                 if k.startswith("pooling_mode_") and v]
+        return None, f"{name} asks for {' + '.join(modes) or 'no'} pooling, which Sora does not have"
+    where = name if modules is not None else f"{name}; no modules.json, so embeddings are taken as not normalised"
+    return {"pooling": pooling, "normalize": normalize}, where
 
 
-def _load(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # a shape that does not match config.json
-        raise SoraError(f"{source}: weights do not match config.json ({str(e).splitlines()[-1].strip()[:300]})") from None
-    missing = [k for k in missing if not k.endswith(("head_gate", "neuron_mask"))]  # buffers: all ones
-    if missing or unexpected:
-        raise SoraError(f"{source}: weights do not match the model built from config.json "
-                        f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+ST_MARKERS = ("config_sentence_transformers.json", "sentence_bert_config.json")
+
+
+def _modules(folder: Path) -> list[dict] | None:
+    """sentence-transformers' modules.json (its pipeline: Transformer, Pooling, Normalize), or None."""
+    path = existing_file(folder, "modules.json")
+    if path is None:
+        return None
+    modules = read_json_file(path, expect=list)
+    return [m for m in modules if isinstance(m, dict)]
+
+
+def _choose_pooling(given: str | None, sentence: dict | None, found: str, family: Family) -> tuple[str, str]:
+    """The pooling a feature extractor gets, and why: the option, the folder's setting, or the default."""
+    if family.model_type == "vit":
+        return "cls", "ViT pools its CLS token"
+    if given:
+        return given, "--pooling"
+    if sentence:
+        return sentence["pooling"], f"from {found}"
+    return "cls", f"the default: {found}; --pooling mean chooses mean pooling"

@@ -14,25 +14,33 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from sora.errors import SoraError
-from sora.interop.checkpoint import read_json
+from sora.errors import SoraError, first_line
+from sora.interop.checkpoint import read_side_json
+from sora.paths import existing_file
 
 
 def carry_tokenizer(folder: Path, model_type: str) -> tuple[Tokenizer | None, str]:
     """The folder's tokenizer, and which file it came from ("" when there is none, e.g. ViT)."""
-    if (folder / "tokenizer.json").is_file():
+    path = existing_file(folder, "tokenizer.json")
+    if path is not None:
         try:
-            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        except Exception as e:  # the Rust side raises plain Exceptions
-            raise SoraError(f"{folder / 'tokenizer.json'}: cannot read tokenizer ({e})") from None
+            tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001  the Rust side raises plain Exceptions
+            raise SoraError(f"{path}: cannot read tokenizer ({first_line(e)})") from None
         tok.no_padding()
         tok.no_truncation()
         return tok, "tokenizer.json"
-    settings = read_json(folder / "tokenizer_config.json") or {}
-    if (folder / "vocab.txt").is_file():
-        return _wordpiece(folder / "vocab.txt", settings), "vocab.txt"
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        return _byte_level_bpe(folder, model_type), "vocab.json + merges.txt"
+    settings = read_side_json(folder, "tokenizer_config.json") or {}
+    files = {name: existing_file(folder, name) for name in ("vocab.txt", "vocab.json", "merges.txt")}
+    try:
+        if files["vocab.txt"] is not None:
+            return _wordpiece(files["vocab.txt"], settings), "vocab.txt"
+        if files["vocab.json"] is not None and files["merges.txt"] is not None:
+            return _byte_level_bpe(files["vocab.json"], files["merges.txt"], model_type), "vocab.json + merges.txt"
+    except SoraError:
+        raise
+    except Exception as e:  # noqa: BLE001  the Rust side raises plain Exceptions on a damaged file
+        raise SoraError(f"{folder}: cannot build the tokenizer from its vocabulary files ({first_line(e)})") from None
     return None, ""
 
 
@@ -59,15 +67,15 @@ def _wordpiece(vocab_file: Path, settings: dict) -> Tokenizer:
     return tok
 
 
-def _byte_level_bpe(folder: Path, model_type: str) -> Tokenizer:
+def _byte_level_bpe(vocab: Path, merges: Path, model_type: str) -> Tokenizer:
     """GPT-2's byte-level BPE; RoBERTa adds ``<s> text </s>`` around it."""
-    tok = Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
+    tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     if model_type == "roberta":
         bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
         if bos is None or eos is None:
-            raise SoraError(f"{folder / 'vocab.json'}: RoBERTa's <s> and </s> are not in the vocabulary")
+            raise SoraError(f"{vocab}: RoBERTa's <s> and </s> are not in the vocabulary")
         tok.post_processor = processors.RobertaProcessing(("</s>", eos), ("<s>", bos))
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -80,7 +88,7 @@ def tokenizer_settings(folder: Path) -> dict:
     """The small JSON files transformers' AutoTokenizer reads besides tokenizer.json (kept for export)."""
     kept = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        data = read_json(folder / name)
+        data = read_side_json(folder, name)
         if data is not None:
             kept[name] = data
     return kept

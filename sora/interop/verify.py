@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sora.errors import SoraError
+from sora.errors import SoraError, first_line
 
 TOLERANCE = 1e-4
 SENTENCES = [
@@ -73,34 +73,70 @@ def probe_inputs(model: nn.Module, tokenizer=None, *, seed: int = 0) -> tuple[Te
     return ids, valid
 
 
-def compare_with_transformers(model: nn.Module, folder: str | Path, tokenizer=None, *, generate_tokens: int = 8) -> dict:
-    """Run ``model`` and the transformers model in ``folder`` on the same inputs; return the max differences."""
+def compare_with_transformers(model: nn.Module, folder: str | Path, tokenizer=None, *, generate_tokens: int = 8,
+                              segments: bool = False) -> dict:
+    """Run ``model`` and the transformers model in ``folder`` on the same inputs; return the max differences.
+
+    ``segments``: where the transformers model has token types, also read the second half of every row as
+    token type 1 (a sentence pair), so an export that loses what a second segment adds cannot pass.
+    """
     if not transformers_available():
         raise SoraError("comparing with transformers needs it installed: pip install -c constraints.txt transformers")
-    config = model.config
     model = model.eval()
     inputs, valid = probe_inputs(model, tokenizer)
-    hf_kwargs = {"pixel_values": inputs} if config.input == "image" else {"input_ids": inputs,
-                                                                          "attention_mask": valid.long()}
     report: dict = {"inputs": _describe(inputs, valid, tokenizer)}
-    with _quiet_transformers() as transformers, torch.no_grad():
-        base = transformers.AutoModel.from_pretrained(str(folder)).eval()
-        hidden, _ = model.run_stack(inputs, valid)
-        report["last_hidden_state"] = _max_diff(hidden, base(**hf_kwargs).last_hidden_state, valid)
-        del base
-        if config.arch != "encoder":
-            cls = _task_class(transformers, folder)
-            task = cls.from_pretrained(str(folder)).eval()
-            ours = model(inputs, valid) if config.arch != "decoder_lm" else model(inputs)
-            theirs = task(**hf_kwargs).logits
-            mask = valid if config.arch in ("token_classifier", "decoder_lm") else None
-            report["logits"] = _max_diff(ours, theirs, mask)
-            if config.arch == "decoder_lm" and generate_tokens:
-                report["greedy_tokens_equal"] = _same_greedy_tokens(model, task, inputs, valid, generate_tokens)
+    try:
+        with _quiet_transformers() as transformers, torch.no_grad():
+            _compare(model, folder, transformers, inputs, valid, report, generate_tokens=generate_tokens,
+                     segments=segments)
+    except SoraError:
+        raise
+    except Exception as e:  # noqa: BLE001  whatever transformers raises on a folder it cannot load or run
+        raise SoraError(f"{folder}: transformers could not load or run it to check parity ({type(e).__name__}: "
+                        f"{first_line(e)}); nothing written (--no-verify writes it without this check)") from None
     report["tolerance"] = TOLERANCE
-    report["ok"] = all(v <= TOLERANCE for k, v in report.items() if k in ("last_hidden_state", "logits")) and \
+    report["ok"] = all(report[k] <= TOLERANCE for k in FIGURES if k in report) and \
         report.get("greedy_tokens_equal", True)
     return report
+
+
+# The max |difference| figures a report holds (the second-segment ones only where token types exist).
+FIGURES = ("last_hidden_state", "logits", "second_segment_hidden_state", "second_segment_logits")
+
+
+def _compare(model: nn.Module, folder: str | Path, transformers, inputs: Tensor, valid: Tensor | None, report: dict,
+             *, generate_tokens: int, segments: bool) -> None:
+    config = model.config
+    kwargs = {"pixel_values": inputs} if config.input == "image" else {"input_ids": inputs,
+                                                                       "attention_mask": valid.long()}
+    base = transformers.AutoModel.from_pretrained(str(folder)).eval()
+    types = None
+    if segments and config.input == "text" and getattr(base.config, "type_vocab_size", 0) > 1:
+        types = _second_segment(valid)
+        report["inputs"] += "; each row's second half also as token type 1"
+    hidden, _ = model.run_stack(inputs, valid)
+    report["last_hidden_state"] = _max_diff(hidden, base(**kwargs).last_hidden_state, valid)
+    if types is not None:
+        pairs = base(**kwargs, token_type_ids=types).last_hidden_state
+        report["second_segment_hidden_state"] = _max_diff(hidden, pairs, valid)
+    del base
+    if config.arch == "encoder":
+        return
+    task = _task_class(transformers, folder).from_pretrained(str(folder)).eval()
+    ours = model(inputs, valid) if config.arch != "decoder_lm" else model(inputs)
+    mask = valid if config.arch in ("token_classifier", "decoder_lm") else None
+    report["logits"] = _max_diff(ours, task(**kwargs).logits, mask)
+    if types is not None:
+        report["second_segment_logits"] = _max_diff(ours, task(**kwargs, token_type_ids=types).logits, mask)
+    if config.arch == "decoder_lm" and generate_tokens:
+        report["greedy_tokens_equal"] = _same_greedy_tokens(model, task, inputs, valid, generate_tokens)
+
+
+def _second_segment(valid: Tensor) -> Tensor:
+    """Token types of sentence pairs: 1 on the second half of every row's real tokens, 0 elsewhere."""
+    lengths = valid.sum(1, keepdim=True)
+    positions = torch.arange(valid.shape[1]).unsqueeze(0)
+    return ((positions >= lengths // 2) & valid).long()
 
 
 def _task_class(transformers, folder: str | Path):

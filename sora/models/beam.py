@@ -1,28 +1,90 @@
-"""Beam search for the seq2seq decoder, with a KV cache reordered as beams survive.
+"""Beam search with a KV cache reordered as beams survive, for the seq2seq decoder and decoder LMs.
 
 Scores are summed log-probabilities; a finished hypothesis is ranked by score / length**alpha
 (``length_penalty``) so that short outputs are not favoured. A source is done when it has
-``beam`` finished hypotheses.
+``beam`` finished hypotheses. The search only asks a *step* for next-token logits and tells it
+which rows survive; the two model kinds differ only in their step (what they feed, what they cache).
 """
 
 import torch
 from torch import Tensor
 
 
+class Seq2SeqStep:
+    """The seq2seq decoder, one token a step, attending to the (beam-repeated) source."""
+
+    def __init__(self, model, memory: Tensor, memory_valid: Tensor | None):
+        self.model, self.memory, self.memory_valid = model, memory, memory_valid
+        self.cache = model.decoder.new_cache()
+
+    def __call__(self, tokens: Tensor) -> Tensor:  # (N, T) -> (N, V)
+        return self.model.decode(tokens[:, -1:], self.memory, self.memory_valid, self.cache)[:, -1]
+
+    def reorder(self, rows: Tensor) -> None:
+        for layer in self.cache:
+            layer.reorder(rows)
+
+
+class LMStep:
+    """A decoder LM: the prompt first, then one token a step; past ``max_len`` the cache restarts on
+    the last ``max_len - 1`` tokens, as ``DecoderLM.generate`` slides its window."""
+
+    def __init__(self, model):
+        self.model, self.cache, self.length = model, model.new_cache(), 0
+
+    def __call__(self, tokens: Tensor) -> Tensor:  # (N, T) -> (N, V)
+        max_len = self.model.config.max_len
+        if self.length == 0 or self.length == max_len:  # the prompt, or a full window: (re)start the cache
+            keep = max_len if self.length == 0 else max(max_len - 1, 1)
+            self.cache, fed = self.model.new_cache(), tokens[:, -keep:]
+            self.length = fed.shape[1]
+        else:
+            fed = tokens[:, -1:]
+            self.length += 1
+        return self.model(fed, cache=self.cache)[:, -1]
+
+    def reorder(self, rows: Tensor) -> None:
+        for layer in self.cache:
+            layer.reorder(rows)
+
+
 def beam_search(model, memory: Tensor, memory_valid: Tensor | None, *, beam: int, max_new_tokens: int,
                 bos_id: int, eos_id: int, length_penalty: float = 1.0) -> list[list[int]]:
-    B, device = memory.shape[0], memory.device
+    """seq2seq: the best target for each source (without bos and eos)."""
     memory = memory.repeat_interleave(beam, dim=0)  # (B*beam, S, d)
     if memory_valid is not None:
         memory_valid = memory_valid.repeat_interleave(beam, dim=0)
-    tokens = torch.full((B * beam, 1), bos_id, dtype=torch.long, device=device)
+    start = torch.full((memory.shape[0] // beam, 1), bos_id, dtype=torch.long, device=memory.device)
+    return search(Seq2SeqStep(model, memory, memory_valid), start, beam=beam, max_new_tokens=max_new_tokens,
+                  eos_id=eos_id, length_penalty=length_penalty)
+
+
+@torch.no_grad()
+def lm_beam_search(model, ids: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None = None,
+                   length_penalty: float = 1.0) -> list[list[int]]:
+    """Decoder LM: the best continuation of each prompt in ``ids`` (B, T), without the prompt and eos."""
+    was_training = model.training
+    model.eval()
+    try:
+        return search(LMStep(model), ids, beam=beam, max_new_tokens=max_new_tokens,
+                      eos_id=model.config.eos_id if eos_id is None else eos_id, length_penalty=length_penalty)
+    finally:
+        model.train(was_training)
+
+
+def search(step, start: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None,
+           length_penalty: float = 1.0) -> list[list[int]]:
+    """The best continuation of each row of ``start`` (B, T0); ``step`` gives logits and keeps rows."""
+    B, T0 = start.shape
+    device = start.device
+    filler = eos_id if eos_id is not None else 0  # the token of a dead beam (its score is -inf)
+    tokens = start.repeat_interleave(beam, dim=0)  # (B*beam, T0)
     scores = torch.zeros(B, beam, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: keep one alive at first
-    cache = model.decoder.new_cache()
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
 
-    for step in range(max_new_tokens):
-        logp = model.decode(tokens[:, -1:], memory, memory_valid, cache)[:, -1].log_softmax(-1)  # (B*beam, V)
+    for _ in range(max_new_tokens):
+        logp = step(tokens).log_softmax(-1)  # (B*beam, V)
         V = logp.shape[-1]
         candidates = (scores.view(-1, 1) + logp).view(B, beam * V)
         top_scores, top_index = candidates.topk(2 * beam, dim=-1)  # (B, 2*beam)
@@ -34,7 +96,7 @@ def beam_search(model, memory: Tensor, memory_valid: Tensor | None, *, beam: int
                 if len(finished[b]) >= beam or score == float("-inf"):
                     break
                 if token == eos_id:
-                    hyp = tokens[row, 1:].tolist()
+                    hyp = tokens[row, T0:].tolist()
                     finished[b].append((score / max(len(hyp) + 1, 1) ** length_penalty, hyp))
                     continue
                 next_rows.append(row), next_tokens.append(token), next_scores.append(score)
@@ -42,13 +104,12 @@ def beam_search(model, memory: Tensor, memory_valid: Tensor | None, *, beam: int
                 if kept == beam:
                     break
             while kept < beam:  # this source is done: pad with dead beams
-                next_rows.append(b * beam), next_tokens.append(eos_id), next_scores.append(float("-inf"))
+                next_rows.append(b * beam), next_tokens.append(filler), next_scores.append(float("-inf"))
                 kept += 1
         if all(len(f) >= beam for f in finished):
             break
         rows = torch.tensor(next_rows, device=device)
-        for layer in cache:
-            layer.reorder(rows)
+        step.reorder(rows)
         tokens = torch.cat([tokens[rows], torch.tensor(next_tokens, device=device)[:, None]], dim=1)
         scores = torch.tensor(next_scores, device=device).view(B, beam)
 
@@ -58,7 +119,7 @@ def beam_search(model, memory: Tensor, memory_valid: Tensor | None, *, beam: int
             for i in range(beam):
                 s = scores[b, i].item()
                 if s > float("-inf"):
-                    hyp = tokens[b * beam + i, 1:].tolist()
+                    hyp = tokens[b * beam + i, T0:].tolist()
                     finished[b].append((s / max(len(hyp), 1) ** length_penalty, hyp))
         results.append(max(finished[b], key=lambda item: item[0])[1] if finished[b] else [])
     return results

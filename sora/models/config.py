@@ -88,7 +88,7 @@ class ModelConfig(StrictModel):
     embed_norm: bool = Field(False, description="normalise embeddings (BERT)")
     position: Literal["sinusoidal", "learned", "rotary", "none"] = "learned"
     max_len: int = Field(512, gt=0, description="longest sequence, in tokens")
-    rope_base: float = 10000.0
+    rope_base: float = Field(10000.0, gt=0, description="rotary: base of the position frequencies")
     bias: bool = True
     dropout: float = Field(0.1, ge=0, lt=1)
     attn_dropout: float = Field(0.0, ge=0, lt=1)
@@ -98,8 +98,8 @@ class ModelConfig(StrictModel):
     pooler_activation: Literal["tanh", "relu"] = Field("tanh", description="the pooler's nonlinearity (DistilBERT: relu)")
     tie_embeddings: bool = Field(True, description="LM head shares the token embedding")
     pad_id: int = Field(0, ge=0)
-    bos_id: int | None = None
-    eos_id: int | None = None
+    bos_id: int | None = Field(None, ge=0)
+    eos_id: int | None = Field(None, ge=0)
     image: ImageInput | None = None
     audio: AudioInput | None = None
     adaptive_span: AdaptiveSpanConfig | None = None

@@ -14,6 +14,8 @@ import numpy as np
 
 from sora.train.metrics import classification_metrics
 
+METHOD = "tfidf+logreg"  # how an unavailable baseline is named; a computed one names its settings too
+
 
 def tfidf_logreg(train_texts: list[str], train_labels, test_texts: list[str], test_labels,
                  labels: list[str] | None = None, *, ngrams: tuple[int, int] = (1, 2), C: float = 4.0,
@@ -38,7 +40,25 @@ def tfidf_logreg(train_texts: list[str], train_labels, test_texts: list[str], te
 
 
 def text_baseline(data, split: str = "test") -> dict[str, Any] | None:
-    """The baseline on a prepared text-classification dataset (sora.data), or None if it does not apply."""
+    """The baseline on a prepared text-classification dataset (sora.data), or None if it does not apply.
+
+    A baseline that fails (data it cannot fit) is recorded as unavailable with the reason: it is an
+    extra beside the trained model, and must never cost the run its model or metrics."""
+    try:
+        return _text_baseline(data, split)
+    except Exception as e:  # whatever scikit-learn raises, the run keeps its model
+        first_line = next(iter(str(e).strip().splitlines()), "")
+        return {"method": METHOD, "split": split, "unavailable": f"{type(e).__name__}: {first_line}".rstrip(": ")}
+
+
+def describe(baseline: dict[str, Any]) -> str:
+    """One line for a run's log: the baseline's scores, or why there are none."""
+    if "unavailable" in baseline:
+        return f"baseline {baseline['method']}: unavailable ({baseline['unavailable']})"
+    return f"baseline {baseline['method']}: accuracy {baseline['accuracy']:.4f} macro_f1 {baseline['macro_f1']:.4f}"
+
+
+def _text_baseline(data, split: str) -> dict[str, Any] | None:
     if getattr(data, "task", None) != "classification" or getattr(data, "modality", "text") != "text":
         return None
     splits = getattr(data, "splits", {})

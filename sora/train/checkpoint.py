@@ -6,12 +6,13 @@
   keyed ``state.<param name>.<field>``, and its parameter groups and hyperparameters;
 - ``rng.safetensors`` / ``rng.json``: every process's torch (and CUDA) generator state, and
   Python's and NumPy's;
-- ``trainer.json``: step, data position (epoch, batch), elapsed time, best metric, early-stopping
-  count, validation history, gradient-scaler state.
+- ``trainer.json``: the run id (``OUT/run.json``), step, data position (epoch, batch), elapsed time,
+  best metric, early-stopping count, the stop decision, validation history, gradient-scaler state.
 
 Everything is written into a hidden sibling folder that is renamed into place, so a crash
-leaves either the previous checkpoint or the new one, never half of one. Loading reads JSON
-and safetensors only.
+leaves either the previous checkpoint or the new one, never half of one. Rotation deletes only the
+current run's older checkpoints. Loading reads JSON and safetensors only, and a damaged or missing
+file is an error naming it.
 """
 
 from __future__ import annotations
@@ -20,20 +21,23 @@ import json
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from sora.atomic import clean_stale, staged_dir
 from sora.errors import SoraError
-from sora.models import save_model
+from sora.models.folder import write_model_files
+from sora.train.killpoints import kill_point
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 OPTIMIZER, RNG, TRAINER = "optimizer", "rng", "trainer.json"
+DISCARDED = ".old-"  # an old checkpoint is renamed to .old-step-N before it is deleted
 
 
 # -- optimizer state <-> tensors + JSON ------------------------------------------------------------
@@ -89,10 +93,30 @@ def restore_rng(tensors: dict[str, Tensor], info: dict[str, Any], rank: int) -> 
     torch.set_rng_state(tensors[key])
     if f"cuda.rank{rank}" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors[f"cuda.rank{rank}"])
+    random.setstate(_python_state(info))
+    np.random.set_state(_numpy_state(info))
+
+
+def check_rng(tensors: dict[str, Tensor], info: Any, path: Path) -> None:
+    """Raise naming ``path`` unless every saved state loads into a fresh generator (the global ones untouched)."""
+    try:
+        random.Random().setstate(_python_state(info))
+        np.random.RandomState().set_state(_numpy_state(info))
+        for key, tensor in tensors.items():
+            if key.startswith("torch_cpu."):
+                torch.Generator().set_state(tensor)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise SoraError(f"{path}: damaged random state ({one_line(e)})") from None
+
+
+def _python_state(info: dict[str, Any]) -> tuple:
     version, words, gauss = info["python"]
-    random.setstate((version, tuple(words), gauss))
+    return version, tuple(words), gauss
+
+
+def _numpy_state(info: dict[str, Any]) -> tuple:
     kind, keys, pos, has_gauss, cached = info["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    return kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached
 
 
 # -- folders ---------------------------------------------------------------------------------------
@@ -109,48 +133,118 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
     keep_last: int = 2,
 ) -> Path:
-    """Write ``root/step-N`` atomically, then delete all but the newest ``keep_last``."""
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-    try:
-        folder = save_model(model, staging / "ckpt", tokenizer=tokenizer, meta=meta)
+    """Write ``root/step-N`` atomically, then delete all but the newest ``keep_last`` of its run
+    (``trainer["run_id"]``; every checkpoint in ``root`` when it has none)."""
+    target = root / f"step-{step}"
+    clean_stale(root)  # what saves of earlier steps, killed mid-write, left
+    with staged_dir(target) as folder:
+        write_model_files(model, folder, tokenizer=tokenizer, meta=meta)
         save_file(optimizer[0], str(folder / f"{OPTIMIZER}.safetensors"))
         (folder / f"{OPTIMIZER}.json").write_text(json.dumps(optimizer[1]) + "\n")
         save_file(rng[0], str(folder / f"{RNG}.safetensors"))
         (folder / f"{RNG}.json").write_text(json.dumps(rng[1]) + "\n")
         (folder / TRAINER).write_text(json.dumps(trainer, indent=1) + "\n")
-        target = root / f"step-{step}"
-        if target.exists():
-            shutil.rmtree(target)
-        folder.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        kill_point("checkpoint-write", step)
+    rotate(root, keep_last, trainer.get("run_id"))
     return target
 
 
-def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+def rotate(root: Path, keep_last: int, run_id: str | None) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints of run ``run_id``, and what a killed rotation left."""
+    for old in list_checkpoints(root, run_id)[:-keep_last]:
+        discarded = old.with_name(DISCARDED + old.name)
+        shutil.rmtree(discarded, ignore_errors=True)
+        old.rename(discarded)  # no longer a checkpoint, even if the deletion below is killed half-way
+    for leftover in root.glob(DISCARDED + "step-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def list_checkpoints(root: Path, run_id: str | None = None) -> list[Path]:
+    """Complete checkpoints, oldest first; only run ``run_id``'s when given."""
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and (p / TRAINER).is_file()]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found) if run_id is None or read_trainer(p).get("run_id") == run_id]
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    found = list_checkpoints(root)
+def latest_checkpoint(root: Path, run_id: str | None = None) -> Path | None:
+    found = list_checkpoints(root, run_id)
     return found[-1] if found else None
 
 
+# -- reading a checkpoint: every file checked --------------------------------------------------------
+
+STOP_REASONS = (None, "epochs", "max_steps", "max_minutes", "early_stopping")  # "interrupted" is never saved
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _best(v: Any) -> bool:
+    return v is None or (isinstance(v, dict) and isinstance(v.get("metric"), str) and v.get("mode") in ("min", "max")
+                         and _number(v.get("value")) and _count(v.get("step")))
+
+
+def _history(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(r, dict) and _count(r.get("step")) for r in v)
+
+
+#: trainer.json fields a resume reads, each with the check its value must pass (the first three must be there)
+TRAINER_FIELDS = {"step": _count, "epoch": _count, "batch": _count, "elapsed_s": _number, "best": _best,
+                  "bad_validations": _count, "stopped": lambda v: v in STOP_REASONS, "history": _history,
+                  "examples": _number, "tokens": _number, "world_size": lambda v: _count(v) and v > 0}
+
+
+def read_trainer(folder: Path) -> dict[str, Any]:
+    """``folder``'s trainer.json, its fields checked: a damaged one is an error naming it."""
+    path = folder / TRAINER
+    state = _read_json(path)
+    if not isinstance(state, dict):
+        raise SoraError(f"{path}: damaged (not a JSON object)")
+    for key, valid in TRAINER_FIELDS.items():
+        if (key in state or key in ("step", "epoch", "batch")) and not valid(state.get(key)):
+            raise SoraError(f"{path}: damaged ({key}: {json.dumps(state.get(key))[:40]})")
+    named = STEP_DIR.match(folder.name)
+    if named and int(named.group(1)) != state["step"]:
+        raise SoraError(f"{path}: damaged (step {state['step']} in {folder.name})")
+    return state
+
+
 def read_checkpoint(folder: Path) -> dict[str, Any]:
-    """Optimizer tensors + JSON, RNG tensors + JSON and trainer state of ``folder``."""
+    """Optimizer tensors + JSON, RNG tensors + JSON and trainer state of ``folder``, each file checked."""
+    rng_json = folder / f"{RNG}.json"
+    rng = (_read_tensors(folder / f"{RNG}.safetensors"), _read_json(rng_json))
+    check_rng(*rng, rng_json)
+    return {
+        "optimizer": (_read_tensors(folder / f"{OPTIMIZER}.safetensors"), _read_json(folder / f"{OPTIMIZER}.json")),
+        "rng": rng,
+        "trainer": read_trainer(folder),
+    }
+
+
+def _read_tensors(path: Path) -> dict[str, Tensor]:
+    return _read(path, lambda p: load_file(str(p)))
+
+
+def _read_json(path: Path) -> Any:
+    return _read(path, lambda p: json.loads(p.read_text()))
+
+
+def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
+    """``reader(path)``, with any failure to read or parse it as one line naming the file."""
     try:
-        return {
-            "optimizer": (load_file(str(folder / f"{OPTIMIZER}.safetensors")),
-                          json.loads((folder / f"{OPTIMIZER}.json").read_text())),
-            "rng": (load_file(str(folder / f"{RNG}.safetensors")), json.loads((folder / f"{RNG}.json").read_text())),
-            "trainer": json.loads((folder / TRAINER).read_text()),
-        }
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise SoraError(f"{folder}: damaged checkpoint ({e})") from None
+        return reader(path)
+    except FileNotFoundError:
+        raise SoraError(f"{path}: missing (an incomplete checkpoint)") from None
+    except (OSError, ValueError, SafetensorError) as e:  # JSON and UTF-8 errors are ValueErrors
+        raise SoraError(f"{path}: damaged ({one_line(e)})") from None
+
+
+def one_line(error: Exception) -> str:
+    """The first line of an error's message, short enough for a one-line report."""
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sora.configio import StrictModel
+from sora.configio import Seed, StrictModel
 
 #: metrics where smaller is better; every other metric is maximised
 MINIMISED = ("loss", "perplexity", "bits_per_char", "bits_per_token", "cer", "wer")
@@ -73,7 +73,7 @@ class TrainConfig(StrictModel):
     keep_last: int = Field(2, ge=1, description="checkpoints kept in OUT/checkpoints")
     checkpoint_every_steps: int | None = Field(None, gt=0, description="checkpoint besides every validation")
     # reproducibility and logging
-    seed: int = 0
+    seed: Seed = 0
     log_every: int = Field(20, gt=0, description="steps between log lines (JSONL, TensorBoard)")
     quiet: bool = Field(False, description="no progress bar or console lines")
     num_workers: int = Field(0, ge=0, description="data loader worker processes")
@@ -82,6 +82,8 @@ class TrainConfig(StrictModel):
     def _has_an_end(self) -> TrainConfig:
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             raise ValueError("set at least one of epochs, max_steps or max_minutes")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must each be in [0, 1), got {list(self.betas)}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
         if self.early_stopping and self.best_metric and self.best_metric != self.early_stopping.metric:

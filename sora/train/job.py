@@ -9,14 +9,12 @@ that later stages (analysis, compression) can start from what it returns:
 
 Files: ``OUT/model`` (the selected model with ``tokenizer.json`` and ``meta.json``: labels,
 metrics, provenance), ``OUT/metrics.json``, ``OUT/best``, ``OUT/checkpoints/step-N``,
-``OUT/logs`` (TensorBoard, ``train.jsonl``).
+``OUT/logs`` (TensorBoard, ``train.jsonl``), ``OUT/run.json`` (the run that owns the folder).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +25,16 @@ from torch import nn
 
 from sora.errors import ConfigError, SoraError
 from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model
+from sora.models.checks import require_same_labels
+from sora.models.folder import TOKENIZER
 from sora.train import distributed
-from sora.train.baseline import text_baseline
+from sora.train.baseline import describe as describe_baseline, text_baseline
 from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
+from sora.train.killpoints import kill_point
+from sora.train.run_folder import identity, read_run, resumed_run, write_json
 from sora.train.tasks import Task, evaluate, task_for
+from sora.train.trainable import require_trainable
 from sora.train.trainer import Trainer, TrainResult, has_split
 
 if TYPE_CHECKING:
@@ -53,17 +56,14 @@ class TrainedRun:
 
 def prepare_recipe_data(data_section: dict[str, Any] | Any, out_dir: Path, *, dist: distributed.Dist | None = None,
                         resume: bool = False, tokenizer=None):
-    """Prepare the recipe's data once: on resume, reuse the checkpoint's tokenizer; under torchrun,
-    rank 0 trains the tokenizer and the other ranks load it."""
-    from sora.configio import validate
-    from sora.data import DataConfig, prepare_data
+    """Prepare the recipe's data once: on resume, reuse the run's newest checkpoint's tokenizer; under
+    torchrun, rank 0 trains the tokenizer and the other ranks load it."""
+    from sora.data import prepare_data
 
-    cfg = data_section if isinstance(data_section, DataConfig) else validate(
-        DataConfig, data_section, source="recipe", prefix=("data",))
+    cfg = _data_config(data_section)
     d = dist or distributed.Dist()
     if tokenizer is None and resume:
-        last = latest_checkpoint(Path(out_dir) / "checkpoints")
-        tokenizer = load_tokenizer(last) if last is not None else None
+        tokenizer = _resumed_tokenizer(Path(out_dir))
     if not d.enabled or tokenizer is not None:
         return prepare_data(cfg, tokenizer=tokenizer)
     handoff = Path(out_dir) / TOKENIZER_HANDOFF
@@ -122,13 +122,18 @@ def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
         raise ConfigError(f"recipe '{recipe.name}': a train section needs a data section")
     cfg = recipe.train if isinstance(recipe.train, TrainConfig) else _train_config(recipe.train)
     out_dir = Path(out_dir)
+    data_cfg = _data_config(recipe.data)
+    run_spec = {"recipe": recipe.name, "data": data_cfg.model_dump(mode="json")}
+    if resume:  # before the data is prepared: a resume with another recipe fails at once
+        resumed_run(out_dir, identity(cfg, **run_spec))
     d = distributed.setup(cfg.device)
     say = (log or print) if d.main and not cfg.quiet else (lambda _msg: None)
     try:
         if d.main:
             out_dir.mkdir(parents=True, exist_ok=True)
         d.barrier()
-        data = prepare_recipe_data(recipe.data, out_dir, dist=d, resume=resume)
+        data = prepare_recipe_data(data_cfg, out_dir, dist=d, resume=resume)
+        require_trainable(data)  # all-empty texts or one class: refused now, not after training
         torch.manual_seed(cfg.seed)  # the same initial weights on every process and every run
         config = complete_model_config(recipe.model, data, note=say)
         model = build_model(config)
@@ -136,7 +141,7 @@ def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
             on_model(model)
         meta = {"recipe": recipe.name}
         run = train_and_test(model, data, cfg, out_dir, dist=d, resume=resume, meta=meta,
-                             stop_after_steps=stop_after_steps, log=say)
+                             stop_after_steps=stop_after_steps, log=say, run_spec=run_spec)
         return run
     finally:
         d.close()
@@ -144,15 +149,18 @@ def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
 
 def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, dist: distributed.Dist | None = None,
                    resume: bool = False, meta: dict | None = None, stop_after_steps: int | None = None,
-                   log: Callable[[str], None] = print) -> TrainedRun:
-    """Train ``model`` on ``data``, then evaluate the selected model on the test split and save it."""
+                   log: Callable[[str], None] = print, run_spec: dict[str, Any] | None = None) -> TrainedRun:
+    """Train ``model`` on ``data``, then evaluate the selected model on the test split and save it.
+
+    ``run_spec`` (recipe, data) joins the run's identity, which a resume must match (sora.train.run_folder)."""
     d = dist or distributed.Dist()
-    trainer = Trainer(model, data, cfg, out_dir, resume=resume, meta=meta, dist=d)
+    trainer = Trainer(model, data, cfg, out_dir, resume=resume, meta=meta, dist=d, run_spec=run_spec)
     result = trainer.fit(stop_after_steps=stop_after_steps)
     task = trainer.task
     run = TrainedRun(model=result.model, data=data, task=task, result=result, main=d.main)
     if result.interrupted:
         return run
+    kill_point("trained", result.step)
     final = result.model.to(d.device)
     metrics: dict[str, Any] = {"recipe": (meta or {}).get("recipe"), "task": task.name, "dataset": getattr(data, "name", ""),
                                "parameters": sum(p.numel() for p in final.parameters())}
@@ -171,7 +179,7 @@ def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, d
         baseline = text_baseline(data)
         if baseline is not None:
             metrics["baseline"] = baseline
-            log(f"baseline {baseline['method']}: accuracy {baseline['accuracy']:.4f} macro_f1 {baseline['macro_f1']:.4f}")
+            log(describe_baseline(baseline))
     metrics["train"] = {
         "steps": result.step, "epochs": round(result.epoch, 3), "stopped": result.stopped,
         "minutes": round(result.elapsed_s / 60, 2), "world_size": d.world_size, "precision": cfg.precision,
@@ -182,13 +190,14 @@ def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, d
     metrics["history"] = result.history
     run.metrics = metrics
     if d.main:
-        provenance = _provenance(data, cfg, result, d)
+        provenance = {**_provenance(data, cfg, result, d), "run_id": trainer.run_id}
         model_meta = {**(meta or {}), "task": task.name, "labels": getattr(data, "labels", None),
                       "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
                       "provenance": provenance}
         run.model_dir = save_model(final, out_dir / "model", tokenizer=getattr(data, "tokenizer", None), meta=model_meta)
+        kill_point("saved", result.step)
         metrics["model_dir"] = str(run.model_dir)
-        _write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / "metrics.json", metrics)
         log(f"model folder: {run.model_dir}")
     d.barrier()
     return run
@@ -204,21 +213,31 @@ def evaluate_folder(model_dir: str | Path, data: DataConfig | dict[str, Any], *,
     ``data`` is a validated DataConfig (``sora.data.read_data_config``) or a recipe's data section."""
     from sora.configio import validate
     from sora.data import DataConfig, prepare_data
+    from sora.data.splits import unusable_split
 
     model = load_model(model_dir)
     cfg = data if isinstance(data, DataConfig) else validate(DataConfig, data, source="data", prefix=("data",))
-    data = prepare_data(cfg, tokenizer=load_tokenizer(model_dir))
+    tokenizer = load_tokenizer(model_dir)
+    _require_tokenizer(model, tokenizer, cfg, model_dir)
+    data = prepare_data(cfg, tokenizer=tokenizer)
     if not has_split(data, split):
-        raise SoraError(f"no split '{split}' in {getattr(data, 'name', 'the data')} "
-                        f"(splits: {', '.join(getattr(data, 'splits', {}) or [])})")
-    meta = load_meta(model_dir)
-    if meta.get("labels") and data.labels and list(meta["labels"]) != list(data.labels):
-        raise SoraError(f"{model_dir}: trained on labels {meta['labels']}, but the data has {data.labels}")
+        raise SoraError(unusable_split(split, {k: len(v) for k, v in data.splits.items()}, data.name or "the data",
+                                       getattr(cfg.split, split, None)))
+    require_same_labels(model, load_meta(model_dir), data.labels, model_where=model_dir, data_where=data.name)
     task = task_for(data, model, decode_examples=decode_examples)
     metrics = evaluate(model, data.loader(split, batch_size), task, max_batches=max_batches,
                        decode_examples=decode_examples)
     return {"model": str(model_dir), "dataset": getattr(data, "name", ""), "split": split, "task": task.name,
             "metrics": metrics}
+
+
+def _require_tokenizer(model: nn.Module, tokenizer, cfg: DataConfig, model_dir: str | Path) -> None:
+    """A text model reads the ids of the tokenizer it was trained with: one trained anew on the data
+    would give other ids, and metrics that look plausible but mean nothing."""
+    if tokenizer is None and model.config.input == "text" and cfg.tokenizer.kind != "pretrained":
+        raise SoraError(f"{model_dir}: the folder lacks {TOKENIZER}, which a text model needs (a tokenizer trained "
+                        "anew would give other ids); copy it from the training run, or name one with "
+                        "data.tokenizer: {kind: pretrained, path: ...}")
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -228,6 +247,21 @@ def _train_config(section: dict[str, Any]) -> TrainConfig:
     from sora.configio import validate
 
     return validate(TrainConfig, section, source="recipe", prefix=("train",))
+
+
+def _data_config(section: dict[str, Any] | DataConfig) -> DataConfig:
+    from sora.configio import validate
+    from sora.data import DataConfig
+
+    return section if isinstance(section, DataConfig) else validate(
+        DataConfig, section, source="recipe", prefix=("data",))
+
+
+def _resumed_tokenizer(out_dir: Path):
+    """The tokenizer of the newest checkpoint of the run in ``out_dir`` (None before its first)."""
+    run = read_run(out_dir)
+    last = latest_checkpoint(out_dir / "checkpoints", run["run_id"]) if run is not None else None
+    return load_tokenizer(last) if last is not None else None
 
 
 def _provenance(data, cfg: TrainConfig, result: TrainResult, d: distributed.Dist) -> dict[str, Any]:
@@ -256,12 +290,6 @@ def _git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def _short(metrics: dict[str, float]) -> str:

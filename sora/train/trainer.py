@@ -4,9 +4,11 @@ One optimizer step takes ``grad_accum`` micro-batches. Each micro-batch's loss i
 its targets, divided by the number of targets in the whole step on every process, so
 accumulation and data parallelism reproduce one large batch exactly. Validation runs after
 every epoch (and every ``validate_every_steps``); the best model by the chosen metric is kept in
-``OUT/best``; a checkpoint follows every validation, and ``resume`` restores model, optimizer,
-schedule position, random generators and the data position, so an interrupted run ends with the
-same parameters as one that never stopped.
+``OUT/best``; a checkpoint follows every validation and every stop decision, and ``resume`` restores
+model, optimizer, schedule position, random generators, the data position, the best-model record
+and the stop decision, so a run killed at any moment and resumed ends bit-identical to one that
+never stopped. ``OUT/run.json`` names the run that owns the folder (sora.train.run_folder): only its
+checkpoints are rotated and resumed.
 
 ``data`` is a prepared dataset (sora.data): ``loader(split, batch_size, ...)``,
 ``num_batches(split, batch_size, world_size)``, ``task``, ``labels``, ``tokenizer``.
@@ -26,15 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from sora.errors import ConfigError, SoraError
 from sora.models import build_model, load_model, save_model
 from sora.particles import MultiHeadAttention
 from sora.train import checkpoint as ckpt
-from sora.train import distributed
+from sora.train import distributed, run_folder
 from sora.train.config import TrainConfig
 from sora.train.device import autocast, check_precision, to_device
+from sora.train.killpoints import kill_point
 from sora.train.logbook import RunLog, format_metrics
 from sora.train.optim import build_optimizer, lr_factor, set_lr
 from sora.train.tasks import Task, evaluate, task_for
@@ -81,12 +85,16 @@ class Trainer:
         resume: bool = False,
         meta: dict[str, Any] | None = None,
         dist: distributed.Dist | None = None,
+        run_spec: dict[str, Any] | None = None,
     ):
+        """``run_spec``: what else defines the run besides model and train config (recipe, data), as JSON
+        values; a resume must match it."""
         self.model, self.data, self.config = model, data, config
         self.out_dir = Path(out_dir)
         self.task = task or task_for(data, model, decode_examples=config.decode_examples,
                                      max_new_tokens=config.decode_max_tokens)
         self.resume = resume
+        self.run_spec = dict(run_spec or {})
         self.meta = dict(meta or {})
         self.tokenizer = getattr(data, "tokenizer", None)
         self._given_dist = dist
@@ -127,8 +135,9 @@ class Trainer:
         random.seed(cfg.seed + d.rank)
         np.random.seed(cfg.seed + d.rank)
         model = self.model.to(d.device)
+        self.run_id = self._open_run(d)
         state = {"step": 0, "epoch": 0, "batch": 0, "elapsed_s": 0.0, "best": None, "bad_validations": 0,
-                 "history": [], "examples": 0, "tokens": 0}
+                 "stopped": None, "history": [], "examples": 0, "tokens": 0}
         restored = self._load_checkpoint(model, d) if self.resume else None
         if restored is not None:
             state.update(restored["trainer"])
@@ -136,7 +145,7 @@ class Trainer:
         optimizer = build_optimizer(model, cfg)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         if restored is not None:
-            self._restore_optimizer(model, optimizer, restored["optimizer"])
+            self._restore_optimizer(model, optimizer, restored["optimizer"], restored["folder"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
         train_fn = torch.compile(wrapped) if cfg.compile else wrapped
@@ -151,9 +160,7 @@ class Trainer:
         window = {"loss": 0.0, "count": 0.0, "examples": 0.0, "tokens": 0.0, "t": time.monotonic(), "steps": 0}
         last_ckpt: Path | None = None
         previous_handler = self._catch_sigint()
-        stopped = None
-        if total is not None and step >= total:
-            stopped = "max_steps" if cfg.max_steps == total else "epochs"
+        stopped = self._decided_stop(state, total)
         pending_rng = restored["rng"] if restored is not None else None
         try:
             while stopped is None:
@@ -183,14 +190,14 @@ class Trainer:
                     state["examples"] += out["examples"] * d.world_size
                     state["tokens"] += out["tokens"] * d.world_size
                     log.advance(1)
+                    kill_point("step", step)
                     if step % cfg.log_every == 0 or step == total:
                         self._log_train(window, step, lr, out["grad_norm"], epoch + batch / n_batches)
                     end_of_epoch = batch >= n_batches
                     if end_of_epoch:
                         epoch, batch = epoch + 1, 0
                     elapsed = before + time.monotonic() - t0
-                    if total is not None and step >= total:
-                        stopped = "max_steps" if cfg.max_steps == total else "epochs"
+                    stopped = self._end_of_steps(step, total)
                     time_up, halt = self._agree(bool(cfg.max_minutes) and elapsed >= cfg.max_minutes * 60,
                                                 self._stop_requested or step == stop_after_steps)
                     if stopped is None and time_up:
@@ -222,13 +229,16 @@ class Trainer:
                                 stopped = stopped or "early_stopping"
                                 log.say(f"early stopping: no {metric} improvement in {cfg.early_stopping.patience} "
                                         f"validations (best {best['value']:.4g} at step {best['step']})")
+                        kill_point("validated", step)
                     checkpoint_now = validate or stopped is not None or (
                         cfg.checkpoint_every_steps is not None and step % cfg.checkpoint_every_steps == 0)
                     if checkpoint_now:
-                        state.update(step=step, epoch=epoch, batch=batch, elapsed_s=before + time.monotonic() - t0)
+                        state.update(step=step, epoch=epoch, batch=batch, elapsed_s=before + time.monotonic() - t0,
+                                     stopped=None if stopped == "interrupted" else stopped)
                         if scaler is not None:
                             state["scaler"] = scaler.state_dict()
                         last_ckpt = self._save_checkpoint(model, optimizer, d, state)
+                        kill_point("checkpointed", step)
                     if end_of_epoch:
                         break
         finally:
@@ -244,6 +254,23 @@ class Trainer:
             throughput={"examples_per_s": state["examples"] / max(elapsed, 1e-9),
                         "tokens_per_s": state["tokens"] / max(elapsed, 1e-9)},
         )
+
+    def _decided_stop(self, state: dict, total: int | None) -> str | None:
+        """Why a run at ``state`` is already over (None: it is not): an early stop decided before a
+        checkpoint stays decided, and the run's length may have been changed for the resume."""
+        if state["stopped"] == "early_stopping":
+            return "early_stopping"
+        reached = self._end_of_steps(state["step"], total)
+        minutes = self.config.max_minutes
+        if reached is None and minutes and state["elapsed_s"] >= minutes * 60:
+            return "max_minutes"
+        return reached
+
+    def _end_of_steps(self, step: int, total: int | None) -> str | None:
+        """"max_steps" or "epochs" once ``step`` reaches the run's length."""
+        if total is None or step < total:
+            return None
+        return "max_steps" if self.config.max_steps == total else "epochs"
 
     def _agree(self, *flags: bool) -> list[bool]:
         """Each flag True on every process when it is True on any: processes stop together."""
@@ -359,7 +386,7 @@ class Trainer:
         plain = self._plain(model, d)
         path = self.out_dir / "checkpoints" / f"step-{state['step']}"
         if d.main:
-            trainer = {**state, "version": STATE_VERSION, "world_size": d.world_size,
+            trainer = {**state, "version": STATE_VERSION, "run_id": self.run_id, "world_size": d.world_size,
                        "train_config": self.config.model_dump(mode="json")}
             path = ckpt.save_checkpoint(
                 self.out_dir / "checkpoints", state["step"], plain, optimizer=ckpt.flatten_optimizer(optim_state),
@@ -368,41 +395,59 @@ class Trainer:
         d.barrier()
         return path
 
+    def _open_run(self, d: distributed.Dist) -> str:
+        """This run's id: on resume the folder's run (once shown to be this one), else a new run's."""
+        spec = run_folder.identity(self.config, model=self.model.config.model_dump(mode="json"), **self.run_spec)
+        if self.resume:
+            return run_folder.resumed_run(self.out_dir, spec)
+        if d.main:
+            run_folder.start_run(self.out_dir, spec)
+        d.barrier()
+        return run_folder.read_run(self.out_dir)["run_id"]
+
     def _load_checkpoint(self, model: nn.Module, d: distributed.Dist) -> dict | None:
         from safetensors.torch import load_model as load_weights
 
-        folder = ckpt.latest_checkpoint(self.out_dir / "checkpoints")
+        folder = ckpt.latest_checkpoint(self.out_dir / "checkpoints", self.run_id)
         if folder is None:
             if d.main and not self.config.quiet:
-                print(f"resume: no checkpoint in {self.out_dir / 'checkpoints'}; starting from step 0")
+                print(f"resume: run {self.run_id} has no checkpoint in {self.out_dir / 'checkpoints'} yet; "
+                      f"starting it from step 0")
             return None
         restored = ckpt.read_checkpoint(folder)
         trainer = restored["trainer"]
         if trainer.get("world_size", 1) != d.world_size:
             raise SoraError(f"{folder}: written by {trainer.get('world_size')} processes; resume with the same "
                             f"number (torchrun --nproc_per_node={trainer.get('world_size')}), now {d.world_size}")
+        weights = folder / "model.safetensors"
         try:
-            missing, unexpected = load_weights(model, str(folder / "model.safetensors"), strict=False,
-                                               device=str(d.device))
+            missing, unexpected = load_weights(model, str(weights), strict=False, device=str(d.device))
+        except FileNotFoundError:
+            raise SoraError(f"{weights}: missing (an incomplete checkpoint)") from None
+        except SafetensorError as e:
+            raise SoraError(f"{weights}: damaged ({ckpt.one_line(e)})") from None
         except (RuntimeError, OSError) as e:
-            raise SoraError(f"{folder}: does not match this model ({str(e).splitlines()[0][:200]})") from None
+            raise SoraError(f"{weights}: does not match this model ({ckpt.one_line(e)})") from None
         if missing or unexpected:
-            raise SoraError(f"{folder}: does not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        keep = {"step", "epoch", "batch", "elapsed_s", "best", "bad_validations", "history", "examples", "tokens",
-                "scaler"}
+            raise SoraError(f"{weights}: does not match this model "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        keep = {"step", "epoch", "batch", "elapsed_s", "best", "bad_validations", "stopped", "history", "examples",
+                "tokens", "scaler"}
         restored["trainer"] = {k: v for k, v in trainer.items() if k in keep}
+        restored["folder"] = folder
         if d.main and not self.config.quiet:
             print(f"resume: {folder} (step {trainer['step']}, epoch {trainer['epoch']}, batch {trainer['batch']})")
         return restored
 
-    def _restore_optimizer(self, model, optimizer, flat) -> None:
+    def _restore_optimizer(self, model, optimizer, flat, folder: Path) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        state = ckpt.unflatten_optimizer(*flat)
         try:
+            state = ckpt.unflatten_optimizer(*flat)
             set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise SoraError(f"checkpoint optimizer state does not match this model/optimizer ({e})") from None
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+            raise SoraError(f"{folder}: its optimizer state (optimizer.safetensors, optimizer.json) does not match "
+                            f"this model/optimizer ({ckpt.one_line(e)})") from None
 
     def _final_model(self, model: nn.Module, d: distributed.Dist, state: dict) -> nn.Module:
         best = state["best"]

@@ -55,7 +55,7 @@ def test_bad_input_is_a_clear_message_without_traceback(tmp_path, capsys):
     save_model(model, tmp_path / "model")
     cases = [
         (["--data", tmp_path / "missing.yaml"], "no such data file"),
-        (["--data", tmp_path / "model" / "config.json", "--methods", "gradient,magic"], "analyze.methods.1"),
+        (["--data", tmp_path / "model" / "config.json", "--methods", "gradient,magic"], "analyze.methods: item 1"),
         (["--data", tmp_path / "model" / "config.json"], "arch: unknown key"),  # a model config is not a data config
     ]
     for args, message in cases:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sora.data import DataConfig, builtin, cache, prepare_data
-from sora.errors import SoraError
+from sora.errors import SoraError, SoraWarning
 
 
 def ready(name: str):
@@ -118,7 +118,8 @@ def test_fetch_is_idempotent_and_verify_repairs(tmp_path, monkeypatch):
     assert builtin.fetch("digits") == folder and (folder / "MANIFEST.json").stat().st_mtime_ns == stamp
     (folder / "digits.npz").write_bytes(b"corrupt")
     assert not cache.is_complete(folder, verify=True)
-    builtin.fetch("digits", verify=True)
+    with pytest.warns(SoraWarning, match=r"digits: the cached copy .* is damaged \(digits.npz has 7 bytes"):
+        builtin.fetch("digits", verify=True)
     assert cache.is_complete(folder, verify=True)
     assert np.load(folder / "digits.npz")["image"].shape == (1797, 8, 8)
     assert not [p for p in tmp_path.joinpath("datasets").iterdir() if p.is_dir() and p.name.startswith(".")]

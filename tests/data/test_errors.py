@@ -76,7 +76,7 @@ def test_empty_dataset(tmp_path):
 def test_not_utf8(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("label,text\npos,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(SoraError, match="latin.csv: not UTF-8"):
+    with pytest.raises(SoraError, match=r"latin.csv:2: not valid UTF-8 text \(byte 0xe9\)"):
         _prepare(path)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sora.data import DataConfig, prepare_data
-from sora.data.splits import contiguous_split, group_split, random_split, stratified_split
+from sora.data.splits import contiguous_split, group_split, random_split, stratified_split, unusable_split
 from sora.errors import ConfigError
 
 
@@ -88,3 +88,12 @@ def test_split_fractions_are_validated():
         from sora.configio import validate
 
         validate(DataConfig, {"dataset": "digits", "split": {"validation": 0.5, "test": 0.5}}, source="r.yaml")
+
+
+def test_a_split_that_is_missing_is_told_from_one_that_is_empty():
+    sizes = {"train": 90, "validation": 10, "test": 0}
+    assert unusable_split("dev", sizes, "austen") == "no split 'dev' in austen (splits: train 90, validation 10, test 0)"
+    assert unusable_split("test", sizes, "austen", 0.0) == (
+        "the 'test' split of austen is empty (splits: train 90, validation 10, test 0): its split settings hold out "
+        "test: 0; try --split validation")
+    assert "the data is too small to hold any out for it" in unusable_split("test", sizes, "austen", 0.1)

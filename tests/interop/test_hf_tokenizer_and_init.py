@@ -104,7 +104,8 @@ def test_cli_import_and_export(hf_folder, tmp_path, capsys):
     assert "-> encoder_classifier" in out and "tokenizer: from vocab.txt" in out and "(ok)" in out
     parity = load_meta(tmp_path / "m")["parity"]
     assert parity["ok"] and parity["logits"] < 1e-4
-    code, out, _ = run_cli(capsys, "hf", "export", str(tmp_path / "m"), "--out", str(tmp_path / "hf"), "--json")
+    code, out, _ = run_cli(capsys, "hf", "export", str(tmp_path / "m"), "--out", str(tmp_path / "hf"), "--json",
+                           "--one-segment")
     assert code == 0 and json.loads(out)["architecture"] == "BertForSequenceClassification"
     assert (tmp_path / "hf" / "tokenizer.json").is_file()
 

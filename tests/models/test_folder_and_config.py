@@ -74,7 +74,7 @@ def test_config_errors_name_the_key_and_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(ModelConfig, path)
     message = str(info.value)
-    assert f"{path}:6: encoder.n_heads: Input should be a valid integer" in message
+    assert f"{path}:6: encoder.n_heads: expected int or list[int] (got 'four')" in message
     assert f"{path}:7: encoder.d_fff: unknown key" in message
 
 

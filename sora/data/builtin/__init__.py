@@ -7,6 +7,7 @@ atomically, fetched once) and how to read it back as tables; ``prepare_data`` do
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,7 @@ from typing import Callable
 from sora.data import cache
 from sora.data.config import DataConfig
 from sora.data.table import Table
-from sora.errors import SoraError
+from sora.errors import SoraError, SoraWarning
 
 
 @dataclass
@@ -64,8 +65,12 @@ def fetch(name: str, *, force: bool = False, verify: bool = False) -> Path:
     if not force and cache.is_complete(folder, verify=verify):
         return folder
     with cache.locked(folder):  # two processes fetching at once: the second waits, then finds it done
-        if not force and cache.is_complete(folder, verify=verify):
+        damage = None if force else cache.damage(folder, verify=verify)
+        if not force and damage is None:
             return folder
+        if damage is not None and folder.exists():  # fetched once, damaged since: never read it
+            warnings.warn(f"{name}: the cached copy in {folder} is damaged ({damage}); fetching it again",
+                          SoraWarning, stacklevel=2)
         info: dict = {}
         with cache.building(folder, {"origin": entry.origin}, extra=info) as tmp:
             info.update(entry.fetch_into(tmp) or {})
@@ -76,4 +81,4 @@ def load(name: str, cfg: DataConfig, task: str) -> Raw:
     entry = get(name)
     if task not in entry.tasks:
         raise SoraError(f"data.task: '{name}' supports {', '.join(entry.tasks)}, not '{task}'")
-    return entry.load(fetch(name), cfg, task)
+    return entry.load(fetch(name, verify=True), cfg, task)  # checksums too: a damaged file is fetched again
