@@ -1,4 +1,4 @@
-"""What the ``--out`` tests share: a tiny model, its data, one output of every kind, and a command runner.
+"""What the ``--out`` tests share: a tiny model, its data, and one output of every kind.
 
 ``world`` (a module fixture) holds a BERT-shaped classifier (so that ``hf export`` accepts it), a CSV
 dataset with its data config, a light analyze recipe, compress config and train recipe, and
@@ -7,9 +7,6 @@ dataset with its data config, a light analyze recipe, compress config and train 
 
 from __future__ import annotations
 
-import csv
-import os
-import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +15,11 @@ import pytest
 import torch
 import yaml
 
-from sora.cli import main
 from sora.configio import load
 from sora.data import DataConfig, prepare_data
-from sora.models import build_model, save_model
-from tests.helpers import tiny
+from tests.helpers import run_cli, save_tiny, write_reviews
 
-WORDS = {"pos": "good great fine".split(), "neg": "bad awful dull".split(), None: "the film was a it".split()}
+WORDS = {"pos": "good great fine".split(), "neg": "bad awful dull".split()}
 
 
 @dataclass
@@ -55,26 +50,10 @@ KIND_OF = {"prune": "model", "quantize": "model", "hf import": "model", "hf expo
            "compress": "compress", "train": "run", "run": "run"}
 
 
-def cli(*args) -> int:
-    """``sora ARGS...`` in-process; its exit code (the caller reads the output with capsys)."""
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code
-    return 0
-
-
 def build_world(root: Path) -> World:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    rng = random.Random(0)
-    with open(root / "reviews.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for _ in range(60):
-            label = rng.choice(["pos", "neg"])
-            words = rng.choices(WORDS[None], k=3) + rng.choices(WORDS[label], k=2)
-            w.writerow([" ".join(words), label])
+    write_reviews(root / "reviews.csv", WORDS, 60, filler=3)
     data = {"source": str(root / "reviews.csv"), "columns": {"text": "text", "label": "label"},
             "tokenizer": {"kind": "char"}, "max_len": 32, "split": {"validation": 0.2, "test": 0.2, "seed": 0}}
     (root / "data.yaml").write_text(yaml.safe_dump(data))
@@ -88,9 +67,8 @@ def build_world(root: Path) -> World:
     (root / "recipe.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": data, "model": model, "train": {
         "max_steps": 2, "batch_size": 8, "quiet": True}}))
     prepared = prepare_data(load(DataConfig, root / "data.yaml"))
-    bert = tiny(vocab_size=prepared.vocab_size, n_classes=2, max_len=32, norm_position="post", embed_norm=True,
-                pooling="cls", pooler=True, activation="gelu_tanh")
-    save_model(build_model(bert).eval(), root / "model", tokenizer=prepared.tokenizer, meta={"labels": prepared.labels})
+    save_tiny(root / "model", prepared, max_len=32, norm_position="post", embed_norm=True, pooling="cls", pooler=True,
+              activation="gelu_tanh")  # BERT-shaped, so that `hf export` accepts it
     world = World(root, root / "model", root / "data.yaml", root / "analyze.yaml", root / "compress.yaml",
                   root / "recipe.yaml")
     samples = root / "samples"
@@ -98,7 +76,7 @@ def build_world(root: Path) -> World:
     for name in ("hf export", "prune", "analyze", "compress", "train"):
         kind = KIND_OF[name]
         world.samples[kind] = samples / kind
-        assert cli(*world.command(name), "--out", world.samples[kind]) == 0, name
+        assert run_cli(None, *world.command(name), "--out", world.samples[kind]).code == 0, name
     world.samples["checkpoint"] = _copy(next((samples / "run" / "checkpoints").iterdir()), samples / "checkpoint")
     world.samples["hf_foreign"] = _unsigned(_copy(samples / "hf", samples / "hf_foreign"))
     return world
@@ -122,21 +100,3 @@ def _unsigned(folder: Path) -> Path:
 def world(tmp_path_factory) -> World:
     return build_world(tmp_path_factory.mktemp("out_world"))
 
-
-def snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple]:
-    """Every entry under ``root`` (but ``skip``) with its content: a link by its target, never followed."""
-    found = {}
-    for folder, dirs, files in os.walk(root):
-        for name in sorted(dirs + files):
-            path = Path(folder) / name
-            if path == skip:
-                continue
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                found[rel] = ("link", os.readlink(path))
-            elif path.is_dir():
-                found[rel] = ("dir",)
-            else:
-                found[rel] = ("file", path.read_bytes())
-        dirs[:] = [d for d in dirs if Path(folder) / d != skip]
-    return found

@@ -10,10 +10,7 @@ the command fails the test, and so does any change to a file outside the command
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import random
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,17 +19,16 @@ from typing import Callable
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from sora.cli import main
 from sora.compress import QuantizeConfig, quantize_model, save_quantized
 from sora.configio import load
 from sora.data import DataConfig, prepare_data
 from sora.models import build_model, load_model, save_model
 from sora.models.folder import CONFIG, META, TOKENIZER, WEIGHTS
-from tests.helpers import tiny
+from tests.helpers import FUZZ_SCALE, fuzz, run_cli, run_cli_within, save_tiny, tiny, write_reviews
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -94,16 +90,6 @@ damages = st.builds(Damage, file=st.sampled_from(FILES), kind=st.sampled_from(KI
 # ------------------------------------------------------------------------------- the tiny world
 
 
-def _reviews(path: Path, words: dict, n: int, seed: int) -> None:
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for _ in range(n):
-            label = rng.choice(sorted(words))
-            w.writerow([" ".join(rng.choices(words[label], k=5)), label])
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A BERT-shaped classifier (``model``), its int8 version (``int8``), a decoder LM (``lm``), each with its
@@ -111,23 +97,22 @@ def world(tmp_path_factory) -> Path:
     swapped in."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("damaged")
-    _reviews(root / "reviews.csv", {"pos": "good great fine film".split(), "neg": "bad awful dull film".split()}, 48, 0)
+    words = {"pos": "good great fine film".split(), "neg": "bad awful dull film".split()}
+    write_reviews(root / "reviews.csv", words, 48)
     (root / "data.yaml").write_text(f"source: {root / 'reviews.csv'}\ncolumns: {{text: text, label: label}}\n"
                                     "tokenizer: {kind: char}\nmax_len: 64\n")
     data = prepare_data(load(DataConfig, root / "data.yaml"))
-    config = tiny(vocab_size=data.vocab_size, n_classes=2, norm_position="post", embed_norm=True, pooler=True)
-    save_model(build_model(config).eval(), root / "model", tokenizer=data.tokenizer, meta={"labels": data.labels})
+    save_tiny(root / "model", data, norm_position="post", embed_norm=True, pooler=True)
     int8 = quantize_model(load_model(root / "model"), QuantizeConfig(min_weights=0, min_side=0))
     save_quantized(int8, root / "int8", tokenizer=data.tokenizer, meta={"labels": data.labels})
     lm = tiny("decoder_lm", vocab_size=data.vocab_size, bos_id=1, eos_id=2)
     save_model(build_model(lm).eval(), root / "lm", tokenizer=data.tokenizer, meta={"task": "lm"})
-    _reviews(root / "other.csv", {"A": ["XYZ 123"], "B": ["QRS 456"], "C": ["JKL 789"]}, 12, 1)
+    write_reviews(root / "other.csv", {"A": ["XYZ 123"], "B": ["QRS 456"], "C": ["JKL 789"]}, 12, seed=1)
     other = prepare_data({"source": str(root / "other.csv"), "columns": {"text": "text", "label": "label"},
                           "tokenizer": {"kind": "char"}})
     assert other.vocab_size > data.vocab_size
-    foreign = tiny(vocab_size=other.vocab_size, n_classes=3, d_model=16,
-                   encoder={"n_layers": 1, "n_heads": 2, "d_ff": 8})
-    save_model(build_model(foreign), root / "foreign", tokenizer=other.tokenizer, meta={"labels": other.labels})
+    assert len(other.labels) == 3
+    save_tiny(root / "foreign", other, d_model=16, encoder={"n_layers": 1, "n_heads": 2, "d_ff": 8})
     return root
 
 
@@ -190,50 +175,15 @@ def _init_recipe(world: Path, model_dir: Path) -> Path:
 # ------------------------------------------------------------------------------- running and checking
 
 
-def run(capsys, args: list) -> tuple[int, str, str]:
-    """``sora ARGS...`` in-process: (exit code, stdout, stderr with its lines intact)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def snapshot(*roots: Path, skip: Path) -> dict[str, tuple]:
-    """Every entry under ``roots`` except ``skip``: a file's mode, size, time and contents, a link's target,
-    a folder's mode (its time changes when ``skip`` is made inside it)."""
-    entries = {}
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if path == skip or skip in path.parents:
-                continue
-            st_ = path.lstat()
-            if path.is_symlink():
-                entries[str(path)] = ("link", os.readlink(path))
-            elif path.is_dir():
-                entries[str(path)] = ("folder", st_.st_mode)
-            else:
-                entries[str(path)] = (st_.st_mode, st_.st_size, st_.st_mtime_ns, path.read_bytes())
-    return entries
-
-
-def one_error_line(err: str, damage: Damage) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, f"{damage}: stderr:\n{err[-2000:]}"
-    return lines[0]
-
-
 def _reference(world: Path, name: str, capsys, cache: dict) -> object:
     """The command's result on the undamaged folder (computed once per command)."""
     if name not in cache:
         with tempfile.TemporaryDirectory(dir=world) as tmp:
             command = COMMANDS[name]
             model = Path(shutil.copytree(world / command.folder, Path(tmp) / "case" / "model"))
-            code, out, err = run(capsys, command.args(world, model, Path(tmp) / "out"))
-            assert code == 0, err
-            cache[name] = command.result(Path(tmp) / "out", out)
+            answer = run_cli(capsys, *command.args(world, model, Path(tmp) / "out"))
+            assert answer.code == 0, answer.stderr
+            cache[name] = command.result(Path(tmp) / "out", answer.out)
     return cache[name]
 
 
@@ -247,8 +197,7 @@ def test_a_damaged_folder_is_one_clear_line_or_the_undamaged_result(world, name,
     command, reference = COMMANDS[name], {}
     seen = {"cases": 0, "exit 0": 0, "exit 2": 0}
 
-    @settings(max_examples=EXAMPLES[name], deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @fuzz(EXAMPLES[name])
     @given(damage=damages)
     def check(damage: Damage) -> None:
         with tempfile.TemporaryDirectory(dir=world) as tmp:
@@ -256,28 +205,24 @@ def test_a_damaged_folder_is_one_clear_line_or_the_undamaged_result(world, name,
             outside.mkdir()
             model = Path(shutil.copytree(world / command.folder, case / "model"))
             damage.apply(model, outside, world / "foreign")
-            args = command.args(world, model, out)
-            before = snapshot(world, Path(tmp), skip=out)
-            code, stdout, err = run(capsys, args)
-            assert snapshot(world, Path(tmp), skip=out) == before, f"{damage}: a file outside --out changed"
+            answer = run_cli_within(capsys, world, out, *command.args(world, model, out), times=True)
             seen["cases"] += 1
-            seen[f"exit {code}"] = seen.get(f"exit {code}", 0) + 1
-            if code == 0:
-                result = command.result(out, stdout)
+            seen[f"exit {answer.code}"] = seen.get(f"exit {answer.code}", 0) + 1
+            if answer.code == 0:
+                result = command.result(out, answer.out)
                 assert result == _reference(world, name, capsys, reference), f"{damage}: exit 0 with another result"
             else:
-                assert code == 2, f"{damage}: exit {code}; stderr:\n{err[-2000:]}"
-                line = one_error_line(err, damage)
+                line = answer.error()
                 assert str(case) in line or damage.file in line, f"{damage}: the error names no file: {line}"
 
     check()
     print(f"{name}: {seen}")
     record_property("generated_cases", seen)
-    assert seen["cases"] == EXAMPLES[name] and seen["exit 2"] > 0
+    assert seen["cases"] == EXAMPLES[name] * FUZZ_SCALE and seen["exit 2"] > 0
 
 
 def test_an_empty_split_is_called_empty_not_missing(world, capsys, sora_home):
     """'no split test in austen (splits: train, validation, test)': the split was there, held out nothing."""
-    code, _, err = run(capsys, ["eval", world / "model", "--data", world / "data.yaml", "--set", "split.test=0"])
-    assert code == 2 and "the 'test' split of " in err and "is empty (splits: train " in err
+    err = run_cli(capsys, "eval", world / "model", "--data", world / "data.yaml", "--set", "split.test=0").error()
+    assert "the 'test' split of " in err and "is empty (splits: train " in err
     assert "its split settings hold out test: 0; try --split validation" in err

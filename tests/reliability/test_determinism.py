@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from sora.data import NormalizeConfig, TokenizerConfig
 from sora.data.tokenizer import SPECIALS, UNK, normalizer, train_tokenizer
+from tests.helpers import fuzz
 
 RECIPE = "recipes/sentiment.yaml"
 WALL_CLOCK = {"seconds", "minutes", "examples_per_s", "tokens_per_s", "model_dir"}  # model_dir: the --out path
@@ -45,7 +46,7 @@ def _symbols(tok: Tokenizer) -> dict[str, int]:
     return {t: i for t, i in tok.get_vocab().items() if len(t.removeprefix("##")) == 1 or t in SPECIALS}
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@fuzz(40)
 @given(texts=corpora, vocab_size=st.integers(20, 120), lowercase=st.booleans())
 def test_wordpiece_training_is_a_function_of_its_texts(texts, vocab_size, lowercase):
     cfg = TokenizerConfig(kind="wordpiece", vocab_size=vocab_size, min_frequency=1, lowercase=lowercase)

@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -28,47 +27,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sora.cli import main
 from sora.recipe import Recipe
+from tests.helpers import Answer, fuzz, run_cli_within
 
 # Sora's own warnings are checked where the command prints them (stderr); others (torch's) are not the subject
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def fuzz(n: int):
-    """Settings of every property here: ``n`` examples (times $SORA_FUZZ_SCALE, for a longer search), the
-    same ones on every run, no deadline."""
-    return settings(max_examples=n * int(os.environ.get("SORA_FUZZ_SCALE", "1")), deadline=None,
-                    derandomize=True, database=None, phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
-
-
 # ------------------------------------------------------------------ running a command
-
-
-@dataclass
-class Answer:
-    code: int
-    out: str
-    err: str  # stderr as printed, lines intact (tests.helpers.run_cli folds them)
-
-    def error(self, lines: int = 1) -> str:
-        """The error message of an exit-2 answer: one ``error:`` line, at most ``lines`` lines in all.
-
-        The message is the end of stderr (anything printed before it, e.g. warnings, is not part of it).
-        """
-        assert self.code == 2, f"exit {self.code}; stderr:\n{self.err[-3000:]}"
-        assert "Traceback" not in self.err
-        tail = self.err.splitlines()
-        starts = [i for i, line in enumerate(tail) if line.startswith("error:")]
-        assert len(starts) == 1, f"expected one error, stderr:\n{self.err[-3000:]}"
-        message = tail[starts[0]:]
-        assert len(message) <= lines, f"expected {lines} line(s), got:\n" + "\n".join(message)
-        return "\n".join(message)
 
 
 @pytest.fixture
@@ -89,24 +58,10 @@ def case(sandbox: Path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def snapshot(root: Path, out: Path) -> dict[str, bytes | None]:
-    """Every file (its bytes) and folder (None) under ``root`` except ``out`` and what is inside it."""
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(root.rglob("*")) if p != out and out not in p.parents}
-
-
 def sora(capsys, sandbox: Path, out: Path, *args) -> Answer:
     """Run ``sora ARGS...``: exit 0 or 2 only, and nothing under ``sandbox`` outside ``out`` touched."""
-    before = snapshot(sandbox, out)
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    answer = Answer(code, captured.out, captured.err)
-    assert code in (0, 2), f"exit {code}; stderr:\n{captured.err[-3000:]}"
-    assert snapshot(sandbox, out) == before, f"sora {' '.join(map(str, args))} changed files outside --out"
+    answer = run_cli_within(capsys, sandbox, out, *args)
+    assert answer.code in (0, 2), f"exit {answer.code}; stderr:\n{answer.stderr[-3000:]}"
     return answer
 
 
@@ -215,6 +170,15 @@ def drop(tree: dict, path: tuple) -> None:
 BASE_PATHS = paths_of(base_recipe(Path("x.csv")))
 
 
+def write_recipe(folder: Path, change=lambda recipe: recipe) -> Path:
+    """The base recipe, changed by ``change``, and its data, written in ``folder``; the recipe's path."""
+    data = folder / "reviews.csv"
+    data.write_text(reviews())
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(change(base_recipe(data))))
+    return recipe
+
+
 @dataclass
 class Mutation:
     """One change to the base recipe, and whether the recipe must then be refused."""
@@ -270,10 +234,7 @@ def check_refusal(answer: Answer, mutation: Mutation, source: Path) -> None:
 def test_train_answers_every_recipe_mutation(sandbox, capsys, mutation):
     """`sora train` on the base recipe with one key changed, removed or added, at any depth."""
     with case(sandbox) as folder:
-        data = folder / "reviews.csv"
-        data.write_text(reviews())
-        recipe = folder / "recipe.yaml"
-        recipe.write_text(yaml.safe_dump(mutation.apply(base_recipe(data))))
+        recipe = write_recipe(folder, mutation.apply)
         answer = sora(capsys, sandbox, folder / "out", "train", recipe, "--out", folder / "out")
         if answer.code == 0:
             assert not mutation.must_fail, f"{mutation} was accepted"
@@ -321,16 +282,13 @@ STAGE_FIELDS = [(p, s) for p, s in FIELDS if p[0] in ("analyze", "compress") and
 def test_run_answers_analyze_and_compress_values(sandbox, capsys, change):
     """`sora run` (train, analyze, compress) with one analyze/compress key set to a plausible value."""
     with case(sandbox) as folder:
-        data = folder / "reviews.csv"
-        data.write_text(reviews())
-        recipe = folder / "recipe.yaml"
-        recipe.write_text(yaml.safe_dump(change.apply(base_recipe(data))))
+        recipe = write_recipe(folder, change.apply)
         answer = sora(capsys, sandbox, folder / "out", "run", recipe, "--out", folder / "out")
         if answer.code == 0:
             assert (folder / "out" / "analysis" / "analysis.json").is_file()
             assert json.loads((folder / "out" / "compressed" / "report.json").read_text())
         else:
-            assert any(word in answer.error() for word in (change.key, "compress", "analy")), answer.err
+            assert any(word in answer.error() for word in (change.key, "compress", "analy")), answer.stderr
 
 
 # ------------------------------------------------------------------ whole recipe files and --set
@@ -389,10 +347,7 @@ SET_VALUES = st.one_of(st.sampled_from(MALFORMED_YAML), DIGITLESS, st.sampled_fr
 def test_train_answers_every_set_override(sandbox, capsys, items, separator):
     """`--set PATH=VALUE`: existing, unknown, too deep, into scalars; values malformed or of the wrong type."""
     with case(sandbox) as folder:
-        data = folder / "reviews.csv"
-        data.write_text(reviews())
-        recipe = folder / "recipe.yaml"
-        recipe.write_text(yaml.safe_dump(base_recipe(data)))
+        recipe = write_recipe(folder)
         sets = [arg for path, value in items for arg in ("--set", f"{path}{separator}{value}")]
         answer = sora(capsys, sandbox, folder / "out", "train", recipe, "--out", folder / "out", *sets)
         if answer.code == 0:
@@ -538,13 +493,14 @@ def test_data_show_uses_or_reports_every_row(sandbox, capsys, data, on_error):
             elif f.refuse:  # (a file whose every row is skipped while reading is empty before it lacks a column)
                 assert f.refuse in message or (f.bad and "empty" in message), message
             return
-        assert answer.code == 0, answer.err
+        assert answer.code == 0, answer.stderr
         info = json.loads(answer.out)
         assert sum(info["splits"].values()) == good and info.get("skipped_rows", 0) == len(f.bad)
         assert info["labels"] == sorted(f.labels)
         if f.bad:  # the skipped rows are counted and the first found is named, on one line
-            said = re.search(rf"warning: .*skipped {len(f.bad)} bad row.*{re.escape(str(f.path))}:(\d+):", answer.err)
-            assert said and int(said.group(1)) in f.bad, answer.err
+            said = re.search(rf"warning: .*skipped {len(f.bad)} bad row.*{re.escape(str(f.path))}:(\d+):",
+                             answer.stderr)
+            assert said and int(said.group(1)) in f.bad, answer.stderr
 
 
 PARAGRAPH = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 2
@@ -569,7 +525,7 @@ def test_data_show_reads_any_text_for_a_language_model(sandbox, capsys, encoding
             message = answer.error()
             assert f"{book}:{first_bad}: not valid UTF-8" in message or (on_error == "skip" and "empty" in message)
         elif answer.code == 2:
-            assert not long and ("block_size" in answer.error() or "empty" in answer.error()), answer.err
+            assert not long and ("block_size" in answer.error() or "empty" in answer.error()), answer.stderr
         else:
             info = json.loads(answer.out)
             assert info["tokens"]["train"] > 4 and info["splits"]["train"] >= 1
@@ -594,8 +550,8 @@ def test_labels_unseen_in_training_are_said(sandbox, capsys, train, test):
         unseen = sorted(set(test) - set(train))
         assert info.get("unseen_labels", {}) == ({"test": unseen} if unseen else {})
         warned = re.findall(r"^warning: .*the test split has label\(s\) (.*) that no training example has$",
-                            answer.err, re.M)
-        assert warned == ([", ".join(map(repr, unseen))] if unseen else []), answer.err
+                            answer.stderr, re.M)
+        assert warned == ([", ".join(map(repr, unseen))] if unseen else []), answer.stderr
 
 
 @st.composite
@@ -628,9 +584,9 @@ def test_train_and_eval_use_or_report_every_row(sandbox, capsys, data):
         path.write_text(yaml.safe_dump(recipe))
         out = folder / "out"
         answer = sora(capsys, sandbox, out, "train", path, "--out", out)
-        assert answer.code == 0, answer.err
+        assert answer.code == 0, answer.stderr
         if f.bad:
-            assert f"skipped {len(f.bad)} bad row" in answer.err, answer.err
+            assert f"skipped {len(f.bad)} bad row" in answer.stderr, answer.stderr
         metrics = json.loads((out / "metrics.json").read_text())
         assert json.loads((out / "model" / "meta.json").read_text())["labels"] == sorted(f.labels)
         answer = sora(capsys, sandbox, folder / "never", "eval", out / "model", "--data", path, "--json")

@@ -20,7 +20,7 @@ from tests.helpers import run_cli
 def test_a_run_killed_three_times_and_resumed_ends_bit_identical(tmp_path, capsys):
     recipe = write_recipe(tmp_path)
     reference = tmp_path / "reference"
-    assert run_cli(capsys, "train", recipe, "--out", reference)[0] == 0  # in this process: one start-up fewer
+    assert run_cli(capsys, "train", recipe, "--out", reference).code == 0  # in this process: one start-up fewer
     rng = random.Random(19)
     write, _, stopped = required_points(reference, rng)
     points = [write, stopped]

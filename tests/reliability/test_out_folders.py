@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sora.atomic import clean_stale, staged_dir
@@ -29,18 +29,14 @@ from sora.errors import SoraError
 from sora.interop.exporter import is_sora_export
 from sora.models import load_model
 from sora.outdir import claim_out
-from tests.reliability.out_world import KIND_OF, World, cli, snapshot, world  # noqa: F401  (world: a fixture)
+from tests.helpers import fuzz, run_cli, run_cli_within, snapshot
+from tests.reliability.out_world import KIND_OF, World, world  # noqa: F401  (world: a fixture)
 
 BASES = ("missing", "empty", "file", "link_to_dir", "link_to_file", "model", "hf", "analysis", "compress", "run",
          "checkpoint", "hf_foreign")
 EXTRAS = ("notes.txt", ".DS_Store", "nested/notes.txt", "link_out", "inner")
 EXAMPLES = {"prune": 30, "quantize": 15, "hf import": 15, "hf export": 15, "analyze": 6, "compress": 5, "train": 10,
             "run": 6}
-
-
-def fuzz(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 states = st.fixed_dictionaries({
@@ -68,7 +64,7 @@ def make_state(place: Path, world: World, base: str, extras: list[str]) -> Path:
         out.symlink_to(outside / "precious.txt")
     elif base != "missing":
         shutil.copytree(world.samples[base], out, symlinks=True)
-    if out.is_dir() and not out.is_symlink():
+    if is_folder(base):
         for extra in extras:
             _add(out, extra, outside)
     return out
@@ -86,10 +82,14 @@ def _add(out: Path, extra: str, outside: Path) -> None:
     path.write_text("the user's\n")
 
 
+def is_folder(base: str) -> bool:
+    """Whether ``--out`` is a real folder in state ``base`` (extras are added only to one)."""
+    return base not in ("missing", "file", "link_to_dir", "link_to_file")
+
+
 def expected(kind: str, base: str, extras: list[str], force: bool, resume: bool) -> bool | None:
     """Whether the command may write ``--out`` (None: either answer is right, the check is elsewhere)."""
-    folder = base not in ("missing", "file", "link_to_dir", "link_to_file")
-    foreign = bool(extras) and folder
+    foreign = bool(extras) and is_folder(base)
     if force:
         return not (resume and kind == "run")  # continue the run, or start it over: not both
     if kind != "run":
@@ -114,12 +114,6 @@ def valid_output(kind: str, out: Path) -> bool:
     return load_model(out / "model") is not None and (out / "metrics.json").is_file()
 
 
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("command", list(EXAMPLES))
 def test_every_command_writes_replaces_its_own_or_refuses(world, tmp_path, capsys, command):
     kind = KIND_OF[command]
@@ -130,23 +124,21 @@ def test_every_command_writes_replaces_its_own_or_refuses(world, tmp_path, capsy
     def check(state):
         place = Path(tempfile.mkdtemp(dir=tmp_path))
         out = make_state(place, world, state["base"], state["extras"])
-        before_out, before_rest = snapshot(place), snapshot(place, skip=out)
+        before_out = snapshot(place)
         flags = ["--force"] * state["force"] + ["--resume"] * (state["resume"] and kind == "run")
-        code = cli(*world.command(command), "--out", out, *flags)
-        err = capsys.readouterr().err
+        answer = run_cli_within(capsys, place, out, *world.command(command), "--out", out, *flags)
         want = expected(kind, state["base"], state["extras"], state["force"], state["resume"])
-        assert snapshot(place, skip=out) == before_rest, "something outside --out changed"
-        if code == 0:
-            assert want is not False, f"{state}: accepted\n{err}"
+        if answer.code == 0:
+            assert want is not False, f"{state}: accepted\n{answer.stderr}"
             assert valid_output(KIND_OF[command], out)
             for extra in ("notes.txt", ".DS_Store", "nested/notes.txt") if not state["force"] else ():
-                if extra in state["extras"]:
+                if extra in state["extras"] and is_folder(state["base"]):
                     assert (out / extra).read_text() == "the user's\n"  # a resumed run leaves them alone
         else:
-            assert code == 2 and want is not True, f"{state}: refused with {code}\n{err}"
-            assert one_error_line(err).startswith("error: --out") or want is None, err
+            assert answer.code == 2 and want is not True, f"{state}: refused with {answer.code}\n{answer.stderr}"
+            assert answer.error().startswith("error: --out") or want is None, answer.stderr
             assert snapshot(place) == before_out, "a refused command changed --out"
-        seen[code == 0] += 1
+        seen[answer.code == 0] += 1
         shutil.rmtree(place)
 
     check()
@@ -182,33 +174,34 @@ def test_the_ownership_rule_on_generated_folders(world, tmp_path, kind, state):
 def test_a_command_never_replaces_what_it_reads(world, tmp_path, capsys):
     shutil.copytree(world.model, tmp_path / "run" / "model")
     for out in (tmp_path / "run", tmp_path / "run" / "model", tmp_path / "run" / "model" / "inner"):
-        assert cli("prune", tmp_path / "run" / "model", "--heads", "layers.0.attn.head.1", "--out", out, "--force") == 2
-        assert "which this command reads" in one_error_line(capsys.readouterr().err)
+        answer = run_cli(capsys, "prune", tmp_path / "run" / "model", "--heads", "layers.0.attn.head.1", "--out", out,
+                         "--force")
+        assert "which this command reads" in answer.error()
     assert load_model(tmp_path / "run" / "model") is not None
-    assert cli("train", world.recipe, "--out", world.recipe, "--force") == 2
-    assert "which this command reads" in capsys.readouterr().err and world.recipe.is_file()
+    answer = run_cli(capsys, "train", world.recipe, "--out", world.recipe, "--force")
+    assert "which this command reads" in answer.error() and world.recipe.is_file()
     (tmp_path / "file").write_text("x")
-    assert cli("quantize", world.model, "--out", tmp_path / "file" / "q") == 2
-    assert "is a file, not a folder" in capsys.readouterr().err
+    answer = run_cli(capsys, "quantize", world.model, "--out", tmp_path / "file" / "q")
+    assert "is a file, not a folder" in answer.error()
 
 
 def test_replacing_its_own_output_is_said(world, tmp_path, capsys):
     shutil.copytree(world.samples["model"], tmp_path / "p")
-    assert cli(*world.command("prune"), "--out", tmp_path / "p") == 0
-    assert f"--out {tmp_path / 'p'}: replacing a model folder Sora wrote there earlier" in capsys.readouterr().err
+    answer = run_cli(capsys, *world.command("prune"), "--out", tmp_path / "p")
+    assert answer.code == 0
+    assert f"--out {tmp_path / 'p'}: replacing a model folder Sora wrote there earlier" in answer.err
 
 
 def test_a_used_run_folder_needs_resume_or_force(world, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli("train", world.recipe, "--out", out) == 0
+    assert run_cli(capsys, "train", world.recipe, "--out", out).code == 0
     first = json.loads((out / "run.json").read_text())["run_id"]
     (out / "notes.txt").write_text("mine")
-    assert cli("train", world.recipe, "--out", out) == 2
     assert "holds a training run already; pass --resume to continue it, or --force to start over" in \
-        one_error_line(capsys.readouterr().err)
-    assert cli("train", world.recipe, "--out", out, "--resume") == 0
+        run_cli(capsys, "train", world.recipe, "--out", out).error()
+    assert run_cli(capsys, "train", world.recipe, "--out", out, "--resume").code == 0
     assert json.loads((out / "run.json").read_text())["run_id"] == first and (out / "notes.txt").is_file()
-    assert cli("run", world.recipe, "--out", out, "--force") == 0
+    assert run_cli(capsys, "run", world.recipe, "--out", out, "--force").code == 0
     assert json.loads((out / "run.json").read_text())["run_id"] != first and not (out / "notes.txt").exists()
 
 
@@ -216,11 +209,10 @@ def test_a_failed_run_leaves_no_folder_it_created(world, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(world.recipe.read_text().replace(str(world.root / "reviews.csv"), str(tmp_path / "gone.csv")))
     for command in ("run", "train"):
-        assert cli(command, bad, "--out", tmp_path / "new" / "deeper" / "run") == 2
-        one_error_line(capsys.readouterr().err)
+        run_cli(capsys, command, bad, "--out", tmp_path / "new" / "deeper" / "run").error()
         assert sorted(os.listdir(tmp_path)) == ["bad.yaml"]
     (tmp_path / "mine").mkdir()
-    assert cli("run", bad, "--out", tmp_path / "mine") == 2
+    assert run_cli(capsys, "run", bad, "--out", tmp_path / "mine").code == 2
     assert (tmp_path / "mine").is_dir()  # the user's folder stays, even empty
 
 
@@ -240,19 +232,19 @@ def test_leftovers_of_killed_saves_are_cleaned_on_the_next_run(world, tmp_path, 
     os.chmod(tmp_path / ".p.abcd1234", 0o700)  # what tempfile.mkdtemp made
     os.chmod(tmp_path / ".p.backup12", 0o755)  # a folder of the user's that happens to look alike
     shutil.copytree(world.samples["model"], tmp_path / "p")  # with it in place, a folder set aside is not put back
-    assert cli(*world.command("prune"), "--out", tmp_path / "p") == 0
+    assert run_cli(capsys, *world.command("prune"), "--out", tmp_path / "p").code == 0
     assert sorted(os.listdir(tmp_path)) == sorted(["p", *kept])
 
 
-def test_a_run_cleans_its_own_leftovers_on_resume(world, tmp_path):
+def test_a_run_cleans_its_own_leftovers_on_resume(world, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli("train", world.recipe, "--out", out) == 0
+    assert run_cli(capsys, "train", world.recipe, "--out", out).code == 0
     pid = dead_pid()
     for leftover in (out / f".model.sora-tmp-{pid}-0123abcd", out / "checkpoints" / ".staging-abcd1234",
                      out / "checkpoints" / f".step-9.sora-tmp-{pid}-0123abcd"):
         leftover.mkdir()
         os.chmod(leftover, 0o700)
-    assert cli("train", world.recipe, "--out", out, "--resume") == 0
+    assert run_cli(capsys, "train", world.recipe, "--out", out, "--resume").code == 0
     assert not [p for p in [*out.iterdir(), *(out / "checkpoints").iterdir()] if p.name.startswith(".")]
 
 

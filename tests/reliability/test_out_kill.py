@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.out_world import KIND_OF, cli, snapshot, world  # noqa: F401  (world: a fixture)
+from tests.helpers import run_cli, snapshot
+from tests.reliability.out_world import KIND_OF, world  # noqa: F401  (world: a fixture)
 from tests.reliability.test_out_folders import valid_output
 
 KILLS = {"prune": 8, "quantize": 8, "compress": 2}  # the first kill lands inside the write, the others at random
@@ -35,7 +36,7 @@ def run_and_kill(argv: list, out: Path, delay: float | None) -> bool:
     pid = os.fork()
     if pid == 0:  # the child runs the command and never returns into pytest
         try:
-            cli(*argv)
+            run_cli(None, *argv)
         finally:
             os._exit(0)
     deadline = time.monotonic() + (60 if delay is None else delay)
@@ -61,7 +62,7 @@ def test_a_killed_write_leaves_the_previous_output_whole(world, tmp_path, comman
         assert valid_output(kind, out), f"kill {k}: --out does not load"
         seen.append(snapshot(out))
     assert killed and mid_write, (killed, mid_write)  # at least the first kill landed inside the write
-    assert cli(*argv) == 0
+    assert run_cli(None, *argv).code == 0
     assert not staging(out) and valid_output(kind, out)
     if command != "compress":  # (its report holds timings, so no two are the same bytes)
         assert all(s in (previous, snapshot(out)) for s in seen)  # the old output, or a whole new one

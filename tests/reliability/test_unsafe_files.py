@@ -18,41 +18,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from sora.cli import main
 from sora.interop import export_hf
 from sora.models import build_model, save_model
-from tests.helpers import tiny
+from tests.helpers import Answer, fuzz, run_cli, tiny
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a film is good bad dull plot slow".split()]
 VOCAB += [f"##x{i}" for i in range(40 - len(VOCAB))]
-
-
-def fuzz(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    """``sora ARGS...`` in-process: (exit code, stdout, stderr with its lines intact)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(code: int, err: str) -> str:
-    """The one ``error:`` line of an exit-2 answer."""
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, f"exit {code}:\n{err[-2000:]}"
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +51,10 @@ def case(tmp_path, hf_bert) -> Path:
     return Path(shutil.copytree(hf_bert, tmp_path / "hf"))
 
 
-def imports(capsys, folder: Path) -> tuple[int, str, str]:
+def imports(capsys, folder: Path) -> Answer:
     out = folder.parent / "imported"
-    answer = run(capsys, "hf", "import", folder, "--out", out, "--no-verify")
-    assert answer[0] != 0 or out.is_dir()
+    answer = run_cli(capsys, "hf", "import", folder, "--out", out, "--no-verify")
+    assert answer.code != 0 or out.is_dir()
     return answer
 
 
@@ -122,7 +98,7 @@ def test_a_malicious_pickle_is_refused_saying_what_it_asked_for(hf_bert, tmp_pat
     for _ in range(depth):
         payload = [payload]
     _save({**state, "evil": payload}, folder / "pytorch_model.bin", form)
-    line = error_line(*imports(capsys, folder)[::2])
+    line = imports(capsys, folder).error()
     assert not canary.exists()
     assert "pytorch_model.bin: refused: unsupported " in line
     assert "weights_only" not in line and "Re-running" not in line and "trust" not in line
@@ -139,7 +115,7 @@ def test_a_vocab_txt_link_out_of_the_folder_is_refused(case, capsys):
     secret.write_text("\n".join(VOCAB) + "\nhunter2\n")
     (case / "vocab.txt").unlink()
     (case / "vocab.txt").symlink_to(secret)
-    line = error_line(*imports(capsys, case)[::2])
+    line = imports(capsys, case).error()
     assert f"{case / 'vocab.txt'}: is a link to {secret}, outside the model folder" in line
     assert not (case.parent / "imported").exists()
 
@@ -163,7 +139,7 @@ def test_a_shard_outside_the_folder_is_refused(hf_bert, tmp_path_factory, capsys
         (folder / entry).symlink_to(outside)
     tensors = load_file(str(outside))
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: entry for k in tensors}}))
-    line = error_line(*imports(capsys, folder)[::2])
+    line = imports(capsys, folder).error()
     assert "outside the model folder" in line and str(folder) in line
 
 
@@ -201,7 +177,7 @@ def test_a_weight_mismatch_names_the_tensor_and_both_shapes(hf_bert, tmp_path_fa
     config = json.loads((folder / "config.json").read_text())
     config[key] += delta
     (folder / "config.json").write_text(json.dumps(config))
-    line = error_line(*imports(capsys, folder)[::2])
+    line = imports(capsys, folder).error()
     assert "does not match config.json: tensor '" in line, line
     shapes = [part.split(")")[0] for part in line.split("(")[1:] if part[:1].isdigit()]
     assert len(shapes) == 2 and shapes[0] != shapes[1], line
@@ -212,7 +188,7 @@ def test_a_sora_folder_whose_config_was_changed_names_the_tensor(tmp_path, capsy
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     config["encoder"]["d_ff"] = 48
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
-    line = error_line(*run(capsys, "inspect", tmp_path / "m")[::2])
+    line = run_cli(capsys, "inspect", tmp_path / "m").error()
     assert re.search(r"model.safetensors: does not match config.json: tensor 'layers\.0\.ffn\.[\w.]+' is float32 "
                      r"\(64,( 32)?\) in the file, float32 \(48,( 32)?\) in the model config.json describes", line), line
 
@@ -239,7 +215,7 @@ def test_a_binary_recipe_is_one_line(tmp_path_factory, capsys, data, command):
             "inspect": ["inspect", recipe], "eval": ["eval", root / "model", "--data", recipe]}[command]
     if command == "eval":
         save_model(build_model(tiny()), root / "model")
-    line = error_line(*run(capsys, *args)[::2])
+    line = run_cli(capsys, *args).error()
     assert f"{recipe}: not a UTF-8 text config file (byte " in line
     assert not (root / "out").exists()
 
@@ -260,7 +236,7 @@ def test_a_malformed_set_value_is_one_line(tmp_path_factory, capsys, value):
     root = tmp_path_factory.mktemp("set")
     recipe = root / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"name": "t", "model": tiny().model_dump(mode="json")}))
-    line = error_line(*run(capsys, "run", recipe, "--out", root / "out", "--set", f"train.lr={value}")[::2])
+    line = run_cli(capsys, "run", recipe, "--out", root / "out", "--set", f"train.lr={value}").error()
     assert "train.lr=" in line and "not valid YAML" in line
     assert not (root / "out").exists()
 
@@ -300,8 +276,8 @@ BAD_BATCHES = {
 def test_analyze_refuses_batch_tensors_the_model_cannot_take(text_model, tmp_path_factory, capsys, bad, v):
     root = tmp_path_factory.mktemp("batches")
     save_file(BAD_BATCHES[bad](_batch(), v), str(root / "x.safetensors"))
-    line = error_line(*run(capsys, "analyze", text_model, "--data", root / "x.safetensors", "--out", root / "an",
-                           "--methods", "gradient")[::2])
+    line = run_cli(capsys, "analyze", text_model, "--data", root / "x.safetensors", "--out", root / "an",
+                   "--methods", "gradient").error()
     assert f"{root / 'x.safetensors'}: " in line
     assert not (root / "an").exists()
 
@@ -309,7 +285,7 @@ def test_analyze_refuses_batch_tensors_the_model_cannot_take(text_model, tmp_pat
 def test_analyze_takes_batch_tensors_in_range_as_ints(text_model, tmp_path, capsys):
     batch = {**_batch(), "inputs": _batch()["inputs"].int(), "valid": torch.ones(4, 8, dtype=torch.uint8)}
     save_file(batch, str(tmp_path / "x.safetensors"))
-    code, _, err = run(capsys, "analyze", text_model, "--data", tmp_path / "x.safetensors", "--out", tmp_path / "an",
-                       "--methods", "gradient")
+    code, _, err = run_cli(capsys, "analyze", text_model, "--data", tmp_path / "x.safetensors", "--out",
+                           tmp_path / "an", "--methods", "gradient")
     assert code == 0, err
     assert json.loads((tmp_path / "an" / "analysis.json").read_text())["data"]["examples"] == 4
