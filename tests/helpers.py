@@ -57,7 +57,7 @@ def write_reviews(path: Path, words: dict[str, list[str]], n: int, seed: int = 0
 
 @dataclass(frozen=True)
 class Answer:
-    """What ``sora ARGS...`` answered. Unpacks as ``(code, out, err)``."""
+    """What ``sora ARGS...`` answered. Unpacks and indexes as ``(code, out, err)``."""
 
     code: int
     out: str
@@ -65,6 +65,9 @@ class Answer:
 
     def __iter__(self):
         return iter((self.code, self.out, self.err))
+
+    def __getitem__(self, index: int):
+        return (self.code, self.out, self.err)[index]
 
     @property
     def err(self) -> str:
