@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from sora.compress import (CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig,  # noqa: E402
                            magnitude_scores, plan_from_scores, prune_model, quantize_model, save_quantized)
-from sora.compress.int8 import kernel_choice  # noqa: E402
+from sora.particles.int8 import kernel_choice  # noqa: E402
 from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes  # noqa: E402
 from sora.compress.stage import FOLDERS, compress_model  # noqa: E402
 from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model  # noqa: E402
@@ -58,7 +58,7 @@ BERT_SIZED = dict(arch="encoder_classifier", vocab_size=30522, d_model=384, head
 def linear_shapes(repeats: int) -> list[dict]:
     """Sora's int8 against fp32 at 40 rows (one sentence) and 1,280 (32 sentences), and each int8
     kernel on its own at 8 to 1,280 rows: where ``ONEDNN_FROM_ROWS`` should sit."""
-    from sora.compress import int8
+    from sora.particles import int8
 
     engines = {"fbgemm": None, **({"onednn": 1} if "onednn" in torch.backends.quantized.supported_engines else {})}
     chosen = int8.ONEDNN_FROM_ROWS
@@ -144,7 +144,7 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
     import torch.nn.functional as F
 
     from sora.compress.sensitivity import quantize_calibrated, sensitivity_ranking
-    from sora.train.tasks import task_for
+    from sora.tasks import task_for
 
     task = task_for(data, model)
     model = model.eval()
@@ -201,7 +201,7 @@ def batch_sizes(model: torch.nn.Module, data, repeats: int) -> dict:
     """fp32 against the default int8 (sensitive Linears measured on validation) at batch 1 to 64:
     int8 must never be slower, whichever kernel the rows pick."""
     from sora.compress.sensitivity import quantize_calibrated
-    from sora.train.tasks import task_for
+    from sora.tasks import task_for
 
     model = model.eval()
     int8 = quantize_calibrated(model, data, task_for(data, model), QuantizeConfig(), log=lambda _: None)

@@ -18,6 +18,6 @@ pip_install() {
 pip_install --upgrade pip
 # torch first, from the pinned constraint, so no later step can pull a CUDA build.
 pip_install -c constraints.txt torch==2.13.0
-pip_install -c constraints.txt -e ".[dev]"
+pip_install -c constraints.txt -e ".[dev,bench]"  # bench: the peers bench/ measures against
 
 bash scripts/system_packages.sh

@@ -65,6 +65,8 @@ def _new_sibling(target: Path) -> Path:
             return tmp
         except FileExistsError:
             continue
+        except OSError as e:  # name the folder the user asked for, not the hidden sibling
+            raise OSError(e.errno, e.strerror, str(target)) from None
 
 
 def _sibling(target: Path, role: str) -> Path:

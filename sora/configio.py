@@ -3,11 +3,17 @@
 Every config in Sora is a pydantic model with ``extra="forbid"``; this module turns a file or a
 dict into one, and turns pydantic's errors into one message such as
 ``recipes/x.yaml:12: model.encoder.n_heads: Input should be a valid integer (got 'four')``.
+
+``read_section`` is the one reader of a recipe's ``model:``, ``data:``, ``analyze:`` or ``compress:``
+section, or of a file that holds only that section: every command that takes such a file accepts
+the same shapes and names file, line and key path the same way.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -136,7 +142,9 @@ def format_errors(e: ValidationError, *, source: str, prefix: tuple, lines: dict
         members = list(dict.fromkeys(tag for tag, _, _ in errs if tag))
         if len(members) > 1:
             whole = next((err for _, err, part in errs if not part), errs[0][1])
-            text = f"expected {' or '.join(members)}{_got(whole)}"
+            inner = next(((part, err) for _, err, part in errs if part), None)  # what the one that came closest says
+            detail = f"; {key}.{inner[0]}: {_message(inner[1])}{_got(inner[1])}" if inner else ""
+            text = f"expected {' or '.join(members)}{_got(whole)}{detail}"
         else:
             text = "; ".join(dict.fromkeys(f"{'item ' + part + ': ' if part else ''}{_message(err)}{_got(err)}"
                                            for _, err, part in errs))
@@ -162,7 +170,9 @@ def _message(err: dict) -> str:
 
 
 def _got(err: dict) -> str:
-    return f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") and "input" in err else ""
+    """The value given; not a whole section, which is what a section's own check (at no key) saw."""
+    shown = err["type"] not in ("missing", "extra_forbidden") and "input" in err and tuple(err["loc"]) != ()
+    return f" (got {err['input']!r})" if shown else ""
 
 
 def _is_union_tag(part) -> bool:
@@ -177,17 +187,53 @@ def _nearest_line(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return None
 
 
-def load(model_cls: type[T], path: str | Path, *, section: str | None = None) -> T:
-    """Load ``model_cls`` from a YAML/JSON file, or from one top-level ``section`` of it."""
+#: top-level keys that make a file a recipe (sora.recipe.Recipe): no section config has a key by these names
+RECIPE_KEYS = ("model", "data")
+
+
+@dataclass
+class Section:
+    """One section of a config file, with what a validation error needs to name file, line and key path."""
+
+    data: dict[str, Any]
+    source: str  # the file
+    prefix: tuple = ()  # the section's key path in the file: ("data",) in a recipe, () in a file of its own
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def validate(self, model_cls: type[T], overrides: list[str] | tuple[str, ...] = ()) -> T:
+        """The section as ``model_cls``, after ``key=value`` overrides inside it (``limit=500``)."""
+        return validate(model_cls, apply_overrides(self.data, list(overrides)), source=self.source,
+                        prefix=self.prefix, lines=self.lines)
+
+
+def read_section(path: str | Path, name: str, *, standalone: bool = True, required: bool = False) -> Section | None:
+    """The ``name:`` section of a recipe, or a whole file that is that section alone.
+
+    A file with a ``model:`` or ``data:`` key is a recipe: its ``name:`` section (a mapping), or None when
+    it has none (an error naming the file when ``required``). Any other file is the section itself when
+    ``standalone`` (a data config for ``data``, a model config for ``model``), else None. The returned
+    data is a copy: overrides applied to it leave the file's mapping alone.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    mapping, lines = read_mapping(path)
+    if not any(key in mapping for key in RECIPE_KEYS):
+        return Section(mapping, str(path), (), lines) if standalone else None
+    value = mapping.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(f"{path}: a recipe without a {name}: section")
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}:{lines.get((name,), '?')}: {name}: expected a mapping")
+    return Section(copy.deepcopy(value), str(path), (name,), lines)
+
+
+def load(model_cls: type[T], path: str | Path) -> T:
+    """Load ``model_cls`` from a whole YAML/JSON file (a recipe's section: ``read_section``)."""
     data, lines = read_mapping(path)
-    prefix: tuple = ()
-    if section is not None:
-        if section not in data:
-            raise ConfigError(f"{path}: missing section '{section}'")
-        data, prefix = data[section], (section,)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}:{lines.get(prefix, '?')}: {section}: expected a mapping")
-    return validate(model_cls, data, source=str(path), prefix=prefix, lines=lines)
+    return validate(model_cls, data, source=str(path), lines=lines)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -9,9 +9,16 @@ from typing import Iterator
 
 from rich.console import Console
 
+from sora.analyze.stage import analyze_model
 from sora.atomic import make_dirs, remove_path
-from sora.models import build_model, save_model
+from sora.compress.stage import compress_model
+from sora.interop import load_pretrained, with_pretrained
+from sora.models import save_model
+from sora.models.anatomy import print_particles
+from sora.models.build import build_within_memory
 from sora.recipe import Recipe
+from sora.train import train_recipe
+from sora.train.checkpoint import list_checkpoints
 
 RESULTS = ("model", "best", "metrics.json")  # with checkpoints: what a failed run keeps, to read or resume
 
@@ -35,22 +42,16 @@ def output_folder(out_dir: Path) -> Iterator[Path]:
 
 
 def _has_results(out_dir: Path) -> bool:
-    from sora.train.checkpoint import list_checkpoints
-
     return any((out_dir / name).exists() for name in RESULTS) or bool(list_checkpoints(out_dir / "checkpoints"))
 
 
 def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool) -> dict:
-    from sora.cli.inspect import print_particles  # the table a person reads first
-
-    def show(model) -> None:
+    def show(model) -> None:  # the particle table: what a person reads first
         print_particles(model, console, title=f"{recipe.name}: particles")
 
     if recipe.train is None:  # nothing to train: the built (or imported) model is the result
-        model = build_model(recipe.model)
+        model = build_within_memory(recipe.model, f"recipe '{recipe.name}': model")
         if recipe.init:
-            from sora.interop import load_pretrained
-
             load_pretrained(model, recipe.init)
         show(model)
         model_dir = save_model(model, out_dir / "model", meta={"recipe": recipe.name, "stage": "built"})
@@ -72,23 +73,17 @@ def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool
 
 def train_stage(recipe: Recipe, out_dir: Path, console: Console, *, show=None, resume: bool = False):
     """Prepare the data, build the model (``show`` prints it), train, test, save OUT/model and OUT/metrics.json."""
-    from sora.train import train_recipe
-
     def log(msg: str) -> None:
         console.print(msg, highlight=False, markup=False)
 
     with output_folder(out_dir):
         if recipe.init:  # start from pretrained weights: their tokenizer for the data, their values once built
-            from sora.interop import with_pretrained
-
             recipe, show = with_pretrained(recipe, out_dir, on_model=show, log=log)
         return train_recipe(recipe, out_dir, resume=resume, on_model=show, log=log)
 
 
 def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
     """Measure every particle of the trained model on held-out data; write OUT/analysis/report.html."""
-    from sora.analyze.stage import analyze_model
-
     cfg = recipe.analyze
     console.print(f"analysing particles on {cfg.split} ({cfg.max_batches} batches of {cfg.batch_size}) ...")
     analysis = analyze_model(
@@ -104,8 +99,6 @@ def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
 def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console, *, scores: Path | None = None) -> Path:
     """Prune and quantize the trained model on the evidence of the analysis (its importance
     scores, unless the recipe names others); write OUT/compressed/report.json."""
-    from sora.compress.stage import compress_model
-
     config = recipe.compress
     if scores is not None and config.prune.scores is None:
         config = config.model_copy(update={"prune": config.prune.model_copy(update={"scores": str(scores)})})

@@ -6,6 +6,9 @@
 - attention: per-head statistics and head types; position: position-vector similarity
 - pruning: the pruning curve (importance vs random vs reverse order)
 - stage/report: ``analyze_model`` writes analysis.json and a self-contained report.html
+
+How a model runs on a batch and what its loss and [0, 1] metric are is the task's (sora.tasks, one
+layer below): ``run_model``, ``score``, ``loss_and_metric`` and ``infer_task`` are re-exported here.
 """
 
 from sora.analyze.ablation import ablate, activation_means
@@ -15,12 +18,12 @@ from sora.analyze.importance import ablation_scores, agreement, gradient_scores,
 from sora.analyze.position import position_analysis
 from sora.analyze.pruning import gates_off, pruning_curves
 from sora.analyze.stage import analyze_model
-from sora.analyze.tasks import evaluate, infer_task, run_model, score
 from sora.analyze.tracing import ActivationCache, caching, hook_points, hooks, run_with_cache, select_hooks
+from sora.tasks import infer_task, loss_and_metric, run_model, score
 
 __all__ = [
     "ActivationCache", "AnalyzeConfig", "ablate", "ablation_scores", "activation_means", "agreement", "analyze_model",
-    "attention_statistics", "caching", "evaluate", "gates_off", "gradient_scores", "head_type", "hook_points", "hooks",
-    "infer_task", "position_analysis", "pruning_curves", "run_model", "run_with_cache", "score", "select_hooks",
-    "spearman",
+    "attention_statistics", "caching", "gates_off", "gradient_scores", "head_type", "hook_points", "hooks",
+    "infer_task", "loss_and_metric", "position_analysis", "pruning_curves", "run_model", "run_with_cache", "score",
+    "select_hooks", "spearman",
 ]

@@ -20,18 +20,18 @@ What is replaced, by particle kind:
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from typing import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from sora.analyze.tasks import run_model
 from sora.analyze.tracing import hooks, stack_prefix, token_valid
 from sora.errors import SoraError
 from sora.models.names import resolve
 from sora.particles import Block, HookPoint
+from sora.tasks import run_model
 
 MODES = ("zero", "mean", "resample")
 
@@ -78,10 +78,7 @@ def activation_means(model: nn.Module, batches: list[dict[str, Tensor]], task: s
     counts: dict[str, float] = defaultdict(float)
     for batch in batches:
         valids = token_valid(model, batch, task)
-        seen: dict[str, Tensor] = {}
-        names = {t.hook for t in targets} | {t.pre_hook for t in targets if t.block}
-        with hooks(model, {n: (lambda x, n: seen.__setitem__(n, x)) for n in names}):
-            run_model(model, batch, task)
+        seen = _captured(model, batch, task, targets)
         for hook in {t.hook for t in targets}:
             if hook not in seen:
                 continue
@@ -101,6 +98,15 @@ def activation_means(model: nn.Module, batches: list[dict[str, Tensor]], task: s
     if missing:
         raise SoraError(f"cannot take means of {missing}: no activation reached them (no batches, or zero-width layers)")
     return {t.particle: sums[t.hook] / max(counts[t.hook], 1.0) for t in targets}
+
+
+def _captured(model: nn.Module, batch: dict[str, Tensor], task: str, targets: list[Target]) -> dict[str, Tensor]:
+    """The activations ``targets`` read (blocks: their input too) when the model runs on ``batch``."""
+    seen: dict[str, Tensor] = {}
+    names = {t.hook for t in targets} | {t.pre_hook for t in targets if t.block}
+    with torch.no_grad(), hooks(model, {n: (lambda x, n: seen.__setitem__(n, x)) for n in names}):
+        run_model(model, batch, task)
+    return seen
 
 
 @contextmanager
@@ -128,43 +134,39 @@ def ablate(
         if batches is None or task is None:
             raise SoraError("mean ablation needs means=activation_means(...) or reference batches= and task=")
         means = activation_means(model, batches, task, particles)
-    source_acts: dict[str, Tensor] = {}
+    source_acts = None
     if mode == "resample" and source is not None:
         if task is None:
             raise SoraError("resample ablation from a source batch needs task=")
-        names = {t.hook for t in targets} | {t.pre_hook for t in targets if t.block}
-        with torch.no_grad(), hooks(model, {n: (lambda x, n: source_acts.__setitem__(n, x)) for n in names}):
-            run_model(model, source, task)
+        source_acts = _captured(model, source, task, targets)
+    with hooks(model, _Patcher(mode, targets, means, source_acts).functions()):
+        yield
 
-    by_hook: dict[str, list[Target]] = defaultdict(list)
-    for t in targets:
-        by_hook[t.hook].append(t)
-    pre_seen: dict[str, Tensor] = {}
 
-    def replacement(t: Target, x: Tensor) -> Tensor:
-        """The value the ablated slice (or whole activation) takes, shaped like x's slice."""
-        if t.block:
-            pre = pre_seen[t.pre_hook]
-            if mode == "zero":
-                return pre
-            if mode == "mean":
-                return pre + means[t.particle].to(x.dtype)
-            if source is not None:
-                return pre + _same_shape(source_acts[t.hook] - source_acts[t.pre_hook], x, t)
-            return pre + _roll(x - pre, t)
-        if mode == "zero":
-            return torch.zeros_like(_slice(x, t))
-        if mode == "mean":
-            value = means[t.particle].to(x.dtype)
-            return value[t.index] if t.index is not None and t.dim == 2 else value[..., t.index] if t.index is not None else value
-        if source is not None:
-            return _slice(_same_shape(source_acts[t.hook], x, t), t)
-        return _slice(_roll(x, t), t)
+@dataclass
+class _Patcher:
+    """The hook functions that replace each target's activation (or its slice) while the model runs."""
 
-    def patch(x: Tensor, hook: str) -> Tensor:
+    mode: str
+    targets: list[Target]
+    means: dict[str, Tensor] | None  # mode "mean": by particle
+    source_acts: dict[str, Tensor] | None  # mode "resample" from a source batch; None: from the same batch
+    pre_seen: dict[str, Tensor] = field(default_factory=dict)  # blocks' inputs in this forward pass
+
+    def functions(self) -> dict[str, Callable[[Tensor, str], Tensor | None]]:
+        """Hook name -> function: a patch at each target's hook, a recorder at each block's input."""
+        fns = {t.hook: self.patch for t in self.targets}
+        for t in self.targets:
+            if t.block:
+                fns[t.pre_hook] = lambda x, n: self.pre_seen.__setitem__(n, x)
+        return fns
+
+    def patch(self, x: Tensor, hook: str) -> Tensor:
         out = x.clone()
-        for t in by_hook[hook]:
-            value = replacement(t, x)
+        for t in self.targets:
+            if t.hook != hook:
+                continue
+            value = self.block_value(t, x) if t.block else self.value(t, x)
             if t.index is None:
                 out = value.expand_as(x).clone() if value.shape != x.shape else value
             elif t.dim == 2:
@@ -173,13 +175,29 @@ def ablate(
                 out[..., t.index] = value
         return out
 
-    fns = {hook: patch for hook in by_hook}
-    for t in targets:
-        if t.block:
-            fns[t.pre_hook] = lambda x, n: pre_seen.__setitem__(n, x)
-    with ExitStack() as stack:
-        stack.enter_context(hooks(model, fns))
-        yield
+    def block_value(self, t: Target, x: Tensor) -> Tensor:
+        """A block's output with its contribution (``x`` minus its input) removed, averaged or resampled."""
+        pre = self.pre_seen[t.pre_hook]
+        if self.mode == "zero":
+            return pre
+        if self.mode == "mean":
+            return pre + self.means[t.particle].to(x.dtype)
+        if self.source_acts is not None:
+            return pre + _same_shape(self.source_acts[t.hook] - self.source_acts[t.pre_hook], x, t)
+        return pre + _roll(x - pre, t)
+
+    def value(self, t: Target, x: Tensor) -> Tensor:
+        """The value the ablated slice (or whole activation) takes, shaped like x's slice."""
+        if self.mode == "zero":
+            return torch.zeros_like(_slice(x, t))
+        if self.mode == "mean":
+            value = self.means[t.particle].to(x.dtype)
+            if t.index is None:
+                return value
+            return value[t.index] if t.dim == 2 else value[..., t.index]
+        if self.source_acts is not None:
+            return _slice(_same_shape(self.source_acts[t.hook], x, t), t)
+        return _slice(_roll(x, t), t)
 
 
 def _slice(x: Tensor, t: Target) -> Tensor:

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 
-from sora.analyze.tasks import check_batch, infer_task
+from sora.configio import Section, read_section
+from sora.data import prepare_data, read_data_config
+from sora.data.splits import unusable_split
 from sora.errors import SoraError
+from sora.models.checks import require_fits
 from sora.models.folder import read_safetensors
+from sora.tasks import IGNORE, check_batch, infer_task
 
 
 @dataclass
@@ -31,18 +35,12 @@ class AnalysisData:
     name: str
 
 
-def recipe_analyze_section(path: str | Path) -> dict[str, Any] | None:
+def recipe_analyze_section(path: str | Path) -> Section | None:
     """The ``analyze:`` section of a recipe file (None for data configs and tensor files)."""
-    from sora.configio import read_mapping
-
     path = Path(path)
     if path.suffix == ".safetensors" or not path.is_file():
         return None
-    raw, lines = read_mapping(path)
-    section = raw.get("analyze") if isinstance(raw.get("data"), dict) else None
-    if section is not None and not isinstance(section, dict):
-        raise SoraError(f"{path}:{lines.get(('analyze',), '?')}: analyze: expected a mapping")
-    return section
+    return read_section(path, "analyze", standalone=False)
 
 
 def load_analysis_data(path: str | Path, model: nn.Module, tokenizer, *, split: str, batch_size: int,
@@ -76,7 +74,6 @@ def _tensor_file(path: Path, batch_size: int, model: nn.Module) -> AnalysisData:
 
 IDS = ("inputs", "src", "tgt_in")  # token ids (text input)
 MASKS = {"valid": "inputs", "src_valid": "src", "tgt_valid": "tgt_in"}  # a mask -> the ids it marks
-IGNORE = -100  # the batch contract's "no target at this position"
 # task -> (key, what its values index: "classes" or "vocabulary", shaped like which key, -100 allowed)
 TARGETS = {"classification": ("labels", "classes", None, False),
            "token_classification": ("labels", "classes", "inputs", True),
@@ -169,18 +166,13 @@ def _mask(path: Path, key: str, mask: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def _data_config(path: Path, model: nn.Module, tokenizer, *, split: str, batch_size: int, seed: int) -> AnalysisData:
-    try:
-        from sora.data import prepare_data, read_data_config
-        from sora.data.splits import unusable_split
-    except ImportError as e:  # pragma: no cover - the data layer ships with Sora
-        raise SoraError(f"reading {path} needs sora.data ({e}); pass a .safetensors batch file instead") from None
     config = read_data_config(path)
     text = config.task in (None, "classification", "lm", "seq2seq") and model.config.input == "text"
     if text and tokenizer is None:
         raise SoraError(f"{path}: text data needs the model's tokenizer, but the model folder has no tokenizer.json "
                         "(the ids would not match what the model was trained on)")
     data = prepare_data(config, tokenizer=tokenizer)
-    _check_fit(path, data, model)
+    require_fits(model.config, data, path)
     if split not in data.splits or len(data.splits[split]) == 0:
         sizes = {k: len(v) for k, v in data.splits.items()}
         problem = unusable_split(split, sizes, data.name or "the data", getattr(config.split, split, None))
@@ -188,16 +180,3 @@ def _data_config(path: Path, model: nn.Module, tokenizer, *, split: str, batch_s
     # shuffled (bucketed by length within windows): the first batches are a fair sample, not the shortest
     return AnalysisData(lambda: iter(data.loader(split, batch_size, shuffle=True, seed=seed)), data.task,
                         data.labels, data.name)
-
-
-def _check_fit(path: Path, data, model: nn.Module) -> None:
-    config = model.config
-    if data.modality != config.input:
-        raise SoraError(f"{path}: the data is {data.modality} but the model takes {config.input} input")
-    wants = {"encoder_classifier": ("classification",), "decoder_lm": ("lm",), "seq2seq": ("seq2seq",),
-             "token_classifier": ("ctc",), "encoder": ("classification", "lm", "seq2seq", "ctc")}[config.arch]
-    if data.task not in wants:
-        raise SoraError(f"{path}: a {data.task} dataset does not fit a {config.arch} model (needs {', '.join(wants)})")
-    if data.labels is not None and config.n_classes is not None and data.task == "classification" \
-            and len(data.labels) != config.n_classes:
-        raise SoraError(f"{path}: the data has {len(data.labels)} labels but the model predicts {config.n_classes} classes")

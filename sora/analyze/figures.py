@@ -1,16 +1,29 @@
 """The report's figures, drawn with matplotlib's object API on the Agg canvas (no display, no
-global pyplot state), each saved as a PNG next to report.html."""
+global pyplot state), each saved as a PNG next to report.html.
+
+matplotlib is imported by the functions that draw, not at the top: it takes 0.3-1.9 s
+on 2 CPU cores, and this module is imported by every command (``sora.analyze`` holds a recipe's
+``analyze:`` section) while only a report draws.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 96
 ORDER_STYLE = {"importance": ("#1b7f3b", "-"), "random": ("#7f7f7f", "--"), "reverse": ("#c0392b", ":")}
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -24,10 +37,11 @@ def importance_heatmaps(groups: list[dict], path: Path) -> str:
     Each group: {"title", "layers": [labels], "gradient": (L, H) or None, "ablation": (L, H) or None,
     "ablation_label": str}; missing heads (pruned layers) are NaN.
     """
+    from matplotlib.colors import TwoSlopeNorm
+
     cols = max(1, max(sum(g[k] is not None for k in ("gradient", "ablation")) for g in groups))
     width = max(max(g["gradient" if g["gradient"] is not None else "ablation"].shape[1] for g in groups), 2)
-    fig = Figure(figsize=(cols * (2.4 + 0.6 * width), sum(1.5 + 0.45 * len(g["layers"]) for g in groups)),
-                 layout="constrained")
+    fig = _figure(cols * (2.4 + 0.6 * width), sum(1.5 + 0.45 * len(g["layers"]) for g in groups))
     axes = fig.subplots(len(groups), cols, squeeze=False)
     for row, g in enumerate(groups):
         panels = [("gradient", "importance (Michel et al., per-layer norm)", "viridis", None),
@@ -66,7 +80,7 @@ def attention_grid(patterns: list[np.ndarray], layer_labels: list[str], q_labels
     T, S = len(q_labels), len(k_labels)
     labelled = max(T, S) <= 32
     cell = 2.4 if labelled else 1.7
-    fig = Figure(figsize=(n_cols * cell + 0.6, n_rows * cell + 0.8), layout="constrained")
+    fig = _figure(n_cols * cell + 0.6, n_rows * cell + 0.8)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i, layer in enumerate(patterns):
         for h in range(n_cols):
@@ -92,7 +106,7 @@ def attention_grid(patterns: list[np.ndarray], layer_labels: list[str], q_labels
 def neuron_figure(samples: dict[str, np.ndarray], taylor: dict[str, np.ndarray], path: Path, bins: int = 60) -> str:
     """Per feed-forward layer: activation histogram (top) and neurons sorted by Taylor score (bottom)."""
     names = list(samples)
-    fig = Figure(figsize=(max(3.2 * len(names), 5), 5.4), layout="constrained")
+    fig = _figure(max(3.2 * len(names), 5), 5.4)
     axes = fig.subplots(2, len(names), squeeze=False)
     for j, name in enumerate(names):
         ax = axes[0, j]
@@ -114,7 +128,7 @@ def neuron_figure(samples: dict[str, np.ndarray], taylor: dict[str, np.ndarray],
 
 def pruning_figure(result: dict, metric: str, path: Path) -> str:
     """Metric vs fraction of heads removed, three orders (Michel et al. figure 3)."""
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = _figure(6.4, 4.2)
     ax = fig.subplots()
     x = np.asarray(result["fraction"]) * 100
     for name, values in result["metric"].items():
@@ -138,7 +152,7 @@ def pruning_figure(result: dict, metric: str, path: Path) -> str:
 
 def layer_ablation_figure(rows: list[tuple[str, float]], metric: str, path: Path) -> str:
     """Horizontal bars: metric change (points) when each block / attention / feed-forward layer is removed."""
-    fig = Figure(figsize=(6.4, 0.9 + 0.28 * len(rows)), layout="constrained")
+    fig = _figure(6.4, 0.9 + 0.28 * len(rows))
     ax = fig.subplots()
     names = [r[0] for r in rows][::-1]
     values = np.array([r[1] for r in rows][::-1]) * 100
@@ -151,7 +165,7 @@ def layer_ablation_figure(rows: list[tuple[str, float]], metric: str, path: Path
 
 
 def position_figure(name: str, sim: np.ndarray, kind: str, path: Path) -> str:
-    fig = Figure(figsize=(4.8, 4.2), layout="constrained")
+    fig = _figure(4.8, 4.2)
     ax = fig.subplots()
     im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_title(f"{name} ({kind}): cosine similarity", fontsize=9)
@@ -171,7 +185,7 @@ def particle_graph_figure(columns: list[dict], path: Path) -> str:
 
     step = 1.25  # vertical distance between boxes
     height = max(len(c["nodes"]) for c in columns)
-    fig = Figure(figsize=(3.4 * len(columns) + 0.6, 0.8 * height + 0.9), layout="constrained")
+    fig = _figure(3.4 * len(columns) + 0.6, 0.8 * height + 0.9)
     ax = fig.subplots()
     ax.set_xlim(-0.6, len(columns) - 0.4)
     ax.set_ylim(-0.8, step * height - 0.2)

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from sora.analyze.ablation import ablate, activation_means
-from sora.analyze.tasks import evaluate, run_model, score
 from sora.analyze.tracing import batch_size, hooks, stack_prefix, token_valid
 from sora.models.names import attention_modules, feedforward_modules
+from sora.tasks import Score, loss_and_metric, run_model, score, score_figures
 
 
 @dataclass
@@ -119,36 +120,33 @@ def ablation_scores(
     baseline: dict[str, float] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Change of loss and metric (ablated - intact) when each particle alone is removed."""
-    baseline = baseline or evaluate(model, batches, task)
+    baseline = baseline or loss_and_metric(model, batches, task)
     means = activation_means(model, batches, task, particles) if mode == "mean" else None
     out = {}
     for particle in particles:
         if mode == "zero" or mode == "mean":
             with ablate(model, particle, mode, means=means):
-                figures = evaluate(model, batches, task)
+                after = loss_and_metric(model, batches, task)
         else:
-            figures = _resample_eval(model, batches, task, particle)
-        out[particle] = {"loss": figures["loss"] - baseline["loss"], "metric": figures["metric"] - baseline["metric"],
-                         "loss_after": figures["loss"], "metric_after": figures["metric"]}
+            after = _resample_eval(model, batches, task, particle)
+        out[particle] = {"loss": after["loss"] - baseline["loss"], "metric": after["metric"] - baseline["metric"],
+                         "loss_after": after["loss"], "metric_after": after["metric"]}
     return out
 
 
+@torch.no_grad()
 def _resample_eval(model, batches, task, particle) -> dict[str, float]:
     """Each example takes the particle's activation from the next example of its batch."""
-    loss_sum = hits = total = 0.0
-    count = 0
-    with torch.no_grad():
-        for batch in batches:
-            with ablate(model, particle, "resample"):
-                s = score(model, batch, task)
-            loss_sum, count, hits, total = loss_sum + s.loss_sum, count + s.loss_count, hits + s.hits, total + s.total
-    return {"loss": loss_sum / max(count, 1), "metric": hits / total if total else float("nan")}
+    return score_figures(_resampled_score(model, batch, task, particle) for batch in batches)
+
+
+def _resampled_score(model, batch, task, particle) -> Score:
+    with ablate(model, particle, "resample"):
+        return score(model, batch, task)
 
 
 def spearman(a, b) -> float | None:
     """Spearman rank correlation; None when either ranking is constant or too short."""
-    from scipy.stats import spearmanr
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None

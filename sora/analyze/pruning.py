@@ -15,8 +15,8 @@ from typing import Iterator
 import numpy as np
 from torch import Tensor, nn
 
-from sora.analyze.tasks import evaluate
 from sora.models.names import resolve
+from sora.tasks import loss_and_metric
 
 MARKS = (0.25, 0.5, 0.75)  # fractions of heads removed reported in analysis.json
 
@@ -52,7 +52,7 @@ def curve(model: nn.Module, batches: list[dict[str, Tensor]], task: str, order: 
     out = []
     for k in counts:
         with gates_off(model, order[:k]):
-            out.append(evaluate(model, batches, task)["metric"])
+            out.append(loss_and_metric(model, batches, task)["metric"])
     return out
 
 

@@ -22,12 +22,14 @@ from sora.analyze.naming import group_of, layer_label, layer_order
 from sora.analyze.importance import ablation_scores, agreement, gradient_scores
 from sora.analyze.position import position_analysis
 from sora.analyze.pruning import pruning_curves, removal_counts
-from sora.analyze.tasks import METRICS, check_batch, evaluate, infer_task, normalise_task
-from sora.analyze.tracing import run_with_cache, stack_prefix, to_device, token_ids
+from sora.analyze.report import write_report
+from sora.analyze.tracing import run_with_cache, stack_prefix, token_ids
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, summary
 from sora.models.checks import model_labels
 from sora.models.names import attention_modules, block_paths, feedforward_modules
+from sora.tasks import as_task, check_batch, infer_task, loss_and_metric, normalise_task
+from sora.tasks.device import to_device
 
 LOSS_METHODS = {"gradient", "ablation", "pruning"}
 EXAMPLE_TOKENS = 48  # longest example drawn in an attention grid
@@ -45,8 +47,6 @@ def analyze_model(
 ) -> dict:
     """Analyse a model on batches (a list, an iterable, or a function returning one) and write
     ``analysis.json``, ``report.html`` and its PNG figures to ``out_dir``. Returns the analysis."""
-    from sora.analyze.report import write_report
-
     model, tokenizer, meta, source = _load(model_or_dir, tokenizer)
     config = config if isinstance(config, AnalyzeConfig) else AnalyzeConfig.model_validate(config or {})
     labels = labels or model_labels(meta)
@@ -107,9 +107,9 @@ def measure(model: nn.Module, data: list[dict[str, Tensor]], task: str, config: 
         notes.append("the model has no attention heads left: head measurements are empty")
     heads = [f"{p}.head.{h}" for p, a in attns for h in range(a.n_heads)]
     n_examples = sum(next(v for v in b.values() if isinstance(v, Tensor)).shape[0] for b in data)
-    baseline = evaluate(model, data, task) if task != "features" else {"loss": None, "metric": None}
+    baseline = loss_and_metric(model, data, task) if task != "features" else {"loss": None, "metric": None}
     result: dict[str, Any] = {
-        "task": task, "metric": METRICS[task], "methods": methods, "config": config.model_dump(mode="json"),
+        "task": task, "metric": as_task(task).metric, "methods": methods, "config": config.model_dump(mode="json"),
         "data": {"batches": len(data), "examples": n_examples, "split": config.split},
         "baseline": baseline, "notes": notes,
     }

@@ -6,9 +6,9 @@ one layer can be cached without paying memory for all of them.
 
 Attention patterns are special: the fast forward pass (SDPA) never forms them. Hooking
 ``hook_pattern`` would switch attention to its explicit path, which agrees with SDPA only to
-about 1e-6. So a *cache* of patterns does not hook it: it taps the (pre-rotary) queries, the keys
-and the mask and computes softmax(QK^T/sqrt(dh) + mask) beside the forward pass, exactly as the
-explicit path would. Outputs stay bit-identical while the patterns are still available. A hook
+about 1e-6. So a *cache* of patterns does not hook it: it taps the queries and keys (``hook_q`` and
+``hook_k``, both after the rotary rotation) and the mask and computes softmax(QK^T/sqrt(dh) + mask)
+beside the forward pass, exactly as the explicit path would. Outputs stay bit-identical while the patterns are still available. A hook
 that *replaces* a pattern (``hooks(model, {"...hook_pattern": fn})``) does switch to the explicit
 path, as it must.
 """
@@ -23,9 +23,9 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from sora.analyze.tasks import run_model
 from sora.errors import SoraError
 from sora.particles import HookPoint, MultiHeadAttention, attention_mask
+from sora.tasks import run_model
 
 HookFn = Callable[[Tensor, str], Tensor | None]  # (activation, hook name) -> replacement or None
 Selector = str | Iterable[str] | Callable[[str], bool] | None
@@ -140,10 +140,10 @@ class PatternTap:
         if kwargs.get("cache", args[3] if len(args) > 3 else None) is not None:
             raise SoraError("attention patterns are traced on whole sequences, not while decoding with a KV cache")
 
-    def _take_q(self, _module, _inputs, q):  # hook_q sits before rotary
-        self.q = self.attn.rotary(q, 0) if self.attn.rotary is not None else q
+    def _take_q(self, _module, _inputs, q):  # (B, H, T, dh), rotated like the keys
+        self.q = q
 
-    def _take_k(self, _module, _inputs, k):  # hook_k sits after rotary
+    def _take_k(self, _module, _inputs, k):  # (B, H, S, dh)
         scores = self.q @ k.transpose(-2, -1) / math.sqrt(self.attn.head_dim)  # (B, H, T, S)
         if self.mask is None and self.is_causal:
             self.mask = attention_mask(None, q_len=scores.shape[-2], k_len=scores.shape[-1], causal=True,
@@ -199,10 +199,6 @@ def token_ids(batch: dict[str, Tensor], task: str) -> dict[str, Tensor | None]:
         return {"encoder.": batch["src"], "decoder.": batch["tgt_in"]}
     inputs = batch["inputs"]
     return {"": inputs if inputs.dtype == torch.long and inputs.dim() == 2 else None}
-
-
-def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 def batch_size(batch: dict[str, Tensor]) -> int:

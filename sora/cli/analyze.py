@@ -7,9 +7,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sora.analyze.config import AnalyzeConfig
+from sora.analyze.data import load_analysis_data, recipe_analyze_section
+from sora.analyze.stage import analyze_model
 from sora.cli.app import app
 from sora.cli.out import claim, force_option
-from sora.errors import SoraError
+from sora.configio import validate
+from sora.models import load_meta, load_model, load_tokenizer
+from sora.models.checks import require_same_labels
+from sora.models.folder import require_model_dir
 
 
 @app.command("analyze")
@@ -28,16 +34,7 @@ def analyze_command(
     force: bool = force_option(),
 ) -> None:
     """Head importance, ablations, attention statistics, neurons, positions and the pruning curve."""
-    from sora.analyze.config import AnalyzeConfig
-    from sora.analyze.data import load_analysis_data, recipe_analyze_section
-    from sora.analyze.stage import analyze_model
-    from sora.configio import validate
-    from sora.models import load_meta, load_model, load_tokenizer
-    from sora.models.checks import require_same_labels
-    from sora.models.folder import is_model_dir
-
-    if not is_model_dir(model_dir):
-        raise SoraError(f"{model_dir}: not a model folder (needs config.json and model.safetensors)")
+    require_model_dir(model_dir)
     claim(out, "analysis", force, reads=(model_dir, data))
     console = Console(stderr=True, soft_wrap=True)
     model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
@@ -47,7 +44,8 @@ def analyze_command(
         cli["examples"] = examples
     if methods:
         cli["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
-    settings = {**(recipe_analyze_section(data) or {}), **cli}
+    section = recipe_analyze_section(data)
+    settings = {**(section.data if section else {}), **cli}
     config = validate(AnalyzeConfig, settings, source=f"{data} analyze section + command line", prefix=("analyze",))
     loaded = load_analysis_data(data, model, tokenizer, split=config.split, batch_size=config.batch_size,
                                 seed=config.seed)

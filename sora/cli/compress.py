@@ -9,17 +9,23 @@ from rich.console import Console
 
 from sora.cli.app import app
 from sora.cli.out import claim, force_option
-from sora.configio import apply_overrides, load, read_mapping, validate
+from sora.compress import CompressConfig, PruneConfig, QuantizeConfig, quantize_model, save_quantized
+from sora.compress.measure import weights_bytes
+from sora.compress.prune import prune
+from sora.compress.sensitivity import quantize_calibrated
+from sora.compress.stage import compress_model
+from sora.configio import Section, apply_overrides, load, read_section, validate
+from sora.data import prepare_data, read_data_config
 from sora.errors import SoraError
+from sora.models import load_meta, load_model, load_tokenizer, save_model
+from sora.models.checks import require_fits
+from sora.models.folder import load_config, require_model_dir
+from sora.particles.int8 import describe_kernels
+from sora.tasks import task_for
 
 
 def _load_fp32(model_dir: Path):
-    from sora.models import load_meta, load_model, load_tokenizer
-    from sora.models.folder import is_model_dir
-
-    if not is_model_dir(model_dir):
-        raise SoraError(f"{model_dir}: not a model folder (needs config.json and model.safetensors)")
-    model = load_model(model_dir)
+    model = load_model(require_model_dir(model_dir))
     if model.config.quantization:
         raise SoraError(f"{model_dir}: is quantized; prune or quantize the fp32 model")
     return model, load_tokenizer(model_dir), load_meta(model_dir)
@@ -27,9 +33,6 @@ def _load_fp32(model_dir: Path):
 
 def _prepared(path: Path, model_dir: Path, overrides: list[str]):
     """The data of a recipe (its data: section) or of a data config, read through the model's tokenizer."""
-    from sora.data import prepare_data, read_data_config
-    from sora.models import load_tokenizer
-
     return prepare_data(read_data_config(path, overrides), tokenizer=load_tokenizer(model_dir))
 
 
@@ -56,22 +59,7 @@ def prune_command(
     force: bool = force_option(),
 ) -> None:
     """Remove heads, neurons, layers and unused tokens for real (smaller matrices), or zero weights by magnitude."""
-    from sora.compress import (PruneConfig, magnitude_prune, magnitude_scores, plan_from_names, plan_from_scores,
-                               prune_model, read_scores)
-    from sora.models import save_model, summary
-
-    if plan is not None and (heads or fraction is not None or neurons is not None or sparsity is not None):
-        raise SoraError("--plan already says what to remove: give either --plan or --heads/--fraction/--neurons/--sparsity")
-    if plan is not None:
-        config = load(PruneConfig, plan)
-        where = str(plan)
-    else:
-        data = {"remove": _names(heads or ""), "heads": fraction, "neurons": neurons, "sparsity": sparsity,
-                "scores": str(scores) if scores else None}
-        config = validate(PruneConfig, {k: v for k, v in data.items() if v not in (None, [])}, source="options")
-        where = "--heads"
-    if scope is not None:
-        config.scope = "global" if scope else "per_layer"
+    config, where = _prune_config(plan, heads, fraction, neurons, scores, scope, sparsity)
     if config.vocabulary and vocabulary is None:
         raise SoraError(f"{where}: vocabulary: true needs --vocabulary DATA (whose training texts decide what stays)")
     if not config.structural and config.sparsity is None and vocabulary is None:
@@ -80,44 +68,41 @@ def prune_command(
     claim(out, "model", force, reads=(model_dir, plan, scores, vocabulary))
     model, tokenizer, meta = _load_fp32(model_dir)
     console = Console()
-    before = summary(model)
-    info: dict = {"config": config.model_dump(mode="json")}
-    pruned = model
-    if config.structural:
-        from sora.compress.plan import PrunePlan
-
-        plan_ = plan_from_names(model, config.remove, where=where) if config.remove else PrunePlan()
-        if config.heads or config.neurons:
-            if config.scores:
-                table, source = read_scores(config.scores), config.scores
-            else:
-                table, source = magnitude_scores(model), "weight magnitudes"
-                console.print("scores: weight magnitudes (no --scores given; `sora analyze` measures importance on data)")
-            plan_.add(plan_from_scores(model, table, heads=config.heads, neurons=config.neurons, scope=config.scope,
-                                       normalize=config.normalize, source=str(source)))
-        info["removed"] = plan_.names()
-        info.update(plan_.summary(model))
-        pruned = prune_model(model, plan_)
-    if config.sparsity is not None:
-        report = magnitude_prune(pruned, config.sparsity, scope=config.sparsity_scope)
-        info["sparsity"] = report
-    if vocabulary is not None:
-        from sora.compress import prune_vocabulary
-
-        data = _prepared(vocabulary, model_dir, [])
-        result = prune_vocabulary(pruned, data.tokenizer, data.texts("train"))
-        pruned, tokenizer, info["vocabulary"] = result.model, result.rebuild(tokenizer), result.report
-        console.print(f"vocabulary {result.report['vocabulary_before']:,} -> {result.report['vocabulary_after']:,} "
-                      f"tokens (used by {len(data.texts('train')):,} training texts, plus single characters)")
-    after = summary(pruned)
-    info["before"], info["after"] = before, after
+    texts = _prepared(vocabulary, model_dir, []) if vocabulary is not None else None
+    pruned, tokenizer, info = prune(model, config, where=where, tokenizer=tokenizer, data=texts, log=console.print)
     save_model(pruned, out, tokenizer=tokenizer, meta={**meta, "stage": "pruned", "pruned_from": str(model_dir),
                                                        "pruning": info})
-    console.print(f"heads {before['heads']} -> {after['heads']}, neurons {before['neurons']:,} -> {after['neurons']:,}, "
-                  f"layers {before['layers']} -> {after['layers']}, parameters {before['parameters']:,} -> "
-                  f"{after['parameters']:,} ({after['parameters'] / before['parameters']:.1%})")
-    if config.sparsity is not None:
-        console.print(f"block weights zero: {info['sparsity']['block_sparsity']:.1%} (stored dense: no size or speed gain)")
+    _print_pruned(info, out, console)
+
+
+def _prune_config(plan: Path | None, heads: str | None, fraction: float | None, neurons: float | None,
+                  scores: Path | None, scope: bool | None, sparsity: float | None):
+    """The PruneConfig of ``--plan`` or of the other options, and where it came from (for messages)."""
+    if plan is not None and (heads or fraction is not None or neurons is not None or sparsity is not None):
+        raise SoraError("--plan already says what to remove: give either --plan or "
+                        "--heads/--fraction/--neurons/--sparsity")
+    if plan is not None:
+        config, where = load(PruneConfig, plan), str(plan)
+    else:
+        options = {"remove": _names(heads or ""), "heads": fraction, "neurons": neurons, "sparsity": sparsity,
+                   "scores": str(scores) if scores else None}
+        config = validate(PruneConfig, {k: v for k, v in options.items() if v not in (None, [])}, source="options")
+        where = "--heads"
+    if scope is not None:
+        config.scope = "global" if scope else "per_layer"
+    return config, where
+
+
+def _print_pruned(info: dict, out: Path, console: Console) -> None:
+    before, after = info["before"], info["after"]
+    console.print(f"heads {before['heads']} -> {after['heads']}, "
+                  f"neurons {before['neurons']:,} -> {after['neurons']:,}, "
+                  f"layers {before['layers']} -> {after['layers']}, "
+                  f"parameters {before['parameters']:,} -> {after['parameters']:,} "
+                  f"({after['parameters'] / before['parameters']:.1%})")
+    if "sparsity" in info:
+        console.print(f"block weights zero: {info['sparsity']['block_sparsity']:.1%} "
+                      "(stored dense: no size or speed gain)")
     console.print(f"pruned model: {out}")
 
 
@@ -139,27 +124,23 @@ def quantize_command(
     force: bool = force_option(),
 ) -> None:
     """int8 dynamic quantization: int8 weights per output channel, activations quantized on the fly."""
-    from sora.compress import QuantizeConfig, quantize_model, save_quantized
-    from sora.compress.int8 import describe_kernels
-    from sora.compress.measure import weights_bytes
-    from sora.compress.sensitivity import quantize_calibrated
-    from sora.configio import validate
-
     claim(out, "model", force, reads=(model_dir, data))
     model, tokenizer, meta = _load_fp32(model_dir)
     options = {"embeddings": embeddings, "sensitive": sensitive, "sensitive_as": sensitive_as,
                "activations": activations, "min_weights": min_weights, "min_side": min_side}
     config = validate(QuantizeConfig, {k: v for k, v in options.items() if v is not None}, source="sora quantize")
     if data is not None:
-        from sora.train.tasks import task_for
-
         prepared = _prepared(data, model_dir, [])
+        require_fits(model.config, prepared, data)
         q = quantize_calibrated(model, prepared, task_for(prepared, model), config,
                                 log=lambda m: Console().print(m, highlight=False, markup=False))
     else:
         q = quantize_model(model, config)
     save_quantized(q, out, tokenizer=tokenizer, meta={**meta, "stage": "int8", "quantized_from": str(model_dir)})
-    info = q.config.quantization
+    _print_quantized(q.config.quantization, config, model_dir, out)
+
+
+def _print_quantized(info: dict, config: QuantizeConfig, model_dir: Path, out: Path) -> None:
     before, after = weights_bytes(model_dir), weights_bytes(out)
     Console().print(f"int8: {len(info['linear'])} linear layers ({len(info['linear_row_scaled'])} with per-row "
                     f"activation scales), {len(info['embeddings'])} embeddings "
@@ -190,39 +171,37 @@ def compress_command(
     force: bool = force_option(),
 ) -> None:
     """Analyze importance, prune, optionally fine-tune, quantize, and evaluate every variant."""
-    from sora.compress import CompressConfig
-    from sora.compress.stage import compress_model
-
-    mapping, lines = read_mapping(data)
-    recipe = isinstance(mapping.get("data"), dict)
-    section: dict = {}
-    if config_file is not None:
-        section, _ = read_mapping(config_file)
-    elif recipe and isinstance(mapping.get("compress"), dict):
-        section = mapping["compress"]
-    apply_overrides(section, [o for o in overrides if not o.startswith("data.")])
-    prune = section.setdefault("prune", {}) if isinstance(section.get("prune", {}), dict) else section["prune"]
-    for key, value in (("heads", heads), ("neurons", neurons), ("scores", str(scores) if scores else None)):
-        if value is not None:
-            prune[key] = value
-    if finetune_epochs is not None or lora or distill is not None or hidden is not None:
-        ft = section.setdefault("finetune", {}) or {}
-        if finetune_epochs is not None:
-            ft["epochs"] = finetune_epochs
-        if lora:
-            ft.setdefault("lora", {})
-        if distill is not None:
-            ft["distill"] = distill
-        if hidden is not None:
-            ft["hidden"] = hidden
-        section["finetune"] = ft
-    if steps is not None:
-        section["steps"] = steps
-    where = str(config_file or data)
-    config = validate(CompressConfig, section, source=where, prefix=() if config_file else ("compress",),
-                      lines=None if config_file else lines)
+    require_model_dir(model_dir)
+    section = read_section(config_file, "compress") if config_file else read_section(data, "compress", standalone=False)
+    section = section or Section({}, str(data), ("compress",))
+    apply_overrides(section.data, [o for o in overrides if not o.startswith("data.")])
+    _compress_options(section.data, heads=heads, neurons=neurons, scores=scores, finetune_epochs=finetune_epochs,
+                      lora=lora, distill=distill, hidden=hidden, steps=steps)
+    config = section.validate(CompressConfig)
     claim(out, "compress", force, reads=(model_dir, data, config_file, scores))
     prepared = _prepared(data, model_dir, [o.removeprefix("data.") for o in overrides if o.startswith("data.")])
+    require_fits(load_config(model_dir), prepared, data)
     console = Console()
     compress_model(model_dir, prepared, config, out, log=lambda m: console.print(m, highlight=False, markup=False))
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'plot.png'}")
+
+
+def _compress_options(section: dict, *, heads, neurons, scores, finetune_epochs, lora, distill, hidden, steps) -> None:
+    """Write the command's options into a compress section, over what the file says.
+
+    The section gets a ``prune:`` mapping even when empty: without one, ``sora compress`` prunes only
+    what its options ask for (the recipe default, half the heads, is for ``sora run``)."""
+    prune = section.setdefault("prune", {})
+    prune_options = {"heads": heads, "neurons": neurons, "scores": str(scores) if scores else None}
+    if isinstance(prune, dict):  # anything else is left for validation to name
+        prune.update({k: v for k, v in prune_options.items() if v is not None})
+    if finetune_epochs is not None or lora or distill is not None or hidden is not None:
+        ft = section.get("finetune") or {}
+        if isinstance(ft, dict):
+            ft_options = {"epochs": finetune_epochs, "distill": distill, "hidden": hidden}
+            ft.update({k: v for k, v in ft_options.items() if v is not None})
+            if lora:
+                ft.setdefault("lora", {})
+            section["finetune"] = ft
+    if steps is not None:
+        section["steps"] = steps

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from sora.cli.app import app
+from sora.configio import validate
+from sora.data import DataConfig, builtin, cache, prepare_data, read_data_config
 from sora.errors import SoraError
 
 data_app = typer.Typer(help="Built-in datasets: list them, fetch them into the cache, show what they hold.",
@@ -20,8 +22,6 @@ app.add_typer(data_app, name="data")
 @data_app.command("list")
 def list_command(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the built-in datasets, where each comes from, and whether it is in the cache."""
-    from sora.data import builtin, cache
-
     rows = [{"name": b.name, "task": b.task, "tasks": list(b.tasks), "cached": cache.is_complete(b.folder),
              "description": b.description, "origin": b.origin} for b in builtin.registry().values()]
     if as_json:
@@ -43,16 +43,12 @@ def fetch_command(
     verify: bool = typer.Option(False, "--verify", help="re-check the cached files' checksums"),
 ) -> None:
     """Obtain datasets into the cache ($SORA_HOME, default ~/.cache/sora); idempotent."""
-    from sora.data import builtin
-
     if all_:
         names = list(builtin.registry())
     if not names:
         raise SoraError("name a dataset to fetch (see `sora data list`) or pass --all")
     for name in names:
         builtin.get(name)  # unknown names fail before any work
-    from sora.data import cache
-
     for name in names:
         entry = builtin.get(name)
         if force or not cache.is_complete(entry.folder, verify=verify):
@@ -66,14 +62,15 @@ def show_command(
     name: str = typer.Argument(..., help="a built-in dataset, or a YAML/JSON file: a recipe or a data config"),
     task: str = typer.Option(None, "--task", help="task to prepare for (default: the dataset's)"),
     limit: int = typer.Option(None, "--limit", help="at most this many examples per split (1 or more; omit for all)"),
-    examples: int = typer.Option(3, "--examples", help="how many examples to print"),
+    examples: int = typer.Option(3, "--examples", min=0, help="how many examples to print"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Prepare a dataset and print its size, splits, label counts and a few examples."""
-    from sora.configio import validate
-    from sora.data import DataConfig, prepare_data, read_data_config
-
-    overrides = [f"{key}={value}" for key, value in (("task", task), ("limit", limit)) if value is not None]
+    overrides = [f"{key}={json.dumps(value)}" for key, value in (("task", task), ("limit", limit))  # "" stays ""
+                 if value is not None]
+    if not name.strip():  # Path("") would be the current folder
+        raise SoraError("sora data show: the name is empty; give a built-in dataset (see `sora data list`) or a "
+                        "YAML/JSON file")
     path = Path(name)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         config = read_data_config(path, overrides)

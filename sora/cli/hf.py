@@ -10,6 +10,10 @@ from rich.console import Console
 
 from sora.cli.app import app
 from sora.cli.out import claim, force_option
+from sora.errors import SoraError
+from sora.interop import export_hf, import_to_folder
+from sora.interop.verify import FIGURES
+from sora.models import summary
 
 hf_app = typer.Typer(help="Hugging Face checkpoints in and out (BERT, MiniLM, RoBERTa, DistilBERT, GPT-2, ViT).",
                      no_args_is_help=True)
@@ -29,9 +33,8 @@ def import_command(
     force: bool = force_option(),
 ) -> None:
     """Build the same network from Sora particles, carry the tokenizer over, and write a model folder."""
-    from sora.interop import import_to_folder
-    from sora.models import summary
-
+    if not source.strip():  # Path("") would be the current folder
+        raise SoraError("sora hf import: SOURCE is empty; give a Hugging Face model folder or hf:NAME")
     claim(out, "model", force, reads=(None if source.startswith("hf:") else source,))
     console = Console()
     result, path = import_to_folder(source, out, pooling=pooling, verify=verify)
@@ -65,8 +68,6 @@ def export_command(
     force: bool = force_option(),
 ) -> None:
     """Write a folder that transformers.AutoModel.from_pretrained loads with the same outputs."""
-    from sora.interop import export_hf
-
     claim(out, "hf", force, reads=(model_dir,))
     report = export_hf(model_dir, out, body_only=body_only, verify=verify, one_segment=one_segment)
     if as_json:
@@ -83,8 +84,6 @@ def export_command(
 
 def _figures(parity: dict) -> str:
     """A parity report's max differences (and greedy-token agreement) in one line."""
-    from sora.interop.verify import FIGURES
-
     figures = ", ".join(f"{k} max |diff| {parity[k]:.2e}" for k in FIGURES if k in parity)
     if "greedy_tokens_equal" in parity:
         figures += f", greedy tokens equal: {parity['greedy_tokens_equal']}"

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from torch import nn
 
 from sora.cli.app import app
-from sora.configio import read_mapping, validate
+from sora.configio import read_section
 from sora.errors import SoraError
-from sora.models import ModelConfig, build_model, load_model, mermaid, particles, summary
-from sora.models.folder import is_model_dir
+from sora.models import ModelConfig, load_model, mermaid, particles, summary
+from sora.models.anatomy import print_particles
+from sora.models.build import build_within_memory
+from sora.models.folder import require_model_dir
 
 
 def model_from_path(path: Path) -> nn.Module:
@@ -22,15 +23,10 @@ def model_from_path(path: Path) -> nn.Module:
     if path.is_dir():
         if _is_hf_folder(path):
             raise SoraError(f"{path}: a Hugging Face model folder; import it first: sora hf import {path} --out DIR")
-        if not is_model_dir(path):
-            raise SoraError(f"{path}: not a model folder (needs config.json and model.safetensors)")
-        return load_model(path)
+        return load_model(require_model_dir(path))
     if not path.exists():
         raise SoraError(f"{path}: no such file or folder")
-    data, lines = read_mapping(path)
-    if "model" in data and isinstance(data["model"], dict):  # a recipe
-        return build_model(validate(ModelConfig, data["model"], source=str(path), prefix=("model",), lines=lines))
-    return build_model(validate(ModelConfig, data, source=str(path), lines=lines))
+    return build_within_memory(read_section(path, "model", required=True).validate(ModelConfig), path)
 
 
 def _is_hf_folder(path: Path) -> bool:
@@ -42,19 +38,6 @@ def _is_hf_folder(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and ("model_type" in data or "architectures" in data)
-
-
-def print_particles(model: nn.Module, console: Console, title: str = "particles") -> None:
-    table = Table(title=title, show_lines=False)
-    for column, justify in (("name", "left"), ("kind", "left"), ("params", "right"), ("shape", "left")):
-        table.add_column(column, justify=justify)
-    for p in particles(model):
-        style = "dim" if p.kind == "head" else None
-        table.add_row(p.name, p.kind, f"{p.params:,}", p.shape, style=style)
-    console.print(table)
-    s = summary(model)
-    console.print(f"total: {s['parameters']:,} parameters, {s['layers']} layers, "
-                  f"{s['heads']} attention heads, {s['neurons']:,} feed-forward neurons")
 
 
 @app.command("inspect")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from sora.cli.app import err_console
+from sora.outdir import claim_out
 
 
 def force_option():
@@ -19,8 +20,6 @@ def claim(out: Path, kind: str, force: bool, *, resume: bool = False, reads: tup
     """``sora.outdir.claim_out`` for a command: refuse with one line, or say what will be replaced."""
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone decides (and clears, with --force)
         return out
-    from sora.outdir import claim_out  # imports every writer's file names: only commands that write need it
-
     return claim_out(out, kind, force=force, resume=resume, reads=tuple(r for r in reads if r is not None),
                      say=note)
 

@@ -11,7 +11,13 @@ from rich.table import Table
 
 from sora.cli.app import app
 from sora.cli.out import claim, force_option
-from sora.errors import SoraError
+from sora.data import read_data_config
+from sora.models import load_model, load_tokenizer
+from sora.models.folder import require_model_dir
+from sora.pipeline import train_stage  # the pipeline's stage: it also applies a recipe's `init` weights
+from sora.recipe import load_recipe
+from sora.train import evaluate_folder
+from sora.train.generate import generate_text
 
 
 @app.command("train")
@@ -27,9 +33,6 @@ def train_command(
 
     Ctrl-C finishes the current step and writes a checkpoint; --resume continues exactly.
     """
-    from sora.pipeline import train_stage  # the pipeline's stage: it also applies a recipe's `init` weights
-    from sora.recipe import load_recipe
-
     recipe = load_recipe(config, profile=profile, overrides=overrides)
     claim(out, "run", force, resume=resume, reads=(config,))
     console = Console()
@@ -50,9 +53,6 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Evaluate a saved model on a split of a dataset, with the model's own tokenizer."""
-    from sora.data import read_data_config
-    from sora.train import evaluate_folder
-
     result = evaluate_folder(model_dir, read_data_config(data, overrides), split=split, batch_size=batch_size)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -76,15 +76,10 @@ def generate_command(
     samples: int = typer.Option(1, "--samples", min=1, help="how many continuations"),
     beam: int = typer.Option(1, "--beam", min=1, help="beam width: the most likely output instead of samples "
                              "(ignores --temperature, --top-k, --top-p, --seed)"),
-    seed: int = typer.Option(None, "--seed", help="for repeatable samples"),
+    seed: int = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="for repeatable samples"),
 ) -> None:
     """Print text from a model: continuations of a prompt, or its translation."""
-    from sora.models import load_model, load_tokenizer
-    from sora.models.folder import is_model_dir
-    from sora.train.generate import generate_text
-
-    if not is_model_dir(model_dir):
-        raise SoraError(f"{model_dir}: not a model folder (needs config.json and model.safetensors)")
+    require_model_dir(model_dir)
     texts = generate_text(load_model(model_dir), load_tokenizer(model_dir), prompt, max_new_tokens=max_new_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p, beam=beam, seed=seed, samples=samples)
     for i, text in enumerate(texts):

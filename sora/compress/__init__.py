@@ -1,7 +1,7 @@
 """Compression on evidence: structural, vocabulary and unstructured pruning, int8 quantization, LoRA.
 
-Importing this package registers the int8 loader with ``sora.models.folder``, so a quantized model
-folder reloads with plain ``sora.models.load_model``.
+A compressed model is an ordinary model folder: ``sora.models.load_model`` reloads a pruned or int8
+one without this package (the int8 modules are particles, ``sora.particles.int8``).
 """
 
 from sora.compress.config import CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig

@@ -1,9 +1,9 @@
 """Recovery fine-tuning after pruning: a short run that lets the remaining particles take over.
 
-It reuses sora.train's task (loss and metrics) and optimizer groups, but keeps the loop small and
-in memory: no checkpoints or run folders, and it works on a model with LoRA adapters (which the
-model folder cannot describe). With ``lora`` only the adapters train and are merged at the end, so
-the result is an ordinary, smaller Sora model either way. The best state by the validation metric
+It reuses the task (sora.tasks: loss and metrics) and sora.train's optimizer groups, but keeps the
+loop small and in memory: no checkpoints or run folders, and it works on a model with LoRA adapters
+(which the model folder cannot describe). With ``lora`` only the adapters train and are merged at the
+end, so the result is an ordinary, smaller Sora model either way. The best state by the validation metric
 is kept when there is a validation split.
 
 With ``distill`` > 0 the unpruned model is a teacher (Hinton et al. 2015): the loss mixes the labels'
@@ -24,21 +24,20 @@ from torch import Tensor, nn
 from sora.compress.config import FinetuneConfig
 from sora.compress.hidden import BlockOutputs, hidden_loss, teacher_blocks
 from sora.compress.lora import add_lora, merge, trainable_parameters
+from sora.data.protocol import TaskData
 from sora.errors import SoraError
 from sora.models.names import block_paths
+from sora.tasks import IGNORE, Task, evaluate
+from sora.train.config import TrainConfig, metric_mode
+from sora.train.optim import build_optimizer
 
 
-def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: nn.Module | None = None,
+def finetune(model: nn.Module, data: TaskData, task: Task, config: FinetuneConfig, *, teacher: nn.Module | None = None,
              origins: dict[str, str] | None = None, log: Callable[[str], None] = print) -> dict:
     """Fine-tune ``model`` in place on ``data``'s train split; returns what happened.
 
     ``teacher``: the model before pruning, for ``config.distill`` and ``config.hidden``; ``origins``:
     each of ``model``'s blocks -> its name in ``teacher`` (default: the same name)."""
-    from sora.train.config import TrainConfig, metric_mode
-    from sora.train.optim import build_optimizer
-    from sora.train.tasks import evaluate
-    from sora.train.trainer import has_split
-
     if (config.distill or config.hidden) and teacher is None:
         raise SoraError("finetune.distill and finetune.hidden need the unpruned model as the teacher")
     if config.distill and task.name not in ("classification", "lm", "seq2seq"):
@@ -52,7 +51,7 @@ def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: n
     optimizer = build_optimizer(model, TrainConfig(lr=config.lr, epochs=config.epochs, weight_decay=0.01))
     n_batches = data.num_batches("train", config.batch_size)
     total = max(1, math.ceil(config.epochs * n_batches))
-    validate = has_split(data, "validation")
+    validate = data.has_split("validation")
     monitor, mode = task.monitor, metric_mode(task.monitor)
     best_value, best_state, history = None, None, []
     step, epoch = 0, 0
@@ -95,7 +94,7 @@ def finetune(model: nn.Module, data, task, config: FinetuneConfig, *, teacher: n
             "best": {monitor: best_value} if best_value is not None else None}
 
 
-def _loss(model: nn.Module, teacher: nn.Module | None, task, batch: dict, config: FinetuneConfig,
+def _loss(model: nn.Module, teacher: nn.Module | None, task: Task, batch: dict, config: FinetuneConfig,
           layers: _LayerDistillation | None = None) -> Tensor:
     """Mean loss per target: labels' cross-entropy, mixed with distillation from ``teacher`` if given,
     plus layer distillation if ``layers`` (the teacher runs once for both)."""
@@ -122,8 +121,6 @@ def _loss(model: nn.Module, teacher: nn.Module | None, task, batch: dict, config
 def distillation(student: Tensor, teacher: Tensor, batch: dict, temperature: float) -> Tensor:
     """Summed KL(teacher || student) over the scored positions, at ``temperature``, times T^2 (so its
     gradients keep the scale of the cross-entropy's as T changes)."""
-    from sora.train.tasks import IGNORE
-
     s = F.log_softmax(student.float().flatten(0, -2) / temperature, dim=-1)  # (N, C)
     t = F.log_softmax(teacher.float().flatten(0, -2) / temperature, dim=-1)
     kl = F.kl_div(s, t, log_target=True, reduction="none").sum(-1)  # (N,)

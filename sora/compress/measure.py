@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sora.compress.int8 import Int8Embedding, Int8Linear
 from sora.models.folder import WEIGHTS
+from sora.particles.int8 import Int8Embedding, Int8Linear
 
 
 def count_weights(model: nn.Module) -> int:

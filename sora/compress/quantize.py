@@ -1,8 +1,8 @@
-"""int8 dynamic quantization of a whole model, and its model folder.
+"""int8 dynamic quantization of a whole model: which Linears and embeddings become int8, and how.
 
 Which path: measured on this 2-core CPU (docs/compression.md, bench/compress.py), PyTorch's
-dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses; ``int8.py`` picks its
-kernel) beat fp32 on BERT-sized matrices at batch 1 and 32, while torchao's
+dynamic int8 GEMM (what ``torch.ao.quantization.quantize_dynamic`` uses; ``sora.particles.int8``
+picks its kernel) beat fp32 on BERT-sized matrices at batch 1 and 32, while torchao's
 ``Int8DynamicActivationInt8WeightConfig`` in eager mode was slower than fp32 at both. On small
 matrices int8 loses to fp32: quantizing the activations costs more than the GEMM saves. So only a
 Linear with at least ``min_weights`` weights and ``min_side`` inputs and outputs runs in int8;
@@ -11,8 +11,9 @@ then not slower than fp32 at any batch size, and about 4x smaller on disk either
 
 The folder: ``model.safetensors`` holds int8 weights and fp32 per-row scales (``*.weight``,
 ``*.scale``) beside the fp32 rest; ``config.quantization`` lists which modules are int8 and which
-int8 Linear shares its matrix with an embedding (tied LM heads are stored once). Loading builds
-the fp32 skeleton from the config, swaps those modules for int8 ones and loads the tensors.
+int8 Linear shares its matrix with an embedding (tied LM heads are stored once). The int8 modules
+are particles (``sora.particles.int8``) and the folder's layout is the model folder's
+(``sora.models.quantized``): ``sora.models.load_model`` rebuilds an int8 model without this module.
 """
 
 from __future__ import annotations
@@ -20,17 +21,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from safetensors.torch import save_file
 from torch import nn
 
 from sora.compress.config import QuantizeConfig
-from sora.compress.int8 import Int8Embedding, Int8Linear
 from sora.errors import SoraError
-from sora.models import ModelConfig, build_model, save_model
-from sora.models.folder import CONFIG, QUANTIZED_LOADERS, WEIGHTS, load_weights, read_weights
-from sora.particles import MultiHeadAttention, TokenEmbedding
-
-METHOD = "int8_dynamic"
+from sora.models import ModelConfig, save_model
+from sora.models.quantized import INT8_METHOD, linear_compute, write_int8
+from sora.particles import Int8Embedding, Int8Linear, MultiHeadAttention, TokenEmbedding
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -65,6 +62,18 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
     = "row"`` does it for all). Both are for the Linears per-call int8 hurts most (see
     sora.compress.sensitivity)."""
     config = config or QuantizeConfig()
+    big = _int8_gemms(model, config, fp32_compute=fp32_compute, row_scaled=row_scaled)
+    model = copy.deepcopy(model).eval()
+    quantization = _quantization(model, config, big, fp32_compute=fp32_compute, row_scaled=row_scaled)
+    for name, module in _int8_modules(model, quantization).items():
+        model.set_submodule(name, module)
+    set_config(model, model.config.model_copy(update={"quantization": quantization}))
+    return model
+
+
+def _int8_gemms(model: nn.Module, config: QuantizeConfig, *, fp32_compute, row_scaled) -> set[str]:
+    """The Linears that would run the int8 GEMM, once the model is one quantization can take and the
+    Linears named for fp32 maths or per-row scales are among them."""
     if not isinstance(getattr(model, "config", None), ModelConfig):
         raise SoraError("quantization needs a Sora model (built with sora.models.build_model or load_model)")
     if is_quantized(model):
@@ -76,17 +85,22 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
         unknown = set(names) - big
         if unknown:
             raise SoraError(f"{what}: {', '.join(sorted(unknown))} is not a Linear that would run in int8")
-    model = copy.deepcopy(model).eval()
+    return big
+
+
+def _quantization(model: nn.Module, config: QuantizeConfig, big: set[str], *, fp32_compute, row_scaled) -> dict:
+    """``config.quantization``: which embeddings and Linears become int8, how each Linear multiplies,
+    and which of them share an embedding's table (tied LM heads, a seq2seq decoder's embedding)."""
     owners = {}  # id(weight) -> embedding path, to keep tied LM heads tied
     embeddings, tied = [], {}
-    for name, module in list(model.named_modules()):
+    for name, module in model.named_modules():
         if config.embeddings and isinstance(module, TokenEmbedding) and id(module.weight) not in owners:
             owners[id(module.weight)] = name
             embeddings.append(name)
         elif isinstance(module, TokenEmbedding) and id(module.weight) in owners:
             tied[name] = owners[id(module.weight)]  # seq2seq: the decoder shares the encoder's table
     linears, small = [], []  # int8 GEMM; int8 storage with fp32 maths
-    for name, module in list(model.named_modules()):
+    for name, module in model.named_modules():
         if not isinstance(module, nn.Linear) or not module.weight.numel():
             continue
         if name in big and name not in fp32_compute:
@@ -97,8 +111,8 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
             continue
         if id(module.weight) in owners:
             tied[name] = owners[id(module.weight)]
-    quantization = {
-        "method": METHOD,
+    return {
+        "method": INT8_METHOD,
         "weights": "int8 symmetric, one scale per output row",
         "activations": "uint8, computed per call (8 bits with VNNI, 7 without): one scale per tensor, "
                        "or per row for linear_row_scaled",
@@ -109,35 +123,29 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
         "linear_fp32_compute": small,
         "tied": tied,
     }
+
+
+def _int8_modules(model: nn.Module, quantization: dict) -> dict[str, nn.Module]:
+    """The int8 module for every name ``quantization`` lists; a tied one shares its embedding's int8
+    table and scales (one copy in memory and on disk)."""
+    tied = quantization["tied"]
     new_modules = {}
-    for name in embeddings:
+    for name in quantization["embeddings"]:
         new_modules[name] = Int8Embedding.from_embedding(model.get_submodule(name))
-    for name in linears + small:
-        compute = _compute(quantization, name)
-        source = tied.get(name)
-        if source is not None:  # share the embedding's int8 table and scales: one copy in memory and on disk
-            linear = model.get_submodule(name)
+    for name in quantization["linear"] + quantization["linear_fp32_compute"]:
+        linear, compute, source = model.get_submodule(name), linear_compute(quantization, name), tied.get(name)
+        if source is not None:
             q = Int8Linear(linear.in_features, linear.out_features, bias=linear.bias is not None, compute=compute)
             q.weight, q.scale = new_modules[source].weight, new_modules[source].scale
             if linear.bias is not None:
                 q.bias = linear.bias.detach().float().clone()
             new_modules[name] = q
         else:
-            new_modules[name] = Int8Linear.from_linear(model.get_submodule(name), compute=compute)
+            new_modules[name] = Int8Linear.from_linear(linear, compute=compute)
     for name, source in tied.items():
         if name not in new_modules:  # a tied embedding (not a Linear): the same int8 module
             new_modules[name] = new_modules[source]
-    for name, module in new_modules.items():
-        model.set_submodule(name, module)
-    set_config(model, model.config.model_copy(update={"quantization": quantization}))
-    return model
-
-
-def _compute(quantization: dict, name: str) -> str:
-    """How an int8 Linear named in ``config.quantization`` multiplies (see Int8Linear)."""
-    if name in quantization.get("linear_row_scaled", ()):
-        return "int8_row"
-    return "int8" if name in quantization["linear"] else "fp32"
+    return new_modules
 
 
 def set_config(model: nn.Module, config: ModelConfig) -> None:
@@ -147,59 +155,5 @@ def set_config(model: nn.Module, config: ModelConfig) -> None:
             module.config = config
 
 
-def write_int8(model: nn.Module, path: Path) -> None:
-    """``save_model``'s weight writer for int8 models: each tensor once (tied copies are left out)."""
-    tied = set()
-    for name, source in (model.config.quantization or {}).get("tied", {}).items():
-        tied |= {f"{name}.weight", f"{name}.scale"}
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
-    # One metadata key: safetensors writes a header's keys in hash order, so two keys would make
-    # the same model's file differ in bytes from run to run.
-    save_file(state, str(path), metadata={"quantization": METHOD})
-
-
 def save_quantized(model: nn.Module, out_dir: str | Path, *, tokenizer=None, meta: dict | None = None) -> Path:
     return save_model(model, out_dir, tokenizer=tokenizer, meta=meta, write_weights=write_int8)
-
-
-def load_int8(config: ModelConfig, model_dir: Path) -> nn.Module:
-    """Rebuild an int8 model from its folder: fp32 skeleton, int8 modules swapped in, tensors loaded."""
-    q = config.quantization or {}
-    where = f"{model_dir}/{CONFIG}: quantization"
-    for key in ("embeddings", "linear", "tied"):
-        if key not in q:
-            raise SoraError(f"{where}: missing key {key!r}")
-    model = build_model(config)
-    try:
-        for name in q["embeddings"]:
-            old = model.get_submodule(name)
-            model.set_submodule(name, Int8Embedding(*old.weight.shape))
-        small = q.get("linear_fp32_compute", [])
-        stray = set(q.get("linear_row_scaled", [])) - set(q["linear"])
-        if stray:
-            raise SoraError(f"{where}.linear_row_scaled: {', '.join(sorted(stray))} is not in its 'linear' list")
-        for name in q["linear"] + small:
-            old = model.get_submodule(name)
-            if not isinstance(old, nn.Linear):
-                raise SoraError(f"{where}.linear: {name!r} is not a Linear in this architecture")
-            model.set_submodule(name, Int8Linear(old.in_features, old.out_features, bias=old.bias is not None,
-                                                 compute=_compute(q, name)))
-        for name, source in q["tied"].items():
-            if name not in q["linear"] and name not in small:
-                model.set_submodule(name, model.get_submodule(source))
-    except AttributeError as e:
-        raise SoraError(f"{where}: names a module this architecture does not have ({e})") from None
-    state = read_weights(model_dir)
-    for name, source in q["tied"].items():
-        for part in ("weight", "scale"):
-            if f"{source}.{part}" in state:
-                state.setdefault(f"{name}.{part}", state[f"{source}.{part}"])
-    load_weights(model, state, model_dir / WEIGHTS)
-    for name, source in q["tied"].items():  # share memory again, as when it was saved
-        target, src = model.get_submodule(name), model.get_submodule(source)
-        if target is not src:
-            target.weight, target.scale = src.weight, src.scale
-    return model.eval()
-
-
-QUANTIZED_LOADERS[METHOD] = load_int8

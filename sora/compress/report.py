@@ -29,7 +29,7 @@ def _fmt(value) -> str:
 
 def plot(report: dict, path: str | Path) -> Path:
     """Metric (y) against latency as a fraction of fp32 (x), one panel per batch size."""
-    import matplotlib
+    import matplotlib  # 0.3-1.9 s to import: only this plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

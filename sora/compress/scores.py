@@ -10,7 +10,6 @@ hand.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -18,8 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sora.analyze import ablation_scores, gradient_scores
+from sora.configio import read_json_file
 from sora.errors import SoraError
 from sora.models.names import attention_modules, block_paths, feedforward_modules
+from sora.tasks import infer_task
 
 UNIT = re.compile(r"^(?:.*\.)?(?:head|neuron)\.\d+$")
 SCORE_KEYS = ("score", "importance", "value")
@@ -27,12 +29,7 @@ SCORE_KEYS = ("score", "importance", "value")
 
 def read_scores(path: str | Path) -> dict[str, float]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise SoraError(f"{path}: cannot read scores ({e.strerror or e})") from None
-    except json.JSONDecodeError as e:
-        raise SoraError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json_file(path, "scores", expect=object)  # binary, missing, not JSON: one line naming the file
     scores = analysis_scores(data) if isinstance(data, dict) else {}
     if not scores:
         _collect(data, scores)
@@ -103,9 +100,9 @@ def magnitude_scores(model: nn.Module) -> dict[str, float]:
     """Data-free scores: a head's ||W_v rows|| * ||W_o columns||, a neuron's ||w_in|| * ||w_out||."""
     scores: dict[str, float] = {}
     for path, attn in attention_modules(model):
-        dh = attn.head_dim
-        v = attn.v_proj.weight.view(attn.n_heads, dh, -1).flatten(1).norm(dim=1)  # (H,)
-        o = attn.out_proj.weight.view(-1, attn.n_heads, dh).transpose(0, 1).flatten(1).norm(dim=1)  # (H,)
+        dh, wv, wo = attn.head_dim, attn.v_proj.weight, attn.out_proj.weight  # sizes spelt out: H may be 0
+        v = wv.view(attn.n_heads, dh, wv.shape[1]).flatten(1).norm(dim=1)  # (H,)
+        o = wo.view(wo.shape[0], attn.n_heads, dh).transpose(0, 1).flatten(1).norm(dim=1)  # (H,)
         for h, s in enumerate((v * o * attn.head_gate).tolist()):
             scores[f"{path}.head.{h}"] = s
     for path, ffn in feedforward_modules(model):
@@ -120,8 +117,6 @@ def magnitude_scores(model: nn.Module) -> dict[str, float]:
 
 def data_scores(model: nn.Module, batches: list[dict], task: str | None = None) -> dict[str, float]:
     """Head importance (Michel et al.) and neuron Taylor scores measured on ``batches`` (sora.analyze)."""
-    from sora.analyze import gradient_scores, infer_task
-
     if not batches:
         raise SoraError("importance needs at least one batch of data")
     task = task or infer_task(model, batches[0])
@@ -139,8 +134,6 @@ def data_scores(model: nn.Module, batches: list[dict], task: str | None = None) 
 
 def block_scores(model: nn.Module, batches: list[dict], task: str | None = None) -> dict[str, float]:
     """Each block's importance: the increase in loss when it alone is skipped (sora.analyze ablation)."""
-    from sora.analyze import ablation_scores, infer_task
-
     task = task or infer_task(model, batches[0])
     blocks = block_paths(model)
     return {name: row["loss"] for name, row in ablation_scores(model, batches, task, blocks).items()}

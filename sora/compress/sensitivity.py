@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sora.compress.config import QuantizeConfig
-from sora.compress.int8 import Int8Linear
 from sora.compress.quantize import int8_linears, quantize_model
+from sora.data.protocol import TaskData
+from sora.particles.int8 import Int8Linear
+from sora.tasks import Task
 
 
 @torch.inference_mode()
@@ -46,19 +48,18 @@ def most_sensitive(scores: dict[str, float], n: int) -> list[str]:
     return sorted(scores, key=lambda k: (-scores[k], k))[:n]
 
 
-def sensitivity_ranking(model: nn.Module, data, task, config: QuantizeConfig | None = None) -> tuple[list[str], str]:
+def sensitivity_ranking(model: nn.Module, data: TaskData, task: Task,
+                        config: QuantizeConfig | None = None) -> tuple[list[str], str]:
     """Every Linear that would run in int8, the one per-call int8 hurts most first, measured on
     ``config.calibration_batches`` validation batches (train if there is none); and where."""
-    from sora.train.trainer import has_split
-
     config = config or QuantizeConfig()
-    split = "validation" if has_split(data, "validation") else "train"
+    split = "validation" if data.has_split("validation") else "train"
     batches = list(islice(data.loader(split, 32, shuffle=True), config.calibration_batches))
     scores = linear_sensitivity(model, batches, task.forward, int8_linears(model, config))
     return most_sensitive(scores, len(scores)), f"{len(batches)} {split} batches"
 
 
-def quantize_calibrated(model: nn.Module, data, task, config: QuantizeConfig | None = None, *,
+def quantize_calibrated(model: nn.Module, data: TaskData, task: Task, config: QuantizeConfig | None = None, *,
                         log: Callable[[str], None] = print, ranking: list[str] | None = None) -> nn.Module:
     """int8 where the ``config.sensitive`` Linears that per-call int8 hurts most on ``data`` get
     ``config.sensitive_as``: per-row activation scales or fp32 maths. ``ranking``: a

@@ -23,12 +23,15 @@ MANIFEST = "MANIFEST.json"
 
 
 def sora_home() -> Path:
-    """The cache root; refused when it (or its datasets folder) exists but is not a folder."""
+    """The cache root; refused when it, its datasets folder or a folder above it is a file."""
     home = Path(os.environ.get("SORA_HOME") or Path.home() / ".cache" / "sora").expanduser()
-    for path in (home, home / "datasets"):
-        if path.exists() and not path.is_dir():
+    for path in (home / "datasets", home, *home.parents):  # the first that exists decides
+        if not path.exists():
+            continue
+        if not path.is_dir():
             raise SoraError(f"{path}: the dataset cache must be a folder, but this is a file; point SORA_HOME at a "
                             "folder (default ~/.cache/sora)")
+        break
     return home
 
 
@@ -88,7 +91,7 @@ def read_manifest(folder: Path) -> dict:
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """An exclusive lock (``.NAME.lock`` beside ``folder``) held while the folder is built."""
-    import fcntl
+    import fcntl  # POSIX only
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as f:

@@ -13,8 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sora.configio import Seed, StrictModel, apply_overrides, read_mapping, validate
-from sora.errors import ConfigError
+from sora.configio import Seed, StrictModel, read_section
 
 Task = Literal["classification", "lm", "seq2seq", "ctc"]
 Format = Literal["text", "csv", "tsv", "jsonl", "parquet", "idx", "npz", "image_folder", "wav_folder"]
@@ -144,20 +143,8 @@ class DataConfig(StrictModel):
 def read_data_config(path: str | Path, overrides: Sequence[str] = ()) -> DataConfig:
     """The ``data:`` section of a recipe, or a whole data-config file, validated; errors name file and line.
 
-    One reader for every command that takes a data file, so they all accept the same two shapes and
-    refuse a recipe without a ``data:`` section instead of reading its model keys as data keys.
-    ``overrides`` are ``key=value`` strings inside the section (``limit=500``).
+    One reader for every command that takes a data file (``sora.configio.read_section``), so they all
+    accept the same two shapes and refuse a recipe without a ``data:`` section instead of reading its
+    model keys as data keys. ``overrides`` are ``key=value`` strings inside the section (``limit=500``).
     """
-    if not Path(path).exists():
-        raise ConfigError(f"{path}: no such file")
-    mapping, lines = read_mapping(path)
-    if "data" in mapping:
-        if not isinstance(mapping["data"], dict):
-            raise ConfigError(f"{path}:{lines.get(('data',), '?')}: data: expected a mapping")
-        section, prefix = dict(mapping["data"]), ("data",)
-    elif "model" in mapping:
-        raise ConfigError(f"{path}: a recipe without a data: section")
-    else:
-        section, prefix = mapping, ()
-    apply_overrides(section, list(overrides))
-    return validate(DataConfig, section, source=str(path), prefix=prefix, lines=lines)
+    return read_section(path, "data", required=True).validate(DataConfig, list(overrides))

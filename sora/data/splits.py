@@ -2,15 +2,34 @@
 
 Every function returns index arrays into the table, computed from the seed alone, so the same
 config always gives the same examples in each split and no example is in two of them.
+``select_rows`` applies a ``data.split`` config to a source's tables: it uses the splits the source
+comes with (carving missing ones from train), a split column, or computes them, then caps each at
+``data.limit``; ``cut_documents`` splits a language-modelling corpus by characters.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from sora.data.builtin import Raw
+from sora.data.config import DataConfig
+from sora.data.table import Table
 from sora.errors import SoraError
 
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}  # in a split column
+
 Splits = dict[str, np.ndarray]
+
+
+class Selection(NamedTuple):
+    """A split's rows: which of the source's tables (its key in ``Raw.tables``), that table, and row indices."""
+
+    source: str
+    table: Table
+    rows: np.ndarray
 
 
 def _counts(n: int, validation: float, test: float) -> tuple[int, int]:
@@ -103,3 +122,94 @@ def unusable_split(split: str, sizes: dict[str, int], name: str, fraction: float
     others = sorted((k for k, n in sizes.items() if n and k != split), key=lambda k: k == "train")  # held out first
     hint = f"; try --split {others[0]}" if others else ""
     return f"the '{split}' split of {name} is empty (splits: {listed}): {why}{hint}"
+
+
+# -- a data config's splits of a source ------------------------------------------------------------------
+
+
+def select_rows(cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
+                ) -> dict[str, Selection]:
+    """Each split's rows after splitting and ``limit`` (``labels``: each table's label ids, to stratify)."""
+    chosen = _split_indices(cfg, raw, columns, labels)
+    out = {}
+    for split in SPLITS:
+        source, idx = chosen.get(split, ("all" if "all" in raw.tables else "train", np.zeros(0, np.int64)))
+        out[split] = Selection(source, raw.tables[source], _limited(cfg, idx, source != "all"))
+    return out
+
+
+def _split_indices(cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
+                   ) -> dict[str, tuple[str, np.ndarray]]:
+    """For each split, (table name, row indices). Given splits are used; missing ones carved from train."""
+    s = cfg.split
+    given = [k for k in raw.tables if k != "all"]
+    use_given = given and not ("given" in s.model_fields_set and not s.given)
+    if given and not use_given:  # the user asked to re-split a source that comes split
+        raise SoraError("data.split.given: false, but this source comes split "
+                        f"({', '.join(given)}); remove it or give a single source")
+    if use_given:
+        return _given_tables(cfg, raw, given, labels)
+    table = raw.tables["all"]
+    if s.given:
+        return {k: ("all", v) for k, v in _split_column(table, columns.get("split", "split")).items()}
+    group_col = cfg.column("group") or columns.get("group") or raw.group
+    if group_col:
+        parts = group_split(table.require(group_col, "group", "data"), s.validation, s.test, s.seed)
+    elif labels is not None and s.stratify:
+        parts = stratified_split(labels["all"], s.validation, s.test, s.seed)
+    else:
+        parts = random_split(len(table), s.validation, s.test, s.seed)
+    return {k: ("all", v) for k, v in parts.items()}
+
+
+def _given_tables(cfg: DataConfig, raw: Raw, given: list[str], labels: dict[str, np.ndarray] | None
+                  ) -> dict[str, tuple[str, np.ndarray]]:
+    """The splits a source comes with; validation and test, when missing, carved from train in that order."""
+    s = cfg.split
+    out = {k: (k, np.arange(len(raw.tables[k]))) for k in given}
+    train_labels = labels.get("train") if labels else None
+    seed = s.seed
+    for missing, fraction in (("validation", s.validation), ("test", s.test)):
+        if missing not in out:
+            rest, held = carve(out["train"][1], fraction, seed, train_labels if s.stratify else None)
+            out["train"], out[missing] = ("train", rest), ("train", held)
+            seed += 1
+    return out
+
+
+def _split_column(table: Table, split_col: str) -> Splits:
+    """The rows of each split named in column ``split_col`` (``data.split.given: true`` on one table)."""
+    if split_col not in table.columns:
+        raise SoraError(f"data.split.given: the source has no '{split_col}' column and is not a mapping of "
+                        "splits; name the column with data.columns.split")
+    values = [str(v).strip().lower() for v in table.columns[split_col]]
+    values = [SPLIT_ALIASES.get(v, v) for v in values]
+    bad = sorted(set(values) - set(SPLITS))
+    if bad:
+        raise SoraError(f"column '{split_col}': unknown split name(s) {bad} (use train, validation, test)")
+    return {k: np.flatnonzero(np.asarray(values) == k) for k in SPLITS}
+
+
+def _limited(cfg: DataConfig, idx: np.ndarray, from_given: bool) -> np.ndarray:
+    if cfg.limit is None or len(idx) <= cfg.limit:
+        return idx
+    if from_given:  # given splits are in source order: take a seeded sample, kept in that order
+        pick = np.sort(np.random.default_rng(cfg.split.seed).permutation(len(idx))[: cfg.limit])
+        return idx[pick]
+    return idx[: cfg.limit]  # computed splits are already in a seeded random order
+
+
+def cut_documents(docs: list[str], validation: float, test: float) -> dict[str, list[str]]:
+    """Cut the concatenated documents at character fractions: train first, then validation, then test."""
+    total = sum(len(d) for d in docs)
+    bounds = [0, int(total * (1 - validation - test)), int(total * (1 - test)), total]
+    out: dict[str, list[str]] = {k: [] for k in SPLITS}
+    start = 0
+    for doc in docs:
+        end = start + len(doc)
+        for k, split in enumerate(SPLITS):
+            lo, hi = max(start, bounds[k]), min(end, bounds[k + 1])
+            if hi > lo:
+                out[split].append(doc[lo - start : hi - start])
+        start = end
+    return out

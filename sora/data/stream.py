@@ -37,14 +37,34 @@ from sora.data.table import RowErrors, label_problem, text_problem
 from sora.data.tokenizer import EOS, configure_for_task, special_id, train_tokenizer
 from sora.errors import SoraError
 
-SPLITS = ("train", "validation", "test")
-
 
 def split_of(where: str, seed: int, validation: float, test: float) -> str:
     """The split of the row at ``where`` ("file:line"): stable, independent of every other row."""
     digest = hashlib.blake2b(f"{seed}:{where}".encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "little") / 2**64
     return "validation" if u < validation else "test" if u < validation + test else "train"
+
+
+def stream_files(cfg: DataConfig, split: str) -> list[str]:
+    """The files ``split`` reads: its own source when the source is a mapping of splits, else all of them."""
+    src = cfg.source
+    url = src.get(split) if isinstance(src, dict) else src
+    return list_files(url, cfg.storage_options) if url else []
+
+
+def stream_rows(cfg: DataConfig, split: str, errors: RowErrors | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rows of ``split``, lazily, in file order, as (where, row)."""
+    errors = errors or RowErrors(cfg.on_error)
+    given = isinstance(cfg.source, dict)
+    s = cfg.split
+    for url in stream_files(cfg, split):
+        fmt = cfg.format or infer_format(url, cfg.storage_options)
+        if fmt not in ROW_FORMATS:
+            raise SoraError(f"{url}: streaming reads {', '.join(ROW_FORMATS)}, not {fmt}")
+        for where, row in iter_rows(url, fmt, errors, cfg.storage_options, whole_text=False):
+            if given or split_of(where, s.seed, s.validation, s.test) == split:
+                yield where, row
+    errors.report(f"{cfg.source}")
 
 
 class StreamingData:
@@ -67,23 +87,11 @@ class StreamingData:
     # ---- rows
 
     def files(self, split: str) -> list[str]:
-        src = self.cfg.source
-        url = src.get(split) if isinstance(src, dict) else src
-        return list_files(url, self.cfg.storage_options) if url else []
+        return stream_files(self.cfg, split)
 
     def rows(self, split: str, errors: RowErrors | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """The rows of ``split``, lazily, in file order."""
-        errors = errors or RowErrors(self.cfg.on_error)
-        given = isinstance(self.cfg.source, dict)
-        s = self.cfg.split
-        for url in self.files(split):
-            fmt = self.cfg.format or infer_format(url, self.cfg.storage_options)
-            if fmt not in ROW_FORMATS:
-                raise SoraError(f"{url}: streaming reads {', '.join(ROW_FORMATS)}, not {fmt}")
-            for where, row in iter_rows(url, fmt, errors, self.cfg.storage_options, whole_text=False):
-                if given or split_of(where, s.seed, s.validation, s.test) == split:
-                    yield where, row
-        errors.report(f"{self.cfg.source}")
+        return stream_rows(self.cfg, split, errors)
 
     def examples(self, split: str) -> Iterator[tuple[str, str, int | None]]:
         """(where, text, label id) for each row; bad rows fail or are skipped per ``on_error``."""
@@ -203,9 +211,7 @@ def train_stream_tokenizer(cfg: DataConfig, max_rows: int = 100_000) -> Tokenize
     """Train ``cfg.tokenizer`` on the first ``max_rows`` training rows of a streamed source."""
     texts = []
     text_col = cfg.column("text", "text")
-    reader = StreamingData.__new__(StreamingData)
-    reader.cfg = cfg
-    for _, row in reader.rows("train"):
+    for _, row in stream_rows(cfg, "train"):
         if row.get(text_col) is not None:
             texts.append(str(row[text_col]))
         if len(texts) >= max_rows:

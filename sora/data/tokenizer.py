@@ -19,6 +19,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from sora.data.config import NormalizeConfig, TokenizerConfig
+from sora.data.sources import read_bytes
 from sora.errors import SoraError
 
 PAD, UNK, BOS, EOS, CLS = "[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]"
@@ -44,7 +45,7 @@ def normalizer(cfg: NormalizeConfig, lowercase: bool = False) -> normalizers.Nor
 
 
 def stopword_list() -> list[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # a maintained list of 318 words
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # 318 words; sklearn: 1.7 s to import
 
     return sorted(ENGLISH_STOP_WORDS)
 
@@ -144,8 +145,6 @@ def encode_chars(tok: Tokenizer, vocab: dict[str, int], text: str) -> np.ndarray
 
 def load_tokenizer_file(path: str | Path, normalize: NormalizeConfig | None = None) -> Tokenizer:
     """A pretrained tokenizer.json (local or any fsspec URL); its own normalisation is kept."""
-    from sora.data.sources import read_bytes
-
     try:
         tok = Tokenizer.from_str(read_bytes(str(path)).decode("utf-8"))
     except SoraError:

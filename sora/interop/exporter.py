@@ -26,6 +26,7 @@ from sora.errors import SoraError
 from sora.interop.checkpoint import read_json
 from sora.interop.family import Family, check_consumed, fold_gates
 from sora.interop.importer import FAMILIES
+from sora.interop.pretrained import body_as_encoder
 from sora.interop.verify import TOLERANCE, compare_with_transformers, transformers_available
 from sora.models import load_config, load_meta, load_model, load_tokenizer
 from sora.models.folder import TOKENIZER
@@ -149,8 +150,6 @@ def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = F
             if verify or transformers_available():
                 check_model = model
                 if body_only and model.config.arch != "encoder":
-                    from sora.interop.pretrained import body_as_encoder
-
                     check_model = body_as_encoder(model)
                 parity = compare_with_transformers(check_model, tmp, tokenizer, segments=True)
                 report["parity"] = parity

@@ -59,7 +59,7 @@ class Family:
 
 def hf_activation(hf: dict, key: str, source: str) -> str:
     name = hf.get(key, "gelu")
-    if name not in ACTIVATIONS_IN:
+    if not isinstance(name, str) or name not in ACTIVATIONS_IN:  # a list or mapping cannot even be looked up
         raise SoraError(f"{source}: {key}={name!r} is not supported (supported: {', '.join(sorted(ACTIVATIONS_IN))})")
     return ACTIVATIONS_IN[name]
 
@@ -134,7 +134,9 @@ def common_export_problems(config: ModelConfig, family: str, *, stack: str = "en
         problems.append(f"{family} has no {config.activation} feed-forward")
     stack_config = getattr(config, stack)
     heads, widths = stack_config.heads(), stack_config.widths()
-    if 0 in heads:
+    if not heads:
+        problems.append("it has no layers left; transformers models have at least one")
+    elif 0 in heads:
         problems.append(f"layer {heads.index(0)} has no attention heads left; transformers layers always attend")
     elif len(set(heads)) > 1:
         problems.append(f"heads per layer differ ({heads}); transformers stores one head count for every layer "

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from torch import nn
 
-from sora.configio import read_json_file
+from sora.configio import format_errors, read_json_file
 from sora.errors import SoraError
 from sora.interop.bert import BertFamily, RobertaFamily
 from sora.interop.checkpoint import Checkpoint, read_config, read_side_json, read_weights
@@ -29,8 +30,10 @@ from sora.interop.family import Family
 from sora.interop.gpt2 import Gpt2Family
 from sora.interop.sources import resolve_source
 from sora.interop.tokenizer import carry_tokenizer, tokenizer_settings
+from sora.interop.verify import compare_with_transformers, transformers_available
 from sora.interop.vit import VitFamily
-from sora.models import build_model, save_model
+from sora.models import save_model
+from sora.models.build import build_within_memory
 from sora.models.folder import load_weights
 from sora.paths import existing_file
 
@@ -68,9 +71,16 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
     ck = Checkpoint(state, family.prefix, source=str(folder / weights_file), config_source=str(folder / "config.json"))
     if pooling not in (None, "mean", "cls"):
         raise SoraError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+    if pooling is not None and (arch != "encoder" or family.model_type == "vit"):  # it would be ignored, or wrong
+        raise SoraError(f"--pooling {pooling}: a {cls} reads the sequence as it was trained to; --pooling chooses "
+                        "how a text feature extractor (BertModel, RobertaModel, DistilBertModel) pools")
     sentence, found = _sentence_transformers(folder)
     pooling, pooling_why = _choose_pooling(pooling, sentence, found, family)
-    imported = family.import_checkpoint(hf, ck, arch, pooling)
+    try:
+        imported = family.import_checkpoint(hf, ck, arch, pooling)
+    except ValidationError as e:  # a config.json value of the wrong type or range, by the key Sora reads it as
+        raise SoraError(format_errors(e, source=f"{ck.config_source} (as Sora's model config)", prefix=(),
+                                      lines={})) from None
 
     notes = list(imported.notes)
     if arch == "encoder" and family.model_type != "gpt2":  # a feature extractor: how it pools is a choice
@@ -83,7 +93,7 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
     if dtypes:
         notes.append(f"weights stored as {', '.join(dtypes)} were converted to float32")
 
-    model = build_model(imported.config)
+    model = build_within_memory(imported.config, ck.config_source)
     load_weights(model, imported.state, ck.source, optional=("head_gate", "neuron_mask"),  # buffers: all ones
                  file_names=ck.file_names(imported.state))
     tokenizer, tokenizer_from = carry_tokenizer(folder, family.model_type)
@@ -115,8 +125,6 @@ def import_to_folder(source: str | Path, out_dir: str | Path, *, pooling: str | 
     if Path(out_dir).resolve() == result.folder.resolve():
         raise SoraError(f"--out {out_dir} is the Hugging Face folder being imported; choose another folder")
     if verify or verify is None:
-        from sora.interop.verify import compare_with_transformers, transformers_available
-
         if verify or transformers_available():
             parity = result.meta["parity"] = compare_with_transformers(result.model, result.folder, result.tokenizer)
             if not parity["ok"]:

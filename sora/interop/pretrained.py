@@ -17,6 +17,8 @@ from typing import Any, Callable
 from torch import Tensor, nn
 
 from sora.errors import ConfigError
+from sora.interop.checkpoint import read_json
+from sora.interop.importer import import_hf
 from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer
 from sora.models.folder import is_model_dir
 
@@ -40,8 +42,6 @@ def read_pretrained(source: str | Path) -> tuple[nn.Module, Any, dict]:
     if _is_sora_folder(source):
         meta = load_meta(source)
         return load_model(source), load_tokenizer(source), meta
-    from sora.interop.importer import import_hf
-
     result = import_hf(source)
     return result.model, result.tokenizer, result.meta
 
@@ -146,7 +146,5 @@ def _is_sora_folder(source: str | Path) -> bool:
     """A Sora model folder's config.json names an ``arch``; a Hugging Face one a ``model_type``."""
     if str(source).startswith("hf:") or not is_model_dir(source):
         return False
-    from sora.interop.checkpoint import read_json
-
     config = read_json(Path(source) / "config.json") or {}
     return "arch" in config and "model_type" not in config

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from sora.errors import SoraError, first_line
+from sora.interop.checkpoint import read_config
 
 TOLERANCE = 1e-4
 SENTENCES = [
@@ -140,8 +141,6 @@ def _second_segment(valid: Tensor) -> Tensor:
 
 
 def _task_class(transformers, folder: str | Path):
-    from sora.interop.checkpoint import read_config
-
     name = (read_config(Path(folder)).get("architectures") or [""])[0]
     cls = getattr(transformers, name, None)
     if cls is None:

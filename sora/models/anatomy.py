@@ -1,4 +1,4 @@
-"""A model's particles as a table and as a graph (what ``sora inspect`` shows).
+"""A model's particles as a table and as a graph (what ``sora inspect`` and ``sora run`` show).
 
 Every attention head is its own row; a feed-forward layer is one row that counts its neurons
 (``layers.3.ffn.neuron.0`` .. ``.neuron.{F-1}``), since listing thousands of neurons helps no one.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
 from sora.particles import FeedForward, MultiHeadAttention
@@ -96,6 +98,20 @@ def summary(model: nn.Module) -> dict:
         "neurons": sum(m.d_ff for m in ffn),
         "layers": len(ffn),
     }
+
+
+def print_particles(model: nn.Module, console: Console, title: str = "particles") -> None:
+    """The particle table, then the totals: the first thing a person reads about a model."""
+    table = Table(title=title, show_lines=False)
+    for column, justify in (("name", "left"), ("kind", "left"), ("params", "right"), ("shape", "left")):
+        table.add_column(column, justify=justify)
+    for p in particles(model):
+        style = "dim" if p.kind == "head" else None
+        table.add_row(p.name, p.kind, f"{p.params:,}", p.shape, style=style)
+    console.print(table)
+    s = summary(model)
+    console.print(f"total: {s['parameters']:,} parameters, {s['layers']} layers, "
+                  f"{s['heads']} attention heads, {s['neurons']:,} feed-forward neurons")
 
 
 def block_parts(block: nn.Module) -> list[str]:

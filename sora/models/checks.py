@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sora.errors import SoraError
+from sora.models.config import ModelConfig
 
 SHOWN_LABELS = 12  # labels named in a message; the rest are counted
 
@@ -64,6 +65,26 @@ def require_same_labels(model: nn.Module, meta: dict[str, Any], data_labels: Seq
     if trained is None and n_classes is not None and n_classes != len(data_labels):
         raise SoraError(f"{data_where}: {len(data_labels)} labels {_show(data_labels)}, but {model_where} predicts "
                         f"{n_classes} classes")
+
+
+# The data task each assembly is trained and measured on (a bare encoder takes any: it only embeds).
+TASKS_OF = {"encoder_classifier": ("classification",), "decoder_lm": ("lm",), "seq2seq": ("seq2seq",),
+            "token_classifier": ("ctc",), "encoder": ("classification", "lm", "seq2seq", "ctc")}
+
+
+def require_fits(config: ModelConfig, data, where: str | Path) -> None:
+    """Refuse prepared ``data`` (``sora.data``) of another modality, task or class count than the model
+    ``config`` describes: its batches would fail deep inside a loss, or give figures that mean nothing."""
+    if data.modality != config.input:
+        raise SoraError(f"{where}: the data is {data.modality} but the model takes {config.input} input")
+    wants = TASKS_OF.get(config.arch, ())
+    if wants and data.task not in wants:
+        raise SoraError(f"{where}: {data.task} data does not fit a {config.arch} model (it takes "
+                        f"{' or '.join(wants)} data)")
+    if data.labels is not None and config.n_classes is not None and data.task == "classification" \
+            and len(data.labels) != config.n_classes:
+        raise SoraError(f"{where}: the data has {len(data.labels)} labels but the model predicts "
+                        f"{config.n_classes} classes")
 
 
 def _show(labels: list[str]) -> str:

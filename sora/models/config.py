@@ -119,6 +119,9 @@ class ModelConfig(StrictModel):
                 raise ValueError(f"arch '{self.arch}' needs '{key}'")
         if self.input == "text" and self.vocab_size is None:
             raise ValueError("text input needs 'vocab_size'")
+        for key in ("pad_id", "bos_id", "eos_id") if self.input == "text" else ():  # an id the embedding lacks
+            if (getattr(self, key) or 0) >= self.vocab_size:
+                raise ValueError(f"{key} {getattr(self, key)} is past the vocabulary (vocab_size {self.vocab_size})")
         if self.input == "image" and self.image is None:
             self.image = ImageInput()
         if self.input == "audio" and self.audio is None:

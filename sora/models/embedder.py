@@ -40,7 +40,7 @@ class Embedder(nn.Module):
         }.get(config.position)
         self.norm = make_norm(config.norm, d, config.norm_eps) if config.embed_norm else None
         self.dropout = nn.Dropout(config.dropout)
-        self.hook_out = HookPoint()  # (B, T, d)
+        self.hook_out = HookPoint()  # (B, T, d) the first block's input: tokens or patches, position, norm, dropout
 
     def forward(self, inputs: Tensor, offset: int = 0) -> Tensor:  # ids (B, T) or images/mels -> (B, T, d)
         x = self.tokens(inputs) if self.tokens is not None else self.patches(inputs)

@@ -3,7 +3,9 @@
 Saving writes a hidden sibling folder and renames it into place (``sora.atomic.staged_dir``), so a
 crash never leaves a half-written model. Loading reads JSON and safetensors only: nothing is unpickled,
 nothing is read from outside the folder (``sora.paths``), and a damaged file (missing, truncated,
-garbage, from another model) is one error naming it, whichever command reads the folder.
+garbage, from another model) is one error naming it, whichever command reads the folder. An int8
+model's folder loads here too: ``config.quantization`` says which modules are int8 particles
+(``sora.models.quantized``), so no compression code is needed to read it.
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ from torch import Tensor, nn
 from sora.atomic import staged_dir
 from sora.configio import load, read_json_file
 from sora.errors import SoraError, first_line
-from sora.models.build import build_model
+from sora.models.build import build_within_memory
 from sora.models.checks import require_finite
 from sora.models.config import ModelConfig
+from sora.models.quantized import INT8_METHOD, int8_skeleton, share_tied, with_tied
 from sora.paths import existing_file
 
 CONFIG, WEIGHTS, TOKENIZER, META = "config.json", "model.safetensors", "tokenizer.json", "meta.json"
-
-# Builders for models whose weights are stored differently (e.g. int8): keyed by
-# config.quantization["method"], registered by sora.compress so models stay independent of it.
-QUANTIZED_LOADERS: dict[str, Callable[[ModelConfig, Path], nn.Module]] = {}
 
 
 def save_model(model: nn.Module, out_dir: str | Path, *, tokenizer=None, meta: dict[str, Any] | None = None,
@@ -56,6 +55,8 @@ def _write_safetensors(model: nn.Module, path: Path) -> None:
 
 
 def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` looks like a model folder, to choose how to read an input (a Sora folder or a
+    Hugging Face name); a command that needs a model folder checks it with ``require_model_dir``."""
     path = Path(path)
     return (path / CONFIG).is_file() and (path / WEIGHTS).is_file()
 
@@ -81,22 +82,35 @@ def _required_files(model_dir: Path) -> tuple[Path, Path]:
     return config, weights
 
 
+def require_model_dir(model_dir: str | Path) -> Path:
+    """The one check of every command that reads a model folder, with the message ``load_model`` gives:
+    a command fails on a wrong path before it starts its work."""
+    model_dir = Path(model_dir)
+    _required_files(model_dir)
+    return model_dir
+
+
 def load_model(model_dir: str | Path) -> nn.Module:
     """Rebuild the model from its folder alone, in eval mode."""
     model_dir = Path(model_dir)
     config = load_config(model_dir)
     method = (config.quantization or {}).get("method")
+    if method and method != INT8_METHOD:
+        raise SoraError(f"{model_dir}/{CONFIG}: unknown quantization method {method!r}")
+    model = build_within_memory(config, model_dir / CONFIG)
     if method:
-        if method not in QUANTIZED_LOADERS:
-            import sora.compress  # noqa: F401  registers the quantized loaders
-        if method not in QUANTIZED_LOADERS:
-            raise SoraError(f"{model_dir}/{CONFIG}: unknown quantization method {method!r}")
-        model = QUANTIZED_LOADERS[method](config, model_dir)
+        _load_int8(model, config.quantization, model_dir)
     else:
-        model = build_model(config)
         load_weights(model, read_weights(model_dir), model_dir / WEIGHTS)
     require_finite(model, model_dir / WEIGHTS)  # NaN weights would still give a plausible-looking result
     return model.eval()
+
+
+def _load_int8(model: nn.Module, quantization: dict, model_dir: Path) -> None:
+    """int8 modules where ``config.quantization`` puts them (sora.models.quantized), then their tensors."""
+    int8_skeleton(model, quantization, f"{model_dir}/{CONFIG}: quantization")
+    load_weights(model, with_tied(read_weights(model_dir), quantization), model_dir / WEIGHTS)
+    share_tied(model, quantization)
 
 
 def read_weights(model_dir: str | Path) -> dict[str, Tensor]:

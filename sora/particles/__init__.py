@@ -7,6 +7,7 @@ from sora.particles.embedding import TokenEmbedding
 from sora.particles.feedforward import FeedForward
 from sora.particles.heads import ClassifierHead, LMHead, TokenClassifierHead
 from sora.particles.hookpoint import HookPoint
+from sora.particles.int8 import Int8Embedding, Int8Linear
 from sora.particles.kv_cache import KVCache, LayerCache
 from sora.particles.masks import attention_mask
 from sora.particles.norm import make_norm
@@ -15,6 +16,7 @@ from sora.particles.position import LearnedPosition, Rotary, SinusoidalPosition
 
 __all__ = [
     "AdaptiveSpan", "AudioPatchEmbedding", "Block", "ClassifierHead", "FeedForward", "HookPoint",
-    "ImagePatchEmbedding", "KVCache", "LMHead", "LayerCache", "LearnedPosition", "MultiHeadAttention",
-    "Rotary", "SinusoidalPosition", "TokenClassifierHead", "TokenEmbedding", "attention_mask", "make_norm",
+    "ImagePatchEmbedding", "Int8Embedding", "Int8Linear", "KVCache", "LMHead", "LayerCache", "LearnedPosition",
+    "MultiHeadAttention", "Rotary", "SinusoidalPosition", "TokenClassifierHead", "TokenEmbedding", "attention_mask",
+    "make_norm",
 ]

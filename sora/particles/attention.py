@@ -10,6 +10,12 @@ Two paths give the same outputs (within float error): PyTorch's fused SDPA kerne
 softmax(QK^T/sqrt(dh))V that exposes the attention pattern at ``hook_pattern``. The explicit path
 runs when weights are asked for, when a hook listens to the pattern, with adaptive span, or when
 ``explicit`` is set.
+
+Hook points, in the order they fire (shapes where each is declared): the input; the queries, keys
+and values split into heads, Q and K both *after* the rotary rotation (what the scores are made
+of: ``hook_pattern = softmax(hook_q @ hook_k^T / sqrt(dh) + mask)``), K and V after the KV cache
+has grown by this call's positions; the pattern; each head's output, positions first (heads
+side by side, as the output projection reads them); the output.
 """
 
 import math
@@ -56,12 +62,14 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         self.adaptive_span = adaptive_span
         self.explicit = False
-        self.hook_in = HookPoint()  # (B, T, d) queries' input
-        self.hook_q = HookPoint()  # (B, H, T, dh)
-        self.hook_k = HookPoint()  # (B, H, S, dh)
-        self.hook_v = HookPoint()  # (B, H, S, dh)
-        self.hook_pattern = HookPoint()  # (B, H, T, S) explicit path only
-        self.hook_z = HookPoint()  # (B, T, H, dh) each head's output, gated
+        # T: query positions; S: key positions (cross: the memory's; self: T, or cache + T while decoding).
+        # With zero heads only hook_in and hook_out fire.
+        self.hook_in = HookPoint()  # (B, T, d) the queries' input (self-attention: the keys' and values' too)
+        self.hook_q = HookPoint()  # (B, H, T, dh) queries, after the rotary rotation
+        self.hook_k = HookPoint()  # (B, H, S, dh) keys, after the rotary rotation, cached ones included
+        self.hook_v = HookPoint()  # (B, H, S, dh) values, cached ones included
+        self.hook_pattern = HookPoint()  # (B, H, T, S) softmax(q k^T / sqrt(dh) + mask); explicit path only
+        self.hook_z = HookPoint()  # (B, T, H, dh) each head's output, gated (formed only when hooked or needed)
         self.hook_out = HookPoint()  # (B, T, d)
 
     def forward(
@@ -79,7 +87,7 @@ class MultiHeadAttention(nn.Module):
             return self.hook_out(self.out_proj(x.new_zeros(B, T, 0))), None
         offset = cache.length if cache is not None and not self.cross else 0
         if self.cross:
-            q = self.hook_q(self._split(self.q_proj(x)))  # (B, H, T, dh)
+            q = self._split(self.q_proj(x))  # (B, H, T, dh)
             if cache is not None and cache.k is not None:
                 k, v = cache.k, cache.v  # the source does not change while decoding
             else:
@@ -87,13 +95,12 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.k, cache.v = k, v
         else:
-            q, k, v = (self._split(t) for t in project(x, self.q_proj, self.k_proj, self.v_proj))
-            q = self.hook_q(q)
+            q, k, v = (self._split(t) for t in project(x, self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, dh)
             if self.rotary is not None:
                 q, k = self.rotary(q, offset), self.rotary(k, offset)
             if cache is not None:
                 k, v = cache.extend(k, v)  # (B, H, cache + T, dh)
-        k, v = self.hook_k(k), self.hook_v(v)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
 
         dropout = self.dropout if self.training else 0.0
         weights = None

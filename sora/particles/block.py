@@ -40,9 +40,9 @@ class Block(nn.Module):
         self.cross_attn = cross_attn
         self.ffn_norm, self.ffn = make_norm(norm, d_model, norm_eps), ffn
         self.dropout = nn.Dropout(dropout)
-        self.hook_resid_pre = HookPoint()  # (B, T, d)
-        self.hook_resid_mid = HookPoint()  # (B, T, d) after attention
-        self.hook_resid_post = HookPoint()  # (B, T, d)
+        self.hook_resid_pre = HookPoint()  # (B, T, d) the block's input
+        self.hook_resid_mid = HookPoint()  # (B, T, d) after attention (and cross-attention), before the ffn
+        self.hook_resid_post = HookPoint()  # (B, T, d) the block's output
 
     def forward(
         self,

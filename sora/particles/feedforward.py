@@ -38,8 +38,8 @@ class FeedForward(nn.Module):
         self._mask_check = GateCheck()  # multiply by the mask only when a neuron is off
         self.dropout = nn.Dropout(dropout)
         self.hook_in = HookPoint()  # (B, T, d)
-        self.hook_pre = HookPoint()  # (B, T, F) before the nonlinearity
-        self.hook_post = HookPoint()  # (B, T, F) neuron activations, masked
+        self.hook_pre = HookPoint()  # (B, T, F) fc_in's output, before the nonlinearity (SwiGLU: the gated branch)
+        self.hook_post = HookPoint()  # (B, T, F) neuron activations, masked (formed only when hooked or needed)
         self.hook_out = HookPoint()  # (B, T, d)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, d) -> (B, T, d)

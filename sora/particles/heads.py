@@ -39,7 +39,7 @@ class ClassifierHead(nn.Module):
         self.pooler = nn.Linear(d_model, d_model) if pooler else None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, n_classes)
-        self.hook_pooled = HookPoint()  # (B, d)
+        self.hook_pooled = HookPoint()  # (B, d) one vector per sequence, after the pooler (if any)
 
     def pool(self, h: Tensor, valid: Tensor | None) -> Tensor:  # (B, T, d), (B, T) -> (B, d)
         pooled = pool(h, valid, self.pooling)

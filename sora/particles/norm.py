@@ -14,7 +14,7 @@ class LayerNorm(nn.LayerNorm):
 
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__(d_model, eps=eps)
-        self.hook_out = HookPoint()  # (B, T, d)
+        self.hook_out = HookPoint()  # (B, T, d) the normalised input
 
     def forward(self, x: Tensor) -> Tensor:
         return self.hook_out(super().forward(x))
@@ -25,7 +25,7 @@ class RMSNorm(nn.RMSNorm):
 
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__(d_model, eps=eps)
-        self.hook_out = HookPoint()  # (B, T, d)
+        self.hook_out = HookPoint()  # (B, T, d) the normalised input
 
     def forward(self, x: Tensor) -> Tensor:
         return self.hook_out(super().forward(x))

@@ -22,7 +22,7 @@ class ImagePatchEmbedding(nn.Module):
         self.n_patches = (image_size // patch) ** 2
         self.proj = nn.Conv2d(channels, d_model, kernel_size=patch, stride=patch)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if cls else None
-        self.hook_out = HookPoint()  # (B, N(+1), d)
+        self.hook_out = HookPoint()  # (B, T, d) T = N patches, plus one when a CLS vector leads
 
     def forward(self, images: Tensor) -> Tensor:  # (B, C, H, W) -> (B, N(+1), d)
         x = self.proj(images).flatten(2).transpose(1, 2)  # (B, N, d)
@@ -45,7 +45,7 @@ class AudioPatchEmbedding(nn.Module):
         self.n_mels, self.patch_frames = n_mels, patch_frames
         self.proj = nn.Linear(n_mels * patch_frames, d_model)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if cls else None
-        self.hook_out = HookPoint()  # (B, N(+1), d)
+        self.hook_out = HookPoint()  # (B, T, d) T = N patches, plus one when a CLS vector leads
 
     def forward(self, mels: Tensor) -> Tensor:  # (B, n_mels, F) -> (B, F // p (+1), d)
         B, M, F = mels.shape

@@ -1,7 +1,8 @@
 """Positional encodings: sinusoidal (fixed), learned (a table), rotary (rotates Q and K).
 
-Sinusoidal and learned encodings are added to the embeddings; rotary is applied inside
-attention, so the attention particle holds it. ``offset`` is the number of positions already
+Sinusoidal and learned encodings are added to the embeddings (their ``hook_out`` holds the (T, d)
+vectors added, one per position, shared by the batch); rotary is applied inside attention, so the
+attention particle holds it. ``offset`` is the number of positions already
 seen (the KV-cache length during incremental decoding).
 """
 
@@ -24,7 +25,7 @@ class SinusoidalPosition(nn.Module):
         table[:, 0::2] = torch.sin(pos * freq)
         table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
         self.register_buffer("table", table, persistent=False)
-        self.hook_out = HookPoint()  # (T, d)
+        self.hook_out = HookPoint()  # (T, d) the vectors of positions offset .. offset + T - 1
 
     def forward(self, length: int, offset: int = 0) -> Tensor:  # -> (T, d)
         _check_length(length + offset, self.table.shape[0])
@@ -41,7 +42,7 @@ class LearnedPosition(nn.Module):
     def __init__(self, max_len: int, d_model: int):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
-        self.hook_out = HookPoint()  # (T, d)
+        self.hook_out = HookPoint()  # (T, d) the vectors of positions offset .. offset + T - 1
 
     def forward(self, length: int, offset: int = 0) -> Tensor:  # -> (T, d)
         _check_length(length + offset, self.weight.shape[0])
@@ -53,7 +54,10 @@ class LearnedPosition(nn.Module):
 
 
 class Rotary(nn.Module):
-    """RoPE (Su et al. 2021): rotate pairs of Q/K features by position-dependent angles."""
+    """RoPE (Su et al. 2021): rotate pairs of Q/K features by position-dependent angles.
+
+    It has no hook point of its own: attention rotates Q and K right after splitting them into heads,
+    so its ``hook_q`` and ``hook_k`` both hold the rotated vectors (and the cache keeps rotated keys)."""
 
     kind = "rotary_position"
 

@@ -21,22 +21,25 @@ import json
 import random
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model as load_weights_into, save_file
 from torch import Tensor, nn
 
 from sora.atomic import clean_stale, staged_dir
 from sora.errors import SoraError
 from sora.models.folder import write_model_files
 from sora.train.killpoints import kill_point
+from sora.train.state import TrainState
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 OPTIMIZER, RNG, TRAINER = "optimizer", "rng", "trainer.json"
+STATE_VERSION = 1  # trainer.json's "version"
 DISCARDED = ".old-"  # an old checkpoint is renamed to .old-step-N before it is deleted
 
 
@@ -123,19 +126,23 @@ def _numpy_state(info: dict[str, Any]) -> tuple:
 
 def save_checkpoint(
     root: Path,
-    step: int,
     model: nn.Module,
+    state: TrainState,
     *,
+    run_id: str,
+    world_size: int,
+    train_config: dict[str, Any],
     optimizer: tuple[dict[str, Tensor], dict[str, Any]],
     rng: tuple[dict[str, Tensor], dict[str, Any]],
-    trainer: dict[str, Any],
     tokenizer=None,
     meta: dict[str, Any] | None = None,
     keep_last: int = 2,
 ) -> Path:
-    """Write ``root/step-N`` atomically, then delete all but the newest ``keep_last`` of its run
-    (``trainer["run_id"]``; every checkpoint in ``root`` when it has none)."""
-    target = root / f"step-{step}"
+    """Write ``root/step-N`` (N: ``state.step``) atomically, then delete all but the newest ``keep_last``
+    of run ``run_id``."""
+    target = root / f"step-{state.step}"
+    trainer = {**state.to_json(), "version": STATE_VERSION, "run_id": run_id, "world_size": world_size,
+               "train_config": train_config}
     clean_stale(root)  # what saves of earlier steps, killed mid-write, left
     with staged_dir(target) as folder:
         write_model_files(model, folder, tokenizer=tokenizer, meta=meta)
@@ -144,8 +151,8 @@ def save_checkpoint(
         save_file(rng[0], str(folder / f"{RNG}.safetensors"))
         (folder / f"{RNG}.json").write_text(json.dumps(rng[1]) + "\n")
         (folder / TRAINER).write_text(json.dumps(trainer, indent=1) + "\n")
-        kill_point("checkpoint-write", step)
-    rotate(root, keep_last, trainer.get("run_id"))
+        kill_point("checkpoint-write", state.step)
+    rotate(root, keep_last, run_id)
     return target
 
 
@@ -174,30 +181,21 @@ def latest_checkpoint(root: Path, run_id: str | None = None) -> Path | None:
 
 # -- reading a checkpoint: every file checked --------------------------------------------------------
 
-STOP_REASONS = (None, "epochs", "max_steps", "max_minutes", "early_stopping")  # "interrupted" is never saved
+#: trainer.json fields a resume reads, each with the check its value must pass (REQUIRED must be there)
+TRAINER_FIELDS = {**TrainState.checks(),
+                  "world_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0}
+REQUIRED = ("step", "epoch", "batch")
 
 
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+@dataclass
+class Checkpoint:
+    """What a resume reads from ``folder`` besides the weights, every file checked."""
 
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _best(v: Any) -> bool:
-    return v is None or (isinstance(v, dict) and isinstance(v.get("metric"), str) and v.get("mode") in ("min", "max")
-                         and _number(v.get("value")) and _count(v.get("step")))
-
-
-def _history(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(r, dict) and _count(r.get("step")) for r in v)
-
-
-#: trainer.json fields a resume reads, each with the check its value must pass (the first three must be there)
-TRAINER_FIELDS = {"step": _count, "epoch": _count, "batch": _count, "elapsed_s": _number, "best": _best,
-                  "bad_validations": _count, "stopped": lambda v: v in STOP_REASONS, "history": _history,
-                  "examples": _number, "tokens": _number, "world_size": lambda v: _count(v) and v > 0}
+    folder: Path
+    state: TrainState
+    world_size: int  # processes that wrote it
+    optimizer: tuple[dict[str, Tensor], dict[str, Any]]  # flattened (unflatten_optimizer)
+    rng: tuple[dict[str, Tensor], dict[str, Any]]  # every rank's tensors, Python's and NumPy's (restore_rng)
 
 
 def read_trainer(folder: Path) -> dict[str, Any]:
@@ -207,7 +205,7 @@ def read_trainer(folder: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise SoraError(f"{path}: damaged (not a JSON object)")
     for key, valid in TRAINER_FIELDS.items():
-        if (key in state or key in ("step", "epoch", "batch")) and not valid(state.get(key)):
+        if (key in state or key in REQUIRED) and not valid(state.get(key)):
             raise SoraError(f"{path}: damaged ({key}: {json.dumps(state.get(key))[:40]})")
     named = STEP_DIR.match(folder.name)
     if named and int(named.group(1)) != state["step"]:
@@ -215,16 +213,30 @@ def read_trainer(folder: Path) -> dict[str, Any]:
     return state
 
 
-def read_checkpoint(folder: Path) -> dict[str, Any]:
+def read_checkpoint(folder: Path) -> Checkpoint:
     """Optimizer tensors + JSON, RNG tensors + JSON and trainer state of ``folder``, each file checked."""
     rng_json = folder / f"{RNG}.json"
     rng = (_read_tensors(folder / f"{RNG}.safetensors"), _read_json(rng_json))
     check_rng(*rng, rng_json)
-    return {
-        "optimizer": (_read_tensors(folder / f"{OPTIMIZER}.safetensors"), _read_json(folder / f"{OPTIMIZER}.json")),
-        "rng": rng,
-        "trainer": read_trainer(folder),
-    }
+    optimizer = (_read_tensors(folder / f"{OPTIMIZER}.safetensors"), _read_json(folder / f"{OPTIMIZER}.json"))
+    trainer = read_trainer(folder)
+    return Checkpoint(folder, TrainState.from_json(trainer), trainer.get("world_size", 1), optimizer, rng)
+
+
+def load_weights(model: nn.Module, folder: Path, device: str) -> None:
+    """Load ``folder``'s model.safetensors into ``model`` (on ``device``): a missing, damaged or
+    mismatched file is an error naming it."""
+    weights = folder / "model.safetensors"
+    try:
+        missing, unexpected = load_weights_into(model, str(weights), strict=False, device=device)
+    except FileNotFoundError:
+        raise SoraError(f"{weights}: missing (an incomplete checkpoint)") from None
+    except SafetensorError as e:
+        raise SoraError(f"{weights}: damaged ({one_line(e)})") from None
+    except (RuntimeError, OSError) as e:
+        raise SoraError(f"{weights}: does not match this model ({one_line(e)})") from None
+    if missing or unexpected:
+        raise SoraError(f"{weights}: does not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def _read_tensors(path: Path) -> dict[str, Tensor]:

@@ -39,10 +39,29 @@ def generate_text(model: nn.Module, tokenizer, prompt: str, *, max_new_tokens: i
                          top_p=top_p, beam=beam, seed=seed, samples=samples)
     if not ids:
         raise SoraError("--prompt: empty; give the text to translate")
+    if samples > 1 or top_k is not None or top_p is not None or seed is not None:
+        raise SoraError("--samples, --top-k, --top-p and --seed sample a language model's continuations; a seq2seq "
+                        "model translates greedily or by beam search (--beam), one output")
     ids = tokenizer.encode(prompt).ids  # with what training added (the end-of-sequence token)
-    src = torch.tensor([ids[-model.config.max_len :]])
-    out = model.generate(src, max_new_tokens, beam=beam)
+    src = torch.tensor([_window(ids, model.config.max_len)])
+    out = model.generate(src, _decoder_room(max_new_tokens, model.config.max_len), beam=beam)
     return [tokenizer.decode(out[0], skip_special_tokens=True)]
+
+
+def _window(ids: list[int], max_len: int) -> list[int]:
+    """The last ``max_len`` ids of a prompt: what the model can read; a longer prompt is said, not cut quietly."""
+    if len(ids) > max_len:
+        warnings.warn(f"--prompt: {len(ids)} tokens, but the model reads at most {max_len} (max_len): the first "
+                      f"{len(ids) - max_len} are left out", SoraWarning, stacklevel=3)
+    return ids[-max_len:]
+
+
+def _decoder_room(max_new_tokens: int, max_len: int) -> int:
+    """A seq2seq decoder holds ``max_len`` positions, its start token included: more new tokens cannot fit."""
+    if max_new_tokens > max_len - 1:
+        warnings.warn(f"--max-new-tokens {max_new_tokens}: this model writes at most {max_len - 1} tokens "
+                      f"(max_len {max_len}, one for the start token)", SoraWarning, stacklevel=3)
+    return min(max_new_tokens, max_len - 1)
 
 
 def _continue(model: nn.Module, tokenizer, ids: list[int], *, max_new_tokens: int, temperature: float,
@@ -52,7 +71,7 @@ def _continue(model: nn.Module, tokenizer, ids: list[int], *, max_new_tokens: in
         if model.config.bos_id is None:
             raise SoraError("--prompt: empty, and the model has no bos_id to start from")
         ids = [model.config.bos_id]
-    ids = ids[-model.config.max_len :]
+    ids = _window(ids, model.config.max_len)
     if beam > 1:
         best = lm_beam_search(model, torch.tensor([ids]), beam=beam, max_new_tokens=max_new_tokens)[0]
         return [tokenizer.decode(ids + best, skip_special_tokens=True)]

@@ -17,28 +17,32 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
+from sora.configio import validate
+from sora.data import DataConfig, prepare_data
+from sora.data.protocol import TaskData
+from sora.data.splits import unusable_split
 from sora.errors import ConfigError, SoraError
-from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model
-from sora.models.checks import require_same_labels
+from sora.models import ModelConfig, load_meta, load_model, load_tokenizer, save_model
+from sora.models.build import build_within_memory
+from sora.models.checks import require_fits, require_same_labels
 from sora.models.folder import TOKENIZER
+from sora.tasks import Task, evaluate, task_for
 from sora.train import distributed
 from sora.train.baseline import describe as describe_baseline, text_baseline
 from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
 from sora.train.killpoints import kill_point
 from sora.train.run_folder import identity, read_run, resumed_run, write_json
-from sora.train.tasks import Task, evaluate, task_for
 from sora.train.trainable import require_trainable
-from sora.train.trainer import Trainer, TrainResult, has_split
-
-if TYPE_CHECKING:
-    from sora.data import DataConfig
+from sora.train.trainer import Trainer, TrainResult
 
 TOKENIZER_HANDOFF = ".tokenizer.json"  # rank 0 trains the tokenizer; the other ranks read it from here
 
@@ -46,7 +50,7 @@ TOKENIZER_HANDOFF = ".tokenizer.json"  # rank 0 trains the tokenizer; the other 
 @dataclass
 class TrainedRun:
     model: nn.Module  # the selected model (best by validation), eval mode, CPU
-    data: Any  # the prepared data (sora.data.Prepared)
+    data: TaskData  # the prepared data (sora.data.Prepared)
     task: Task
     result: TrainResult
     metrics: dict[str, Any] = field(default_factory=dict)  # what metrics.json holds
@@ -58,8 +62,6 @@ def prepare_recipe_data(data_section: dict[str, Any] | Any, out_dir: Path, *, di
                         resume: bool = False, tokenizer=None):
     """Prepare the recipe's data once: on resume, reuse the run's newest checkpoint's tokenizer; under
     torchrun, rank 0 trains the tokenizer and the other ranks load it."""
-    from sora.data import prepare_data
-
     cfg = _data_config(data_section)
     d = dist or distributed.Dist()
     if tokenizer is None and resume:
@@ -75,8 +77,6 @@ def prepare_recipe_data(data_section: dict[str, Any] | Any, out_dir: Path, *, di
             data.tokenizer.save(str(handoff))
     d.barrier()
     if not d.main:
-        from tokenizers import Tokenizer
-
         data = prepare_data(cfg, tokenizer=Tokenizer.from_file(str(handoff)) if handoff.exists() else None)
     d.barrier()
     if d.main and handoff.exists():
@@ -91,7 +91,7 @@ def complete_model_config(config: ModelConfig, data, note: Callable[[str], None]
     """
     fields = data.model_fields() if hasattr(data, "model_fields") else {
         k: getattr(data, k) for k in ("vocab_size", "pad_id", "bos_id", "eos_id") if getattr(data, k, None) is not None}
-    if getattr(data, "labels", None) and "n_classes" not in fields and data.task == "classification":
+    if data.labels and "n_classes" not in fields and data.task == "classification":
         fields["n_classes"] = len(data.labels)
     current = config.model_dump()
     if config.arch == "token_classifier" and data.task == "ctc":
@@ -136,7 +136,7 @@ def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
         require_trainable(data)  # all-empty texts or one class: refused now, not after training
         torch.manual_seed(cfg.seed)  # the same initial weights on every process and every run
         config = complete_model_config(recipe.model, data, note=say)
-        model = build_model(config)
+        model = build_within_memory(config, f"recipe '{recipe.name}': model")
         if on_model is not None and d.main:
             on_model(model)
         meta = {"recipe": recipe.name}
@@ -147,8 +147,9 @@ def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
         d.close()
 
 
-def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, dist: distributed.Dist | None = None,
-                   resume: bool = False, meta: dict | None = None, stop_after_steps: int | None = None,
+def train_and_test(model: nn.Module, data: TaskData, cfg: TrainConfig, out_dir: Path, *,
+                   dist: distributed.Dist | None = None, resume: bool = False, meta: dict | None = None,
+                   stop_after_steps: int | None = None,
                    log: Callable[[str], None] = print, run_spec: dict[str, Any] | None = None) -> TrainedRun:
     """Train ``model`` on ``data``, then evaluate the selected model on the test split and save it.
 
@@ -162,12 +163,12 @@ def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, d
         return run
     kill_point("trained", result.step)
     final = result.model.to(d.device)
-    metrics: dict[str, Any] = {"recipe": (meta or {}).get("recipe"), "task": task.name, "dataset": getattr(data, "name", ""),
+    metrics: dict[str, Any] = {"recipe": (meta or {}).get("recipe"), "task": task.name, "dataset": data.name,
                                "parameters": sum(p.numel() for p in final.parameters())}
-    best_record = next((r for r in result.history if result.best and r["step"] == result.best["step"]), None)
-    if best_record is not None:
-        metrics["validation"] = {k: v for k, v in best_record.items() if k not in ("step", "epoch")}
-    if has_split(data, "test"):
+    best_validation = result.best_validation()
+    if best_validation is not None:
+        metrics["validation"] = best_validation
+    if data.has_split("test"):
         loader = data.loader("test", trainer.eval_bs, rank=d.rank, world_size=d.world_size,
                              num_workers=cfg.num_workers)
         metrics["test"] = evaluate(final, loader, task, device=d.device, precision=cfg.precision,
@@ -191,10 +192,10 @@ def train_and_test(model: nn.Module, data, cfg: TrainConfig, out_dir: Path, *, d
     run.metrics = metrics
     if d.main:
         provenance = {**_provenance(data, cfg, result, d), "run_id": trainer.run_id}
-        model_meta = {**(meta or {}), "task": task.name, "labels": getattr(data, "labels", None),
+        model_meta = {**(meta or {}), "task": task.name, "labels": data.labels,
                       "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
                       "provenance": provenance}
-        run.model_dir = save_model(final, out_dir / "model", tokenizer=getattr(data, "tokenizer", None), meta=model_meta)
+        run.model_dir = save_model(final, out_dir / "model", tokenizer=data.tokenizer, meta=model_meta)
         kill_point("saved", result.step)
         metrics["model_dir"] = str(run.model_dir)
         write_json(out_dir / "metrics.json", metrics)
@@ -211,23 +212,20 @@ def evaluate_folder(model_dir: str | Path, data: DataConfig | dict[str, Any], *,
     """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer.
 
     ``data`` is a validated DataConfig (``sora.data.read_data_config``) or a recipe's data section."""
-    from sora.configio import validate
-    from sora.data import DataConfig, prepare_data
-    from sora.data.splits import unusable_split
-
     model = load_model(model_dir)
     cfg = data if isinstance(data, DataConfig) else validate(DataConfig, data, source="data", prefix=("data",))
     tokenizer = load_tokenizer(model_dir)
     _require_tokenizer(model, tokenizer, cfg, model_dir)
     data = prepare_data(cfg, tokenizer=tokenizer)
-    if not has_split(data, split):
+    if not data.has_split(split):
         raise SoraError(unusable_split(split, {k: len(v) for k, v in data.splits.items()}, data.name or "the data",
                                        getattr(cfg.split, split, None)))
     require_same_labels(model, load_meta(model_dir), data.labels, model_where=model_dir, data_where=data.name)
+    require_fits(model.config, data, data.name)  # after: a label mismatch is named label by label
     task = task_for(data, model, decode_examples=decode_examples)
     metrics = evaluate(model, data.loader(split, batch_size), task, max_batches=max_batches,
                        decode_examples=decode_examples)
-    return {"model": str(model_dir), "dataset": getattr(data, "name", ""), "split": split, "task": task.name,
+    return {"model": str(model_dir), "dataset": data.name, "split": split, "task": task.name,
             "metrics": metrics}
 
 
@@ -244,15 +242,10 @@ def _require_tokenizer(model: nn.Module, tokenizer, cfg: DataConfig, model_dir: 
 
 
 def _train_config(section: dict[str, Any]) -> TrainConfig:
-    from sora.configio import validate
-
     return validate(TrainConfig, section, source="recipe", prefix=("train",))
 
 
 def _data_config(section: dict[str, Any] | DataConfig) -> DataConfig:
-    from sora.configio import validate
-    from sora.data import DataConfig
-
     return section if isinstance(section, DataConfig) else validate(
         DataConfig, section, source="recipe", prefix=("data",))
 
@@ -265,15 +258,13 @@ def _resumed_tokenizer(out_dir: Path):
 
 
 def _provenance(data, cfg: TrainConfig, result: TrainResult, d: distributed.Dist) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         sora_version = version("sora")
     except PackageNotFoundError:
         sora_version = "unknown"
     data_cfg = getattr(data, "config", None)
     return {
-        "dataset": getattr(data, "name", ""),
+        "dataset": data.name,
         "data_config": data_cfg.model_dump(mode="json") if hasattr(data_cfg, "model_dump") else None,
         "train_config": cfg.model_dump(mode="json"),
         "steps": result.step, "stopped": result.stopped, "best": result.best,

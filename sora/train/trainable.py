@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from sora.data import Prepared
 from sora.errors import SoraError
 
 
-def require_trainable(data) -> None:
+def require_trainable(data: Prepared) -> None:
     """Refuse classification data whose training split has no text at all, or fewer than two classes."""
-    train = data.splits.get("train") if getattr(data, "task", None) == "classification" else None
+    train = data.splits.get("train") if data.task == "classification" else None
     if train is None or not len(train):
         return
-    columns = data.config.columns if getattr(data, "config", None) is not None else {}
+    columns = data.config.columns
     texts = getattr(train, "texts", None)
     if data.modality == "text" and texts is not None and not any(str(t).strip() for t in texts):
         raise SoraError(f"{data.name}: column '{columns.get('text', 'text')}': every text of the training split is "

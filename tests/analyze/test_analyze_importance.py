@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sora.analyze import ablation_scores, agreement, evaluate, gradient_scores, score, spearman
+from sora.analyze import ablation_scores, agreement, gradient_scores, loss_and_metric, score, spearman
 from sora.models.names import block_paths
 from sora.models.names import head_names
 from tests.analyze.batches import ASSEMBLIES, CARRIER, batch_for, model_for, one_head_model
@@ -42,7 +42,7 @@ def test_head_importance_is_the_expected_absolute_gate_gradient_over_examples():
 
 def test_the_head_that_carries_the_signal_ranks_first():
     model, batches = one_head_model()
-    assert evaluate(model, batches, "classification")["metric"] > 0.95
+    assert loss_and_metric(model, batches, "classification")["metric"] > 0.95
     g = gradient_scores(model, batches, "classification")
     ranked = sorted(((s, f"{p}.head.{h}") for p, v in g.heads.items() for h, s in enumerate(v)), reverse=True)
     assert ranked[0][1] == CARRIER

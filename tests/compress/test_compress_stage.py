@@ -7,11 +7,11 @@ import torch
 
 from sora.compress import CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig
 from sora.compress.finetune import distillation, finetune
-from sora.compress.int8 import Int8Linear
 from sora.compress.stage import _step_fraction, compress_model
 from sora.errors import SoraError
 from sora.models import build_model, load_model, save_model
-from sora.train.tasks import evaluate, task_for
+from sora.particles.int8 import Int8Linear
+from sora.tasks import evaluate, task_for
 from tests.compress.toy_data import ToyClassification
 from tests.helpers import fit_classifier, tiny
 

@@ -7,10 +7,11 @@ import torch
 from safetensors import safe_open
 
 from sora.compress import QuantizeConfig, quantize_model, save_quantized
-from sora.compress.int8 import Int8Embedding, Int8Linear, quantize_rows
 from sora.compress.measure import count_weights
 from sora.errors import SoraError
 from sora.models import build_model, load_model, save_model
+from sora.particles import int8
+from sora.particles.int8 import Int8Embedding, Int8Linear, quantize_rows
 from tests.helpers import tiny
 
 ALL = QuantizeConfig(min_weights=0, min_side=0)  # tiny test models: quantize every Linear
@@ -124,7 +125,7 @@ def test_a_damaged_quantized_folder_fails_clearly(tmp_path):
 @pytest.mark.parametrize("sensitive_as", ["fp32", "row"])
 def test_the_linear_int8_hurts_most_is_found_and_given_fp32_maths_or_row_scales(tmp_path, sensitive_as):
     from sora.compress.sensitivity import linear_sensitivity, quantize_calibrated
-    from sora.train.tasks import task_for
+    from sora.tasks import task_for
     from tests.compress.toy_data import ToyClassification
 
     torch.manual_seed(0)
@@ -235,8 +236,6 @@ def test_q_k_v_count_together_for_the_int8_threshold():
 @pytest.mark.parametrize("compute", ["int8", "int8_row"])
 @pytest.mark.parametrize("reduce_range", [True, False])  # 7-bit activations (no VNNI) or 8
 def test_many_rows_may_run_on_onednn_with_the_same_outputs_as_fbgemm(monkeypatch, compute, reduce_range):
-    from sora.compress import int8
-
     monkeypatch.setattr(int8, "REDUCE_RANGE", reduce_range)
     torch.manual_seed(0)
     linear = Int8Linear.from_linear(torch.nn.Linear(64, 48), compute=compute)
@@ -256,8 +255,6 @@ def test_many_rows_may_run_on_onednn_with_the_same_outputs_as_fbgemm(monkeypatch
 
 @pytest.mark.parametrize("compute", ["int8", "int8_row"])
 def test_one_or_two_rows_run_fp32_maths_unless_the_matrix_is_large(monkeypatch, compute):
-    from sora.compress import int8
-
     torch.manual_seed(0)
     linear = Int8Linear.from_linear(torch.nn.Linear(64, 48), compute=compute)
     with torch.no_grad():
@@ -271,8 +268,6 @@ def test_one_or_two_rows_run_fp32_maths_unless_the_matrix_is_large(monkeypatch, 
 
 
 def test_eight_bit_activations_round_finer_than_seven(monkeypatch):
-    from sora.compress import int8
-
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 128).eval()
     q = Int8Linear.from_linear(linear)

@@ -10,7 +10,7 @@ from sora.compress.plan import plan_from_names
 from sora.compress.structural import prune_model
 from sora.models import build_model
 from sora.models.names import block_paths
-from sora.train.tasks import task_for
+from sora.tasks import task_for
 from tests.compress.toy_data import ToyClassification
 from tests.helpers import tiny
 

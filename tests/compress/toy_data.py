@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from sora.data.protocol import TaskData
 
-class ToyClassification:
-    task, input, tokenizer = "classification", "text", None
+
+class ToyClassification(TaskData):
+    task, input, tokenizer, name = "classification", "text", None, "toy"
     labels = ["low", "mid", "high"]
 
     def __init__(self, n_train: int = 96, n_eval: int = 48, seq_len: int = 10, seed: int = 0):

@@ -12,13 +12,15 @@ import math
 
 import torch
 
+from sora.data.protocol import TaskData
 
-class SyntheticData:
+
+class SyntheticData(TaskData):
     def __init__(self, task: str = "classification", n: int = 96, seq_len: int = 12, seed: int = 0,
                  n_val: int = 32, n_test: int = 32, vocab_size: int = 50):
         self.task, self.vocab_size, self.seq_len = task, vocab_size, seq_len
         self.pad_id, self.bos_id, self.eos_id = 0, 1, 2
-        self.tokenizer = None
+        self.tokenizer, self.name = None, f"synthetic_{task}"
         self.labels = {"classification": ["low", "mid", "high"], "ctc": ["_", "a", "b"]}.get(task)
         g = torch.Generator().manual_seed(seed)
         self.examples = {split: [self._example(g) for _ in range(size)]

@@ -80,6 +80,16 @@ def test_an_early_stop_survives_a_resume(tmp_path):
     assert same_parameters(again.model, stopped.model)
 
 
+def test_an_interruption_at_the_early_stop_step_keeps_the_decision(tmp_path):
+    stop = dict(max_steps=30, validate_every_steps=2, early_stopping={"metric": "loss", "mode": "max", "patience": 2})
+    straight = fit(tmp_path / "straight", **stop)
+    halted = fit(tmp_path / "run", stop_after_steps=straight.step, **stop)  # Ctrl-C at the step the stop is decided
+    assert halted.stopped == "interrupted"
+    again = fit(tmp_path / "run", resume=True, **stop)
+    assert again.stopped == "early_stopping" and again.step == straight.step
+    assert same_parameters(again.model, straight.model)
+
+
 def test_a_resume_before_the_first_checkpoint_starts_the_same_run_again(tmp_path, straight):
     out = tmp_path / "run"
     fit(out, stop_after_steps=1)

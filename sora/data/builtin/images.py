@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sora.data.builtin import Builtin, Raw
+from sora.data.builtin.entry import Builtin, Raw
 from sora.data.builtin.system import require_path
 from sora.data.config import DataConfig
 from sora.data.formats import read_idx, read_npz
@@ -31,7 +31,7 @@ def load_fashion_mnist(folder: Path, cfg: DataConfig, task: str) -> Raw:
 
 
 def fetch_digits(folder: Path) -> dict:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # 1.8 s to import: only this dataset needs it
 
     d = load_digits()
     images = (d.images * (255 / 16)).round().astype(np.uint8)  # 0..16 grey levels -> 0..255

