@@ -43,16 +43,37 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sora.compress import (CompressConfig, FinetuneConfig, LoRAConfig, PruneConfig, QuantizeConfig,  # noqa: E402
-                           magnitude_scores, plan_from_scores, prune_model, quantize_model, save_quantized)
-from sora.particles.int8 import kernel_choice  # noqa: E402
+from sora.compress import (
+    CompressConfig,
+    FinetuneConfig,
+    LoRAConfig,
+    PruneConfig,
+    QuantizeConfig,  # noqa: E402
+    magnitude_scores,
+    plan_from_scores,
+    prune_model,
+    quantize_model,
+    save_quantized,
+)
 from sora.compress.measure import compare_latency, count_weights, timing_batches, weights_bytes  # noqa: E402
 from sora.compress.stage import FOLDERS, compress_model  # noqa: E402
 from sora.models import ModelConfig, build_model, load_meta, load_model, load_tokenizer, save_model  # noqa: E402
+from sora.particles.int8 import kernel_choice  # noqa: E402
 
-BERT_SIZED = dict(arch="encoder_classifier", vocab_size=30522, d_model=384, head_dim=32,
-                  encoder={"n_layers": 6, "n_heads": 12, "d_ff": 1536}, norm_position="post", embed_norm=True,
-                  norm_eps=1e-12, max_len=128, n_classes=2, pooling="mean", dropout=0.1)
+BERT_SIZED = dict(
+    arch="encoder_classifier",
+    vocab_size=30522,
+    d_model=384,
+    head_dim=32,
+    encoder={"n_layers": 6, "n_heads": 12, "d_ff": 1536},
+    norm_position="post",
+    embed_norm=True,
+    norm_eps=1e-12,
+    max_len=128,
+    n_classes=2,
+    pooling="mean",
+    dropout=0.1,
+)
 
 
 def linear_shapes(repeats: int) -> list[dict]:
@@ -63,8 +84,17 @@ def linear_shapes(repeats: int) -> list[dict]:
     engines = {"fbgemm": None, **({"onednn": 1} if "onednn" in torch.backends.quantized.supported_engines else {})}
     chosen = int8.ONEDNN_FROM_ROWS
     rows = []
-    for d_in, d_out in [(128, 128), (128, 256), (256, 256), (256, 512), (384, 384), (384, 1536), (1536, 384),
-                        (768, 768), (768, 3072)]:
+    for d_in, d_out in [
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 512),
+        (384, 384),
+        (384, 1536),
+        (1536, 384),
+        (768, 768),
+        (768, 3072),
+    ]:
         fp32 = torch.nn.Linear(d_in, d_out).eval()
         q = int8.Int8Linear.from_linear(fp32)
         row = {"shape": [d_in, d_out], "weights": d_in * d_out, "kernels": {}}
@@ -81,12 +111,17 @@ def linear_shapes(repeats: int) -> list[dict]:
                 row["kernels"][str(n)][engine] = round(t["fp32"] / t["int8"], 3)
             if n in (40, 1280):  # what Sora runs: the kernel its rows choose
                 row[f"int8_speedup_rows{n}"] = row["kernels"][str(n)][
-                    "onednn" if chosen is not None and n >= chosen else "fbgemm"]
+                    "onednn" if chosen is not None and n >= chosen else "fbgemm"
+                ]
         rows.append(row)
-        print(f"  Linear {d_in}x{d_out}: int8 x{row['int8_speedup_rows40']:.2f} at 40 rows, "
-              f"x{row['int8_speedup_rows1280']:.2f} at 1280 rows; kernels "
-              + ", ".join(f"{n} rows " + "/".join(f"{e} x{v:.2f}" for e, v in k.items())
-                          for n, k in row["kernels"].items()), flush=True)
+        print(
+            f"  Linear {d_in}x{d_out}: int8 x{row['int8_speedup_rows40']:.2f} at 40 rows, "
+            f"x{row['int8_speedup_rows1280']:.2f} at 1280 rows; kernels "
+            + ", ".join(
+                f"{n} rows " + "/".join(f"{e} x{v:.2f}" for e, v in k.items()) for n, k in row["kernels"].items()
+            ),
+            flush=True,
+        )
     return rows
 
 
@@ -117,8 +152,11 @@ def int8_paths(model: torch.nn.Module, batches: dict[int, list[dict]], repeats: 
         print(f"  batch {b}: " + ", ".join(f"{k} x{v:.2f}" for k, v in out[str(b)].items()), flush=True)
     with torch.inference_mode():
         ref = model(batches[32][0]["inputs"], batches[32][0]["valid"])
-        out["max_abs_logit_diff"] = {k: round(float((m(batches[32][0]["inputs"], batches[32][0]["valid"]) - ref)
-                                                    .abs().max()), 5) for k, m in variants.items() if k != "fp32"}
+        out["max_abs_logit_diff"] = {
+            k: round(float((m(batches[32][0]["inputs"], batches[32][0]["valid"]) - ref).abs().max()), 5)
+            for k, m in variants.items()
+            if k != "fp32"
+        }
     out["sora_int8_linears"] = len(ours.config.quantization["linear"])
     return out
 
@@ -158,8 +196,9 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
     reference = {split: outputs(model, split) for split in ("validation", "test")}
     variants, out = {}, {}
     for name, overrides in INT8_SETTINGS.items():
-        variants[name] = quantize_calibrated(model, data, task, QuantizeConfig(**overrides), log=lambda _: None,
-                                             ranking=ranking)
+        variants[name] = quantize_calibrated(
+            model, data, task, QuantizeConfig(**overrides), log=lambda _: None, ranking=ranking
+        )
         out[name] = {"config": overrides}
         for split, (ref, labels) in reference.items():
             logits, _ = outputs(variants[name], split)
@@ -167,12 +206,22 @@ def int8_settings(model: torch.nn.Module, data, batches: dict[int, list[dict]], 
             kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
             out[name][split] = {
                 "accuracy": round(float((pred == labels).float().mean()), 4),
-                "points_lost": round(100 * float((ref_pred == labels).float().mean() - (pred == labels).float().mean()), 2),
-                "predictions_changed": int((pred != ref_pred).sum()), "examples": int(labels.numel()),
-                "kl_milli_nats": round(1e3 * float(kl), 3)}
-        print(f"  {name}: " + ", ".join(f"{s} {out[name][s]['predictions_changed']} changed, "
-                                        f"KL {out[name][s]['kl_milli_nats']:.2f}e-3, {-out[name][s]['points_lost']:+.2f} points"
-                                        for s in reference), flush=True)
+                "points_lost": round(
+                    100 * float((ref_pred == labels).float().mean() - (pred == labels).float().mean()), 2
+                ),
+                "predictions_changed": int((pred != ref_pred).sum()),
+                "examples": int(labels.numel()),
+                "kl_milli_nats": round(1e3 * float(kl), 3),
+            }
+        print(
+            f"  {name}: "
+            + ", ".join(
+                f"{s} {out[name][s]['predictions_changed']} changed, "
+                f"KL {out[name][s]['kl_milli_nats']:.2f}e-3, {-out[name][s]['points_lost']:+.2f} points"
+                for s in reference
+            ),
+            flush=True,
+        )
     runs = {k: (lambda m: lambda b: task.forward(m, b))(m) for k, m in {"fp32": model, **variants}.items()}
     for b, batch in batches.items():
         t = compare_latency(runs, batch, repeats=repeats)
@@ -211,8 +260,10 @@ def batch_sizes(model: torch.nn.Module, data, repeats: int) -> dict:
 def variants_by_batch_size(model_dir: Path, data, folder: Path, repeats: int) -> dict:
     """Each compressed variant against the fp32 model at batch 1 to 64 (the compress stage times
     batch 1 and 32 only); pruned variants read the texts through their own tokenizer."""
-    folders = {"fp32": model_dir, **{name: folder / sub for name, sub in FOLDERS.items()
-                                     if (folder / sub / "config.json").is_file()}}
+    folders = {
+        "fp32": model_dir,
+        **{name: folder / sub for name, sub in FOLDERS.items() if (folder / sub / "config.json").is_file()},
+    }
     datas = {k: data.retokenized(load_tokenizer(v)) if "pruned" in k else data for k, v in folders.items()}
     return speedups_by_batch_size({k: load_model(v) for k, v in folders.items()}, datas, repeats)
 
@@ -223,10 +274,15 @@ def settings_mean(per_model: list[dict]) -> dict:
     out = {}
     for name in per_model[0]:
         rows = [m[name] for m in per_model]
-        out[name] = {"models": len(rows), **{
-            f"{split}_{key}": mean([r[split][key] for r in rows])
-            for split in ("validation", "test") for key in ("points_lost", "predictions_changed", "kl_milli_nats")},
-            **{k: mean([r[k] for r in rows]) for k in rows[0] if k.startswith("speedup")}}
+        out[name] = {
+            "models": len(rows),
+            **{
+                f"{split}_{key}": mean([r[split][key] for r in rows])
+                for split in ("validation", "test")
+                for key in ("points_lost", "predictions_changed", "kl_milli_nats")
+            },
+            **{k: mean([r[k] for r in rows]) for k in rows[0] if k.startswith("speedup")},
+        }
     return out
 
 
@@ -242,15 +298,24 @@ def bert_sized(batches: dict[int, list[dict]], repeats: int, tmp: Path) -> dict:
         (save_quantized if m.config.quantization else save_model)(m, folder)
         sizes[name] = weights_bytes(folder)
     runs = {k: runner(m) for k, m in variants.items()}
-    out = {"config": BERT_SIZED, "prune": "50% of heads and 50% of neurons (weight-magnitude ranking; speed only)",
-           "variants": {}}
+    out = {
+        "config": BERT_SIZED,
+        "prune": "50% of heads and 50% of neurons (weight-magnitude ranking; speed only)",
+        "variants": {},
+    }
     timings = {b: compare_latency(runs, batch, repeats=repeats) for b, batch in batches.items()}
     for name, m in variants.items():
         out["variants"][name] = {
-            "parameters": count_weights(m), "bytes": sizes[name], "smaller": round(sizes["fp32"] / sizes[name], 3),
-            "speedup": {str(b): round(timings[b]["fp32"] / timings[b][name], 3) for b in batches}}
-        print(f"  {name}: {sizes['fp32'] / sizes[name]:.2f}x smaller, speed-up "
-              + ", ".join(f"b{b} x{timings[b]['fp32'] / timings[b][name]:.2f}" for b in batches), flush=True)
+            "parameters": count_weights(m),
+            "bytes": sizes[name],
+            "smaller": round(sizes["fp32"] / sizes[name], 3),
+            "speedup": {str(b): round(timings[b]["fp32"] / timings[b][name], 3) for b in batches},
+        }
+        print(
+            f"  {name}: {sizes['fp32'] / sizes[name]:.2f}x smaller, speed-up "
+            + ", ".join(f"b{b} x{timings[b]['fp32'] / timings[b][name]:.2f}" for b in batches),
+            flush=True,
+        )
     return out
 
 
@@ -275,17 +340,26 @@ def targets(variants: dict, metric: str) -> dict:
     if "pruned" in variants:
         removed = 1 - variants["pruned"]["heads"] / variants["fp32"]["heads"]
         out["heads >= 50% removed, <= 1 point lost"] = {
-            "heads_removed": round(removed, 3), "points_lost": lost["pruned"], "met": removed >= 0.5 and lost["pruned"] <= 1}
+            "heads_removed": round(removed, 3),
+            "points_lost": lost["pruned"],
+            "met": removed >= 0.5 and lost["pruned"] <= 1,
+        }
     if "int8" in variants:
         v = variants["int8"]
         out["int8 >= 2x at b32, >= 1.3x at b1, <= 0.5 point, >= 3.5x smaller"] = {
-            "speedup": v["speedup"], "points_lost": lost["int8"], "smaller": round(v["smaller"], 2),
-            "met": v["speedup"]["32"] >= 2 and v["speedup"]["1"] >= 1.3 and lost["int8"] <= 0.5 and v["smaller"] >= 3.5}
+            "speedup": v["speedup"],
+            "points_lost": lost["int8"],
+            "smaller": round(v["smaller"], 2),
+            "met": v["speedup"]["32"] >= 2 and v["speedup"]["1"] >= 1.3 and lost["int8"] <= 0.5 and v["smaller"] >= 3.5,
+        }
     if "pruned+int8" in variants:
         v = variants["pruned+int8"]
         out["pruned+int8 >= 3x faster, >= 5x smaller, <= 1.5 points"] = {
-            "speedup": v["speedup"], "points_lost": lost["pruned+int8"], "smaller": round(v["smaller"], 2),
-            "met": min(v["speedup"].values()) >= 3 and v["smaller"] >= 5 and lost["pruned+int8"] <= 1.5}
+            "speedup": v["speedup"],
+            "points_lost": lost["pruned+int8"],
+            "smaller": round(v["smaller"], 2),
+            "met": min(v["speedup"].values()) >= 3 and v["smaller"] >= 5 and lost["pruned+int8"] <= 1.5,
+        }
     return out
 
 
@@ -295,28 +369,44 @@ def model_name(model_dir: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, nargs="+", default=[ROOT / "runs/sentiment/model"],
-                        help="trained fp32 model folders (each compressed and measured)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="recipe or data YAML (default: each model's own, from its meta.json)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "runs/sentiment/model"],
+        help="trained fp32 model folders (each compressed and measured)",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="recipe or data YAML (default: each model's own, from its meta.json)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/compress_<model>.json")
     parser.add_argument("--repeats", type=int, default=6, help="best-of-N timing repeats")
     parser.add_argument("--heads", type=float, default=0.5, help="fraction of heads to prune")
     parser.add_argument("--neurons", type=float, default=0.5, help="fraction of feed-forward neurons to prune")
     parser.add_argument("--layers", type=int, default=0, help="blocks to drop")
-    parser.add_argument("--vocabulary", action=argparse.BooleanOptionalAction, default=True,
-                        help="keep only the tokens the training texts use (WordPiece models)")
+    parser.add_argument(
+        "--vocabulary",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep only the tokens the training texts use (WordPiece models)",
+    )
     parser.add_argument("--finetune", type=float, default=1.0, help="fine-tuning epochs after pruning (0 = none)")
     parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters (attn + ffn) only")
     parser.add_argument("--distill", type=float, default=0.0, help="weight of distillation from the unpruned model")
     parser.add_argument("--hidden", type=float, default=0.0, help="weight of layer distillation (block outputs)")
-    parser.add_argument("--pruned-sensitive", type=int, default=None,
-                        help="sensitive Linears of the pruned model's int8 (default: the same as the full model's)")
+    parser.add_argument(
+        "--pruned-sensitive",
+        type=int,
+        default=None,
+        help="sensitive Linears of the pruned model's int8 (default: the same as the full model's)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the compressed model folders here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="cap each split (smoke runs)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["shapes", "paths", "settings", "sizes", "compress", "bert"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["shapes", "paths", "settings", "sizes", "compress", "bert"]
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -327,11 +417,19 @@ def main() -> None:
     if args.out is None:
         args.out = ROOT / "bench/results" / f"compress_{'_'.join(model_name(d) for d in args.model)}.json"
     started = time.time()
-    results: dict = {"machine": {"cpu_threads": args.threads, "cores": os.cpu_count(), "python": platform.python_version(),
-                                 "torch": torch.__version__, "load_average_start": os.getloadavg(),
-                                 "int8_kernel": kernel_choice()},
-                     "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]), "data": str(args.data or "each model's meta.json"),
-                     "models": {}}
+    results: dict = {
+        "machine": {
+            "cpu_threads": args.threads,
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_start": os.getloadavg(),
+            "int8_kernel": kernel_choice(),
+        },
+        "command": " ".join(["python", "bench/compress.py", *sys.argv[1:]]),
+        "data": str(args.data or "each model's meta.json"),
+        "models": {},
+    }
     if "shapes" not in args.skip:
         print(f"Linear shapes: fp32 vs dynamic int8 ({results['machine']['int8_kernel']})", flush=True)
         results["linear_shapes"] = linear_shapes(args.repeats)
@@ -352,13 +450,27 @@ def main() -> None:
             entry["int8_batch_sizes"] = batch_sizes(load_model(model_dir), data, args.repeats)
         if "compress" not in args.skip:
             config = CompressConfig(
-                prune=PruneConfig(heads=args.heads or None, neurons=args.neurons or None, layers=args.layers or None,
-                                  vocabulary=args.vocabulary),
-                finetune=FinetuneConfig(epochs=args.finetune, lr=args.lr, distill=args.distill, hidden=args.hidden,
-                                        lora=LoRAConfig(rank=16, alpha=32, targets=["attn", "ffn"]) if args.lora else None)
-                if args.finetune > 0 else None,
-                quantize=QuantizeConfig(), latency_repeats=args.repeats,
-                pruned_quantize=None if args.pruned_sensitive is None else QuantizeConfig(sensitive=args.pruned_sensitive))
+                prune=PruneConfig(
+                    heads=args.heads or None,
+                    neurons=args.neurons or None,
+                    layers=args.layers or None,
+                    vocabulary=args.vocabulary,
+                ),
+                finetune=FinetuneConfig(
+                    epochs=args.finetune,
+                    lr=args.lr,
+                    distill=args.distill,
+                    hidden=args.hidden,
+                    lora=LoRAConfig(rank=16, alpha=32, targets=["attn", "ffn"]) if args.lora else None,
+                )
+                if args.finetune > 0
+                else None,
+                quantize=QuantizeConfig(),
+                latency_repeats=args.repeats,
+                pruned_quantize=None
+                if args.pruned_sensitive is None
+                else QuantizeConfig(sensitive=args.pruned_sensitive),
+            )
             print(f"sora compress on {model_dir}: {config.model_dump(exclude_defaults=True)}", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
                 folder = args.keep / model_name(model_dir) if args.keep else Path(tmp) / "compress"
@@ -366,9 +478,13 @@ def main() -> None:
                 curve = variants_by_batch_size(model_dir, data, folder, args.repeats)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 for part, suffix in (("report.md", "md"), ("plot.png", "png")):  # beside the JSON, same stem
-                    shutil.copyfile(folder / part, args.out.with_name(f"{args.out.stem}_{model_name(model_dir)}.{suffix}"))
-            entry["compress"] = {k: report[k] for k in ("task", "metric", "eval_split", "variants", "pruning",
-                                                        "config", "latency_method")}
+                    shutil.copyfile(
+                        folder / part, args.out.with_name(f"{args.out.stem}_{model_name(model_dir)}.{suffix}")
+                    )
+            entry["compress"] = {
+                k: report[k]
+                for k in ("task", "metric", "eval_split", "variants", "pruning", "config", "latency_method")
+            }
             entry["compress"]["targets"] = targets(report["variants"], report["metric"])
             entry["compress"]["speedup_by_batch_size"] = curve
     measured = [e["int8_settings"] for e in results["models"].values() if "int8_settings" in e]
@@ -377,8 +493,9 @@ def main() -> None:
     if "bert" not in args.skip and batches is not None:
         print("BERT-sized (random weights): int8 paths, then size and speed of the variants", flush=True)
         torch.manual_seed(0)
-        results["bert_sized_random"] = {"int8_paths": int8_paths(build_model(ModelConfig(**BERT_SIZED)), batches,
-                                                                 max(2, args.repeats // 2))}
+        results["bert_sized_random"] = {
+            "int8_paths": int8_paths(build_model(ModelConfig(**BERT_SIZED)), batches, max(2, args.repeats // 2))
+        }
         with tempfile.TemporaryDirectory() as tmp:
             results["bert_sized_random"]["variants"] = bert_sized(batches, max(2, args.repeats // 2), Path(tmp))
     results["machine"]["load_average_end"] = os.getloadavg()

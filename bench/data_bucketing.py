@@ -48,9 +48,17 @@ def train_tokens_per_s(data, batch_size: int, steps: int, repeats: int) -> dict:
     CPU time are summed per arm; CPU time is what the batches cost, even on a busy machine.
     """
     fields = data.model_fields()
-    cfg = ModelConfig(arch="encoder_classifier", input="text", vocab_size=fields["vocab_size"], d_model=128,
-                      encoder={"n_layers": 2, "n_heads": 4, "d_ff": 256}, max_len=data.config.max_len,
-                      n_classes=fields["n_classes"], pooling="mean", dropout=0.1)
+    cfg = ModelConfig(
+        arch="encoder_classifier",
+        input="text",
+        vocab_size=fields["vocab_size"],
+        d_model=128,
+        encoder={"n_layers": 2, "n_heads": 4, "d_ff": 256},
+        max_len=data.config.max_len,
+        n_classes=fields["n_classes"],
+        pooling="mean",
+        dropout=0.1,
+    )
     arms = {"naive": False, "bucketed": True}
     totals = {a: {"wall_s": 0.0, "cpu_s": 0.0, "real_tokens": 0, "padded_positions": 0, "steps": 0} for a in arms}
     for r in range(repeats):
@@ -93,28 +101,50 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = DataConfig.model_validate({"dataset": "rotten_tomatoes", "task": "classification",
-                                     "tokenizer": {"kind": "bpe", "vocab_size": 8000}, "max_len": 128,
-                                     "split": {"validation": 0.1, "test": 0.1, "seed": 0}})
+    cfg = DataConfig.model_validate(
+        {
+            "dataset": "rotten_tomatoes",
+            "task": "classification",
+            "tokenizer": {"kind": "bpe", "vocab_size": 8000},
+            "max_len": 128,
+            "split": {"validation": 0.1, "test": 0.1, "seed": 0},
+        }
+    )
     data = prepare_data(cfg)
     lengths = data.splits["train"].lengths
-    results = {"dataset": "rotten_tomatoes", "train_examples": int(len(lengths)),
-               "tokens_mean": round(float(lengths.mean()), 1), "tokens_max": int(lengths.max()),
-               "tokenizer": "byte-level BPE 8000", "model": "encoder d=128, 2 layers, 4 heads, d_ff 256",
-               "torch_threads": args.threads, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-               "torch": torch.__version__, "by_batch_size": {}}
+    results = {
+        "dataset": "rotten_tomatoes",
+        "train_examples": int(len(lengths)),
+        "tokens_mean": round(float(lengths.mean()), 1),
+        "tokens_max": int(lengths.max()),
+        "tokenizer": "byte-level BPE 8000",
+        "model": "encoder d=128, 2 layers, 4 heads, d_ff 256",
+        "torch_threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "by_batch_size": {},
+    }
     for bs in args.batch_sizes:
         train = train_tokens_per_s(data, bs, args.steps, args.repeats)
         row = {}
         for name, bucket in (("naive", False), ("bucketed", True)):
-            row[name] = {"padding_fraction": round(padding(data, bs, bucket), 4),
-                         "loader_tokens_per_s": round(loader_tokens_per_s(data, bs, bucket, args.repeats)),
-                         "train": train[name]}
-            print(f"batch {bs:3d} {name:9s} padding {row[name]['padding_fraction']:.1%}  "
-                  f"train {train[name]['tokens_per_cpu_s']:,} tok/cpu-s ({train[name]['tokens_per_s_wall']:,} tok/s wall)  "
-                  f"loader {row[name]['loader_tokens_per_s']:,} tok/s", flush=True)
+            row[name] = {
+                "padding_fraction": round(padding(data, bs, bucket), 4),
+                "loader_tokens_per_s": round(loader_tokens_per_s(data, bs, bucket, args.repeats)),
+                "train": train[name],
+            }
+            print(
+                f"batch {bs:3d} {name:9s} padding {row[name]['padding_fraction']:.1%}  "
+                f"train {train[name]['tokens_per_cpu_s']:,} tok/cpu-s "
+                f"({train[name]['tokens_per_s_wall']:,} tok/s wall)  "
+                f"loader {row[name]['loader_tokens_per_s']:,} tok/s",
+                flush=True,
+            )
         row["train_speedup_cpu"] = round(train["bucketed"]["tokens_per_cpu_s"] / train["naive"]["tokens_per_cpu_s"], 2)
-        row["train_speedup_wall"] = round(train["bucketed"]["tokens_per_s_wall"] / train["naive"]["tokens_per_s_wall"], 2)
+        row["train_speedup_wall"] = round(
+            train["bucketed"]["tokens_per_s_wall"] / train["naive"]["tokens_per_s_wall"], 2
+        )
         results["by_batch_size"][str(bs)] = row
     write_atomic(args.out, (json.dumps(results, indent=2) + "\n").encode())
     print(f"wrote {args.out}")

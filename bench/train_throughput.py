@@ -36,36 +36,77 @@ LM = dict(d_model=192, n_layers=4, n_heads=6, d_ff=768, block=128, batch=32)
 
 
 def sora_bert(vocab: int, n_classes: int):
-    return build_model(ModelConfig(
-        arch="encoder_classifier", vocab_size=vocab, d_model=CLS["d_model"], max_len=CLS["max_len"],
-        encoder={"n_layers": CLS["n_layers"], "n_heads": CLS["n_heads"], "d_ff": CLS["d_ff"]},
-        norm_position="post", embed_norm=True, norm_eps=1e-12, position="learned", activation="gelu",
-        pooler=True, pooling="cls", n_classes=n_classes, dropout=0.1, attn_dropout=0.0))
+    return build_model(
+        ModelConfig(
+            arch="encoder_classifier",
+            vocab_size=vocab,
+            d_model=CLS["d_model"],
+            max_len=CLS["max_len"],
+            encoder={"n_layers": CLS["n_layers"], "n_heads": CLS["n_heads"], "d_ff": CLS["d_ff"]},
+            norm_position="post",
+            embed_norm=True,
+            norm_eps=1e-12,
+            position="learned",
+            activation="gelu",
+            pooler=True,
+            pooling="cls",
+            n_classes=n_classes,
+            dropout=0.1,
+            attn_dropout=0.0,
+        )
+    )
 
 
 def hf_bert(vocab: int, n_classes: int):
     from transformers import BertConfig, BertForSequenceClassification
 
-    config = BertConfig(vocab_size=vocab, hidden_size=CLS["d_model"], num_hidden_layers=CLS["n_layers"],
-                        num_attention_heads=CLS["n_heads"], intermediate_size=CLS["d_ff"],
-                        max_position_embeddings=CLS["max_len"], type_vocab_size=1, num_labels=n_classes,
-                        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=CLS["d_model"],
+        num_hidden_layers=CLS["n_layers"],
+        num_attention_heads=CLS["n_heads"],
+        intermediate_size=CLS["d_ff"],
+        max_position_embeddings=CLS["max_len"],
+        type_vocab_size=1,
+        num_labels=n_classes,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.0,
+    )
     return BertForSequenceClassification(config)
 
 
 def sora_gpt(vocab: int):
-    return build_model(ModelConfig(
-        arch="decoder_lm", vocab_size=vocab, d_model=LM["d_model"], max_len=LM["block"],
-        decoder={"n_layers": LM["n_layers"], "n_heads": LM["n_heads"], "d_ff": LM["d_ff"]},
-        position="learned", activation="gelu_tanh", dropout=0.0, tie_embeddings=True))
+    return build_model(
+        ModelConfig(
+            arch="decoder_lm",
+            vocab_size=vocab,
+            d_model=LM["d_model"],
+            max_len=LM["block"],
+            decoder={"n_layers": LM["n_layers"], "n_heads": LM["n_heads"], "d_ff": LM["d_ff"]},
+            position="learned",
+            activation="gelu_tanh",
+            dropout=0.0,
+            tie_embeddings=True,
+        )
+    )
 
 
 def hf_gpt(vocab: int):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=vocab, n_embd=LM["d_model"], n_layer=LM["n_layers"], n_head=LM["n_heads"],
-                        n_inner=LM["d_ff"], n_positions=LM["block"], resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, activation_function="gelu_new", tie_word_embeddings=True)
+    config = GPT2Config(
+        vocab_size=vocab,
+        n_embd=LM["d_model"],
+        n_layer=LM["n_layers"],
+        n_head=LM["n_heads"],
+        n_inner=LM["d_ff"],
+        n_positions=LM["block"],
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function="gelu_new",
+        tie_word_embeddings=True,
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -107,8 +148,12 @@ def compare(name: str, make, batches, loss_fn, unit, repeats: int) -> dict:
             best[kind] = max(best[kind], timed(kind, make[kind](), batches, loss_fn, unit))
             print(f"{name} {kind} run {r + 1}: {best[kind]:,.0f}/s (best so far)", flush=True)
     params = {k: sum(p.numel() for p in make[k]().parameters()) for k in make}
-    return {"sora_per_s": round(best["sora"], 1), "hf_per_s": round(best["hf"], 1),
-            "ratio": round(best["sora"] / best["hf"], 3), "parameters": params}
+    return {
+        "sora_per_s": round(best["sora"], 1),
+        "hf_per_s": round(best["hf"], 1),
+        "ratio": round(best["sora"] / best["hf"], 3),
+        "parameters": params,
+    }
 
 
 def main() -> None:
@@ -121,32 +166,62 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-    text = prepare_data(DataConfig(dataset="rotten_tomatoes", tokenizer={"kind": "bpe", "vocab_size": 8000},
-                                   max_len=CLS["max_len"]))
+    text = prepare_data(
+        DataConfig(dataset="rotten_tomatoes", tokenizer={"kind": "bpe", "vocab_size": 8000}, max_len=CLS["max_len"])
+    )
     cls_batches = list(text.loader("train", CLS["batch"], shuffle=True, seed=0))[: args.steps + 2]
     vocab, n_classes = text.vocab_size, len(text.labels)
-    chars = prepare_data(DataConfig(dataset="austen", task="lm", tokenizer={"kind": "char"}, block_size=LM["block"],
-                                    split={"validation": 0.1, "test": 0.0}))
+    chars = prepare_data(
+        DataConfig(
+            dataset="austen",
+            task="lm",
+            tokenizer={"kind": "char"},
+            block_size=LM["block"],
+            split={"validation": 0.1, "test": 0.0},
+        )
+    )
     lm_batches = list(chars.loader("train", LM["batch"], shuffle=True, seed=0))[: args.steps + 2]
 
     results = {
         "classification": {
-            "data": "rotten_tomatoes, bucketed batches of 32", "unit": "examples",
-            **compare("classification", {"sora": lambda: sora_bert(vocab, n_classes), "hf": lambda: hf_bert(vocab, n_classes)},
-                      cls_batches, cls_loss, lambda b: int(b["labels"].numel()), args.repeats)},
+            "data": "rotten_tomatoes, bucketed batches of 32",
+            "unit": "examples",
+            **compare(
+                "classification",
+                {"sora": lambda: sora_bert(vocab, n_classes), "hf": lambda: hf_bert(vocab, n_classes)},
+                cls_batches,
+                cls_loss,
+                lambda b: int(b["labels"].numel()),
+                args.repeats,
+            ),
+        },
         "language_model": {
-            "data": f"austen characters, blocks of {LM['block']} x {LM['batch']}", "unit": "tokens",
-            **compare("language_model", {"sora": lambda: sora_gpt(chars.vocab_size), "hf": lambda: hf_gpt(chars.vocab_size)},
-                      lm_batches, lm_loss, lambda b: int(b["labels"].numel()), args.repeats)},
+            "data": f"austen characters, blocks of {LM['block']} x {LM['batch']}",
+            "unit": "tokens",
+            **compare(
+                "language_model",
+                {"sora": lambda: sora_gpt(chars.vocab_size), "hf": lambda: hf_gpt(chars.vocab_size)},
+                lm_batches,
+                lm_loss,
+                lambda b: int(b["labels"].numel()),
+                args.repeats,
+            ),
+        },
     }
     import transformers
 
     payload = {
         "benchmark": "training throughput, Sora vs Hugging Face transformers (same sizes, data, loop, optimizer)",
-        "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "platform": platform.platform(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": args.threads,
+            "platform": platform.platform(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "steps_per_run": args.steps, "repeats": args.repeats, "results": results,
+        "steps_per_run": args.steps,
+        "repeats": args.repeats,
+        "results": results,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,14 +40,25 @@ KILLED = -9  # subprocess's return code for a child ended by SIGKILL
 #: metrics.json fields (section, key) that time the run
 WALL_CLOCK = (("train", "minutes"), ("train", "examples_per_s"), ("train", "tokens_per_s"), ("baseline", "seconds"))
 NOT_COMPARED = ("model_dir",)  # the folder's path: the reference and a trial live in different folders
-WORDS = {"fresh": ["great", "lovely", "superb", "fine", "moving", "funny"],
-         "rotten": ["awful", "dull", "boring", "weak", "messy", "flat"]}
-TRAIN = {"max_steps": 40, "batch_size": 16, "lr": 3e-3, "quiet": True, "threads": 1, "log_every": 1,
-         "validate_every_steps": 2, "checkpoint_every_steps": 3,
-         "early_stopping": {"metric": "loss", "patience": 2, "min_delta": 0.01}}
+WORDS = {
+    "fresh": ["great", "lovely", "superb", "fine", "moving", "funny"],
+    "rotten": ["awful", "dull", "boring", "weak", "messy", "flat"],
+}
+TRAIN = {
+    "max_steps": 40,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "quiet": True,
+    "threads": 1,
+    "log_every": 1,
+    "validate_every_steps": 2,
+    "checkpoint_every_steps": 3,
+    "early_stopping": {"metric": "loss", "patience": 2, "min_delta": 0.01},
+}
 
 
 # -- the recipe and one `sora train` --------------------------------------------------------------------
+
 
 def write_recipe(folder: Path) -> Path:
     """A 160-review CSV and a recipe that trains on it in seconds, with dropout and early stopping."""
@@ -62,10 +73,21 @@ def write_recipe(folder: Path) -> Path:
     (folder / "reviews.csv").write_text("\n".join(rows) + "\n")
     recipe = {
         "name": "kill-resume",
-        "data": {"source": str(folder / "reviews.csv"), "split": {"validation": 0.2, "test": 0.2, "seed": 0},
-                 "tokenizer": {"kind": "wordpiece", "vocab_size": 100, "min_frequency": 1}},
-        "model": {"arch": "encoder_classifier", "vocab_size": 100, "d_model": 32, "max_len": 32, "dropout": 0.1,
-                  "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 64}, "n_classes": 2, "pooling": "mean"},
+        "data": {
+            "source": str(folder / "reviews.csv"),
+            "split": {"validation": 0.2, "test": 0.2, "seed": 0},
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 100, "min_frequency": 1},
+        },
+        "model": {
+            "arch": "encoder_classifier",
+            "vocab_size": 100,
+            "d_model": 32,
+            "max_len": 32,
+            "dropout": 0.1,
+            "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 64},
+            "n_classes": 2,
+            "pooling": "mean",
+        },
         "train": TRAIN,
     }
     path = folder / "recipe.yaml"
@@ -73,8 +95,9 @@ def write_recipe(folder: Path) -> Path:
     return path
 
 
-def train(recipe: Path, out: Path, *, kill_at: str | None = None, kill_after_s: float | None = None,
-          timeout: float = 300) -> int:
+def train(
+    recipe: Path, out: Path, *, kill_at: str | None = None, kill_after_s: float | None = None, timeout: float = 300
+) -> int:
     """One ``sora train`` process (``--resume`` once ``out`` holds a run); its return code, KILLED if killed.
 
     ``kill_at``: a hook point where it kills itself; ``kill_after_s``: SIGKILL it from outside that many
@@ -114,6 +137,7 @@ def _kill_after(proc: subprocess.Popen, started: Path, delay: float) -> None:
 
 # -- where to kill ------------------------------------------------------------------------------------
 
+
 def kill_points(reference: Path) -> list[tuple[str, int]]:
     """Every hook point the reference run passed, in the order a run meets them."""
     metrics = json.loads((reference / "metrics.json").read_text())
@@ -151,8 +175,10 @@ def draw_points(reference: Path, kills: int, rng: random.Random) -> list[tuple[s
 
 # -- a trial and its verdict ----------------------------------------------------------------------------
 
-def kill_and_resume(recipe: Path, out: Path, points: list[tuple[str, int]] = (),
-                    delays: list[float] = ()) -> dict[str, int]:
+
+def kill_and_resume(
+    recipe: Path, out: Path, points: list[tuple[str, int]] = (), delays: list[float] = ()
+) -> dict[str, int]:
     """Train into ``out``, killed at each point (in run order) or after each delay, resuming until it ends.
 
     A delay longer than the run lets it finish: it counts as a launch, not a kill."""
@@ -194,6 +220,7 @@ def comparable_metrics(run: Path) -> dict:
 
 # -- the command ------------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=10, help="kills at hook points drawn at random")
@@ -211,13 +238,22 @@ def main(argv: list[str] | None = None) -> dict:
     training_s = (reference / "metrics.json").stat().st_mtime - (reference / RUN_FILE).stat().st_mtime
     points = draw_points(reference, args.kills, rng)
     rng.shuffle(points)
-    trials = [{"points": points[i:i + args.per_trial]} for i in range(0, len(points), args.per_trial)]
+    trials = [{"points": points[i : i + args.per_trial]} for i in range(0, len(points), args.per_trial)]
     trials += [{"delays": [rng.uniform(0, training_s)]} for _ in range(args.timed)]
-    summary = {"seed": args.seed, "kills": 0, "hook_kills": 0, "timed_kills": 0, "resumes": 0, "launches": 1,
-               "trials": len(trials), "identical": 0,
-               "kill_points": [f"{p}@{s}" for p, s in sorted(points, key=progress)],
-               "timed_delays_s": [round(t["delays"][0], 2) for t in trials if "delays" in t],
-               "excluded_from_metrics": [f"{s}.{k}" for s, k in WALL_CLOCK] + list(NOT_COMPARED), "differences": {}}
+    summary = {
+        "seed": args.seed,
+        "kills": 0,
+        "hook_kills": 0,
+        "timed_kills": 0,
+        "resumes": 0,
+        "launches": 1,
+        "trials": len(trials),
+        "identical": 0,
+        "kill_points": [f"{p}@{s}" for p, s in sorted(points, key=progress)],
+        "timed_delays_s": [round(t["delays"][0], 2) for t in trials if "delays" in t],
+        "excluded_from_metrics": [f"{s}.{k}" for s, k in WALL_CLOCK] + list(NOT_COMPARED),
+        "differences": {},
+    }
     for i, trial in enumerate(trials):
         out = work / f"trial-{i}"
         counts = kill_and_resume(recipe, out, trial.get("points", []), trial.get("delays", []))

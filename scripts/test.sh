@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
+ruff check . && ruff format --check .  # lint and format (pyproject.toml [tool.ruff])
 python -m pytest -n 2 "$@"

@@ -58,8 +58,10 @@ def read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a UTF-8 text {what} file (byte {e.start} is 0x{e.object[e.start]:02x}); "
-                          "is it a binary or damaged file?") from None
+        raise ConfigError(
+            f"{path}: not a UTF-8 text {what} file (byte {e.start} is 0x{e.object[e.start]:02x}); "
+            "is it a binary or damaged file?"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read {what} ({e.strerror or e})") from None
 
@@ -98,8 +100,15 @@ def _problem(e: Exception) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number",
-            bool: "true/false", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _key_lines(node, prefix: tuple = ()) -> dict[tuple, int]:
@@ -146,8 +155,11 @@ def format_errors(e: ValidationError, *, source: str, prefix: tuple, lines: dict
             detail = f"; {key}.{inner[0]}: {_message(inner[1])}{_got(inner[1])}" if inner else ""
             text = f"expected {' or '.join(members)}{_got(whole)}{detail}"
         else:
-            text = "; ".join(dict.fromkeys(f"{'item ' + part + ': ' if part else ''}{_message(err)}{_got(err)}"
-                                           for _, err, part in errs))
+            text = "; ".join(
+                dict.fromkeys(
+                    f"{'item ' + part + ': ' if part else ''}{_message(err)}{_got(err)}" for _, err, part in errs
+                )
+            )
         messages.append(f"{where}: {key}: {text}")
     return "\n".join(messages)
 
@@ -202,8 +214,13 @@ class Section:
 
     def validate(self, model_cls: type[T], overrides: list[str] | tuple[str, ...] = ()) -> T:
         """The section as ``model_cls``, after ``key=value`` overrides inside it (``limit=500``)."""
-        return validate(model_cls, apply_overrides(self.data, list(overrides)), source=self.source,
-                        prefix=self.prefix, lines=self.lines)
+        return validate(
+            model_cls,
+            apply_overrides(self.data, list(overrides)),
+            source=self.source,
+            prefix=self.prefix,
+            lines=self.lines,
+        )
 
 
 def read_section(path: str | Path, name: str, *, standalone: bool = True, required: bool = False) -> Section | None:
@@ -261,8 +278,10 @@ def _override_value(key: str, raw: str) -> Any:
     try:
         return yaml.safe_load(raw)
     except YAML_ERRORS as e:
-        raise ConfigError(f"--set {key + '=' + raw!r}: the value is not valid YAML ({_problem(e)}); quote it if it "
-                          "is text, e.g. --set 'name=\"a: b\"'") from None
+        raise ConfigError(
+            f"--set {key + '=' + raw!r}: the value is not valid YAML ({_problem(e)}); quote it if it "
+            "is text, e.g. --set 'name=\"a: b\"'"
+        ) from None
 
 
 def to_json(model: BaseModel) -> str:

@@ -25,8 +25,8 @@ from sora.atomic import clean_stale, is_staging_name, remove_path
 from sora.compress.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from sora.compress.stage import FOLDERS, PLOT, REPORT_JSON, REPORT_MD
 from sora.errors import SoraError
-from sora.interop.exporter import EXPORT_FILES, HF_WEIGHTS, POOLING_DIR, is_sora_export
 from sora.interop.checkpoint import read_json
+from sora.interop.exporter import EXPORT_FILES, HF_WEIGHTS, POOLING_DIR, is_sora_export
 from sora.models.folder import CONFIG, META, TOKENIZER, WEIGHTS
 from sora.train.checkpoint import OPTIMIZER, RNG, TRAINER
 from sora.train.job import TOKENIZER_HANDOFF
@@ -52,27 +52,62 @@ class Kind:
     leftovers: bool = False  # may hold hidden files of unfinished writes (a run written in place)
 
 
-MODEL = Kind("a model folder", frozenset({CONFIG, WEIGHTS, TOKENIZER, META, ADAPTER_WEIGHTS, ADAPTER_CONFIG}),
-             required=(CONFIG, WEIGHTS), signed=_sora_config)
-CHECKPOINT = Kind("a training checkpoint", MODEL.files | {f"{OPTIMIZER}.safetensors", f"{OPTIMIZER}.json",
-                                                          f"{RNG}.safetensors", f"{RNG}.json", TRAINER},
-                  required=(CONFIG, WEIGHTS, TRAINER), signed=_sora_config)
-HF_EXPORT = Kind("a Hugging Face export", EXPORT_FILES, {POOLING_DIR: Kind("pooling settings", frozenset({CONFIG}))},
-                 required=(HF_WEIGHTS,), signed=is_sora_export)
-ANALYSIS = Kind("an analysis", frozenset({JSON_NAME, HTML_NAME, MERMAID_NAME}), pattern=r"[a-z0-9_]+\.png",
-                required=(JSON_NAME,))
-COMPRESSION = Kind("a compression report", frozenset({REPORT_JSON, REPORT_MD, PLOT}),
-                   {name: MODEL for name in FOLDERS.values()}, required=(REPORT_JSON,))
+MODEL = Kind(
+    "a model folder",
+    frozenset({CONFIG, WEIGHTS, TOKENIZER, META, ADAPTER_WEIGHTS, ADAPTER_CONFIG}),
+    required=(CONFIG, WEIGHTS),
+    signed=_sora_config,
+)
+CHECKPOINT = Kind(
+    "a training checkpoint",
+    MODEL.files | {f"{OPTIMIZER}.safetensors", f"{OPTIMIZER}.json", f"{RNG}.safetensors", f"{RNG}.json", TRAINER},
+    required=(CONFIG, WEIGHTS, TRAINER),
+    signed=_sora_config,
+)
+HF_EXPORT = Kind(
+    "a Hugging Face export",
+    EXPORT_FILES,
+    {POOLING_DIR: Kind("pooling settings", frozenset({CONFIG}))},
+    required=(HF_WEIGHTS,),
+    signed=is_sora_export,
+)
+ANALYSIS = Kind(
+    "an analysis", frozenset({JSON_NAME, HTML_NAME, MERMAID_NAME}), pattern=r"[a-z0-9_]+\.png", required=(JSON_NAME,)
+)
+COMPRESSION = Kind(
+    "a compression report",
+    frozenset({REPORT_JSON, REPORT_MD, PLOT}),
+    {name: MODEL for name in FOLDERS.values()},
+    required=(REPORT_JSON,),
+)
 # What `sora train` and `sora run` write into OUT (sora.train.job, trainer, logbook, pipeline, interop.pretrained).
-RUN = Kind("a training run", frozenset({"metrics.json", RUN_FILE, TOKENIZER_HANDOFF}),
-           {"model": MODEL, "best": MODEL, "analysis": ANALYSIS, "compressed": COMPRESSION, "checkpoints": None,
-            "logs": None, "pretrained": None}, leftovers=True)
+RUN = Kind(
+    "a training run",
+    frozenset({"metrics.json", RUN_FILE, TOKENIZER_HANDOFF}),
+    {
+        "model": MODEL,
+        "best": MODEL,
+        "analysis": ANALYSIS,
+        "compressed": COMPRESSION,
+        "checkpoints": None,
+        "logs": None,
+        "pretrained": None,
+    },
+    leftovers=True,
+)
 KINDS = {"model": MODEL, "hf": HF_EXPORT, "analysis": ANALYSIS, "compress": COMPRESSION, "run": RUN}
 KNOWN = (MODEL, CHECKPOINT, HF_EXPORT, ANALYSIS, COMPRESSION, RUN)  # the order `describe` tries them in
 
 
-def claim_out(out: str | Path, kind: str, *, force: bool = False, resume: bool = False,
-              reads: tuple[str | Path, ...] = (), say: Callable[[str], None] = print) -> Path:
+def claim_out(
+    out: str | Path,
+    kind: str,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    reads: tuple[str | Path, ...] = (),
+    say: Callable[[str], None] = print,
+) -> Path:
     """Check that this command may write ``out`` (raise SoraError naming why not) and return it.
 
     ``kind`` is one of KINDS. ``reads``: paths the command reads, which ``out`` may not be or hold.
@@ -138,8 +173,9 @@ def _claim_run(out, path: Path, *, force: bool, resume: bool, say) -> None:
         clear(path)
         return
     if describe(path) is RUN and (not resume or _replaced_by_run(path) is None):
-        raise SoraError(f"--out {out}: holds a training run already; pass --resume to continue it, or --force to "
-                        "start over")
+        raise SoraError(
+            f"--out {out}: holds a training run already; pass --resume to continue it, or --force to start over"
+        )
     raise SoraError(f"--out {out}: {refusal(path, RUN)}; choose another {_place(path)} or pass --force")
 
 

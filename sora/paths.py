@@ -23,8 +23,10 @@ def inside(folder: str | Path, name: str | Path) -> Path:
     root, target = folder.resolve(), path.resolve()
     if not any(target.is_relative_to(allowed) for allowed in _allowed_roots(root)):
         how = "is a link to" if path.is_symlink() else "resolves to"
-        raise SoraError(f"{path}: {how} {target}, outside the model folder {folder}; "
-                        "Sora reads only files inside the folder it is given")
+        raise SoraError(
+            f"{path}: {how} {target}, outside the model folder {folder}; "
+            "Sora reads only files inside the folder it is given"
+        )
     return path
 
 

@@ -58,8 +58,11 @@ def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool
         console.print(f"model folder: {model_dir}")
         return {"model_dir": str(model_dir)}
     run = train_stage(recipe, out_dir, console, show=show, resume=resume)
-    results = {"model_dir": str(run.model_dir) if run.model_dir else None, "metrics": run.metrics,
-               "stopped": run.result.stopped}
+    results = {
+        "model_dir": str(run.model_dir) if run.model_dir else None,
+        "metrics": run.metrics,
+        "stopped": run.result.stopped,
+    }
     if not run.main or run.model_dir is None:  # other ranks, or an interrupted run: nothing more to do
         return results
     if recipe.analyze is not None:
@@ -73,6 +76,7 @@ def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool
 
 def train_stage(recipe: Recipe, out_dir: Path, console: Console, *, show=None, resume: bool = False):
     """Prepare the data, build the model (``show`` prints it), train, test, save OUT/model and OUT/metrics.json."""
+
     def log(msg: str) -> None:
         console.print(msg, highlight=False, markup=False)
 
@@ -87,12 +91,19 @@ def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
     cfg = recipe.analyze
     console.print(f"analysing particles on {cfg.split} ({cfg.max_batches} batches of {cfg.batch_size}) ...")
     analysis = analyze_model(
-        run.model_dir, lambda: run.data.loader(cfg.split, cfg.batch_size, seed=cfg.seed), cfg, out_dir,
-        task=run.data.task, tokenizer=run.data.tokenizer, labels=run.data.labels,
+        run.model_dir,
+        lambda: run.data.loader(cfg.split, cfg.batch_size, seed=cfg.seed),
+        cfg,
+        out_dir,
+        task=run.data.task,
+        tokenizer=run.data.tokenizer,
+        labels=run.data.labels,
     )
     for mark, v in analysis.get("summary", {}).get("pruning_at", {}).items():
-        console.print(f"  {mark} of heads removed: importance order {v['importance']:.3f}, "
-                      f"random {v['random']:.3f}, reverse {v['reverse']:.3f}")
+        console.print(
+            f"  {mark} of heads removed: importance order {v['importance']:.3f}, "
+            f"random {v['random']:.3f}, reverse {v['reverse']:.3f}"
+        )
     return out_dir / "report.html"
 
 
@@ -102,8 +113,9 @@ def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console, *, scor
     config = recipe.compress
     if scores is not None and config.prune.scores is None:
         config = config.model_copy(update={"prune": config.prune.model_copy(update={"scores": str(scores)})})
-    compress_model(run.model_dir, run.data, config, out_dir,
-                   log=lambda msg: console.print(msg, highlight=False, markup=False))
+    compress_model(
+        run.model_dir, run.data, config, out_dir, log=lambda msg: console.print(msg, highlight=False, markup=False)
+    )
     return out_dir / "report.json"
 
 

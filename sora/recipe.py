@@ -26,7 +26,9 @@ class Recipe(StrictModel):
     name: str
     description: str = ""
     model: ModelConfig
-    init: str | None = Field(None, description="start from pretrained weights: hf:NAME, a Hugging Face or Sora model folder (sora.interop)")
+    init: str | None = Field(
+        None, description="start from pretrained weights: hf:NAME, a Hugging Face or Sora model folder (sora.interop)"
+    )
     data: DataConfig | None = Field(None, description="dataset and preprocessing (sora.data)")
     train: TrainConfig | None = Field(None, description="optimizer, schedule, epochs (sora.train)")
     analyze: AnalyzeConfig | None = Field(None, description="particle analysis (sora.analyze)")
@@ -54,8 +56,10 @@ def _profile_overrides(data: dict[str, Any], profile: str, path: str | Path, lin
         raise ConfigError(f"{path}: no profile {profile!r} (has: {', '.join(map(str, profiles)) or 'none'})")
     chosen = profiles[profile] or {}
     if not isinstance(chosen, dict):
-        raise ConfigError(f"{path}:{lines.get(('profiles', profile), '?')}: profiles.{profile}: expected a mapping "
-                          "of key paths to values, e.g. train.epochs: 1")
+        raise ConfigError(
+            f"{path}:{lines.get(('profiles', profile), '?')}: profiles.{profile}: expected a mapping "
+            "of key paths to values, e.g. train.epochs: 1"
+        )
     return [f"{k}={_yaml(v)}" for k, v in chosen.items()]
 
 

@@ -26,8 +26,12 @@ def tiny(arch: str = "encoder_classifier", **overrides) -> ModelConfig:
     if arch == "decoder_lm":
         base.update(decoder={"n_layers": 2, "n_heads": 4, "d_ff": 64})
     if arch == "seq2seq":
-        base.update(encoder={"n_layers": 2, "n_heads": 4, "d_ff": 64},
-                    decoder={"n_layers": 2, "n_heads": 4, "d_ff": 64, "cross_heads": 2}, bos_id=1, eos_id=2)
+        base.update(
+            encoder={"n_layers": 2, "n_heads": 4, "d_ff": 64},
+            decoder={"n_layers": 2, "n_heads": 4, "d_ff": 64, "cross_heads": 2},
+            bos_id=1,
+            eos_id=2,
+        )
     if overrides.get("input", "text") == "text":
         base["vocab_size"] = 50
     base.update(overrides)
@@ -85,7 +89,7 @@ class Answer:
         assert "Traceback" not in self.out + self.stderr, self.stderr[-3000:]
         starts = [i for i, line in enumerate(self.lines) if line.startswith("error:")]
         assert len(starts) == 1, f"expected one error, stderr:\n{self.stderr[-3000:]}"
-        message = self.lines[starts[0]:]
+        message = self.lines[starts[0] :]
         assert len(message) <= lines, f"expected {lines} line(s), got:\n" + "\n".join(message)
         return "\n".join(message)
 
@@ -120,7 +124,8 @@ def snapshot(root: Path, skip: Path | None = None, *, times: bool = False) -> di
                 found[str(path.relative_to(root))] = ("dir", stat.st_mode)
             else:
                 found[str(path.relative_to(root))] = ("file", stat.st_mode, path.read_bytes()) + (
-                    (stat.st_mtime_ns,) if times else ())
+                    (stat.st_mtime_ns,) if times else ()
+                )
     return found
 
 
@@ -135,10 +140,14 @@ def run_cli_within(capsys, root: Path, out: Path | None, *args, times: bool = Fa
 def fuzz(n: int) -> settings:
     """Settings of a generated test: ``n`` examples (times $SORA_FUZZ_SCALE), the same ones on every run (no
     database of past failures either), no deadline; fixtures of the test's scope are meant to be shared."""
-    return settings(max_examples=n * FUZZ_SCALE, deadline=None, derandomize=True, database=None,
-                    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+    return settings(
+        max_examples=n * FUZZ_SCALE,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def fit_classifier(model, data, epochs: int, lr: float = 3e-3):

@@ -27,7 +27,9 @@ def test_inspect_mermaid_and_table(capsys):
 
 
 def test_inspect_model_folder(tmp_path, capsys):
-    code, _, _ = run_cli(capsys, "run", RECIPE, "--out", str(tmp_path), "--profile", "quick", "--set", "model.d_model=64")
+    code, _, _ = run_cli(
+        capsys, "run", RECIPE, "--out", str(tmp_path), "--profile", "quick", "--set", "model.d_model=64"
+    )
     assert code == 0
     code, out, _ = run_cli(capsys, "inspect", str(tmp_path / "model"), "--json")
     assert code == 0 and json.loads(out)["summary"]["heads"] == 8
@@ -36,7 +38,8 @@ def test_inspect_model_folder(tmp_path, capsys):
 def test_bad_override_is_one_clear_line_without_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "sora", "run", RECIPE, "--out", str(tmp_path), "--set", "model.encoder.n_layers=-1"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "model.encoder.n_layers" in proc.stderr and "Traceback" not in proc.stderr

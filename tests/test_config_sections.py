@@ -17,13 +17,21 @@ from sora.models import ModelConfig, build_model, save_model
 from tests.helpers import run_cli, tiny
 
 SECTIONS = ("model", "data", "analyze", "compress")
-VALUES = st.one_of(st.none(), st.integers(0, 9), st.just("text"),
-                   st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 9), max_size=2))
+VALUES = st.one_of(
+    st.none(),
+    st.integers(0, 9),
+    st.just("text"),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 9), max_size=2),
+)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(mapping=st.dictionaries(st.sampled_from([*SECTIONS, "name", "source", "train"]), VALUES, max_size=4),
-       name=st.sampled_from(SECTIONS), standalone=st.booleans(), required=st.booleans())
+@given(
+    mapping=st.dictionaries(st.sampled_from([*SECTIONS, "name", "source", "train"]), VALUES, max_size=4),
+    name=st.sampled_from(SECTIONS),
+    standalone=st.booleans(),
+    required=st.booleans(),
+)
 def test_a_section_comes_from_a_recipe_or_is_the_whole_file(tmp_path_factory, mapping, name, standalone, required):
     path = tmp_path_factory.mktemp("s") / "config.yaml"
     path.write_text(yaml.safe_dump(mapping, sort_keys=False))
@@ -62,9 +70,16 @@ def test_overrides_act_inside_the_section_and_errors_name_the_line(tmp_path):
 
 
 def _recipe(tmp_path, **sections) -> str:
-    base = {"name": "r", "model": {"arch": "encoder_classifier", "vocab_size": 50, "n_classes": 2,
-                                   "encoder": {"n_layers": 1, "n_heads": 2}},
-            "data": {"source": str(tmp_path / "rows.csv")}}
+    base = {
+        "name": "r",
+        "model": {
+            "arch": "encoder_classifier",
+            "vocab_size": 50,
+            "n_classes": 2,
+            "encoder": {"n_layers": 1, "n_heads": 2},
+        },
+        "data": {"source": str(tmp_path / "rows.csv")},
+    }
     for key, extra in sections.items():
         base[key] = {**base.get(key, {}), **extra}
     path = tmp_path / "recipe.yaml"
@@ -80,11 +95,14 @@ def folder_without_weights(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("section, command", [
-    ("model", ["inspect", "{recipe}"]),
-    ("data", ["eval", "{model}", "--data", "{recipe}"]),
-    ("compress", ["compress", "{model}", "--data", "{recipe}", "--out", "{out}"]),
-])
+@pytest.mark.parametrize(
+    "section, command",
+    [
+        ("model", ["inspect", "{recipe}"]),
+        ("data", ["eval", "{model}", "--data", "{recipe}"]),
+        ("compress", ["compress", "{model}", "--data", "{recipe}", "--out", "{out}"]),
+    ],
+)
 def test_every_command_reads_a_recipe_section_the_same_way(tmp_path, capsys, section, command):
     """A misspelt key in the section a command reads: one line naming the file, its line and the key path."""
     save_model(build_model(tiny()), tmp_path / "fp32")
@@ -96,18 +114,27 @@ def test_every_command_reads_a_recipe_section_the_same_way(tmp_path, capsys, sec
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", [
-    ["inspect", "{model}"], ["generate", "{model}"], ["eval", "{model}", "--data", "{recipe}"],
-    ["analyze", "{model}", "--data", "{recipe}", "--out", "{out}"],
-    ["prune", "{model}", "--out", "{out}", "--fraction", "0.5"],
-    ["quantize", "{model}", "--out", "{out}"], ["compress", "{model}", "--data", "{recipe}", "--out", "{out}"],
-    ["hf", "export", "{model}", "--out", "{out}"],
-])
-def test_every_command_that_reads_a_model_folder_checks_it_the_same_way(tmp_path, capsys, folder_without_weights,
-                                                                        command):
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["inspect", "{model}"],
+        ["generate", "{model}"],
+        ["eval", "{model}", "--data", "{recipe}"],
+        ["analyze", "{model}", "--data", "{recipe}", "--out", "{out}"],
+        ["prune", "{model}", "--out", "{out}", "--fraction", "0.5"],
+        ["quantize", "{model}", "--out", "{out}"],
+        ["compress", "{model}", "--data", "{recipe}", "--out", "{out}"],
+        ["hf", "export", "{model}", "--out", "{out}"],
+    ],
+)
+def test_every_command_that_reads_a_model_folder_checks_it_the_same_way(
+    tmp_path, capsys, folder_without_weights, command
+):
     args = [a.format(model=folder_without_weights, recipe=_recipe(tmp_path), out=tmp_path / "out") for a in command]
     code, _, err = run_cli(capsys, *args)
     assert code == 2, err
-    assert (f"{folder_without_weights}: not a model folder (needs config.json and model.safetensors; "
-            "model.safetensors is missing)") in err
+    assert (
+        f"{folder_without_weights}: not a model folder (needs config.json and model.safetensors; "
+        "model.safetensors is missing)"
+    ) in err
     assert not (tmp_path / "out").exists()

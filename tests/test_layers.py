@@ -59,8 +59,11 @@ NOT_IMPORTED = {
     "s3fs": "fsspec loads it for s3:// data",
     "aiohttp": "fsspec loads it for http(s):// data",
     "tensorboard": "imported through torch.utils.tensorboard",
-    "onnx": "the deployment work builds on it next", "onnxscript": "torch.onnx's exporter needs it",
-    "onnxruntime": "the deployment work", "fastapi": "the deployment work (sora serve)", "uvicorn": "sora serve",
+    "onnx": "the deployment work builds on it next",
+    "onnxscript": "torch.onnx's exporter needs it",
+    "onnxruntime": "the deployment work",
+    "fastapi": "the deployment work (sora serve)",
+    "uvicorn": "sora serve",
 }
 PYPROJECT = ROOT.parent / "pyproject.toml"
 
@@ -89,8 +92,12 @@ def module_names() -> dict[str, Path]:
 def imports(name: str, path: Path, modules: dict[str, Path]) -> list[Import]:
     """Every import in the file, resolved to the sora module it runs (or the library it names)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    top = {id(node) for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                                     ast.ClassDef)) for node in ast.walk(stmt)}
+    top = {
+        id(node)
+        for stmt in tree.body
+        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        for node in ast.walk(stmt)
+    }
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
     for node in ast.walk(tree):
@@ -170,15 +177,20 @@ def test_every_module_belongs_to_a_known_layer():
 
 
 def test_no_layer_imports_a_higher_one():
-    wrong = [f"{imp.where()}: {layer(imp.source)} imports {imp.target} ({layer(imp.target)})"
-             for imp in sora_imports()
-             if layer(imp.target) not in {"base", layer(imp.source)} | MAY_IMPORT.get(layer(imp.source), set())]
+    wrong = [
+        f"{imp.where()}: {layer(imp.source)} imports {imp.target} ({layer(imp.target)})"
+        for imp in sora_imports()
+        if layer(imp.target) not in {"base", layer(imp.source)} | MAY_IMPORT.get(layer(imp.source), set())
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 def test_base_utilities_import_only_each_other():
-    wrong = [f"{imp.where()}: imports {imp.target}" for imp in sora_imports()
-             if imp.source in BASE and imp.target not in BASE]
+    wrong = [
+        f"{imp.where()}: imports {imp.target}"
+        for imp in sora_imports()
+        if imp.source in BASE and imp.target not in BASE
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -201,9 +213,13 @@ def test_sora_modules_are_imported_at_the_top_of_files():
 
 
 def test_libraries_imported_in_functions_are_optional_or_heavy():
-    hidden = [f"{imp.where()}: {imp.target}" for imp in graph()
-              if imp.in_function and imp.target.split(".")[0] != "sora"
-              and not any(imp.target == lib or imp.target.startswith(lib + ".") for lib in LAZY_LIBRARIES)]
+    hidden = [
+        f"{imp.where()}: {imp.target}"
+        for imp in graph()
+        if imp.in_function
+        and imp.target.split(".")[0] != "sora"
+        and not any(imp.target == lib or imp.target.startswith(lib + ".") for lib in LAZY_LIBRARIES)
+    ]
     assert not hidden, "import these at the top, or say in LAZY_LIBRARIES why not:\n" + "\n".join(hidden)
 
 
@@ -263,4 +279,7 @@ def test_imports_inside_functions_and_relative_imports_are_seen(tmp_path):
     modules = {"sora.models.folder": source, "sora.train.errors": source}
     found = imports("sora.train.mod", source, modules)
     assert [(i.target, i.in_function) for i in found] == [
-        ("torch", False), ("sora.models.folder", True), ("sora.train.errors", True)]
+        ("torch", False),
+        ("sora.models.folder", True),
+        ("sora.train.errors", True),
+    ]

@@ -61,8 +61,10 @@ def target(model: nn.Module, particle: str) -> Target:
         return Target(particle, f"{ref.module_path}.hook_resid_post", block=True)
     if isinstance(getattr(ref.module, "hook_out", None), HookPoint):
         return Target(particle, f"{ref.module_path}.hook_out" if ref.module_path else "hook_out")
-    raise SoraError(f"cannot ablate {particle!r}: it has no output activation to replace "
-                    "(ablate a head, a neuron, a block, an attention or feed-forward layer, or an embedding)")
+    raise SoraError(
+        f"cannot ablate {particle!r}: it has no output activation to replace "
+        "(ablate a head, a neuron, a block, an attention or feed-forward layer, or an embedding)"
+    )
 
 
 def _reduce_dims(t: Tensor, hook: str) -> int:
@@ -71,7 +73,9 @@ def _reduce_dims(t: Tensor, hook: str) -> int:
 
 
 @torch.no_grad()
-def activation_means(model: nn.Module, batches: list[dict[str, Tensor]], task: str, particles: list[str]) -> dict[str, Tensor]:
+def activation_means(
+    model: nn.Module, batches: list[dict[str, Tensor]], task: str, particles: list[str]
+) -> dict[str, Tensor]:
     """Mean activation of each particle over real positions of the reference batches."""
     targets = [target(model, p) for p in particles]
     sums: dict[str, Tensor] = {}
@@ -96,7 +100,9 @@ def activation_means(model: nn.Module, batches: list[dict[str, Tensor]], task: s
             counts[hook] += n
     missing = [t.particle for t in targets if t.hook not in sums]
     if missing:
-        raise SoraError(f"cannot take means of {missing}: no activation reached them (no batches, or zero-width layers)")
+        raise SoraError(
+            f"cannot take means of {missing}: no activation reached them (no batches, or zero-width layers)"
+        )
     return {t.particle: sums[t.hook] / max(counts[t.hook], 1.0) for t in targets}
 
 
@@ -208,13 +214,17 @@ def _slice(x: Tensor, t: Target) -> Tensor:
 
 def _roll(x: Tensor, t: Target) -> Tensor:
     if x.dim() < 3 or x.shape[0] < 2:
-        raise SoraError(f"cannot resample {t.particle!r} within the batch: it needs a batch of at least two "
-                        f"examples with a batch dimension (activation shape {tuple(x.shape)}); pass source=")
+        raise SoraError(
+            f"cannot resample {t.particle!r} within the batch: it needs a batch of at least two "
+            f"examples with a batch dimension (activation shape {tuple(x.shape)}); pass source="
+        )
     return x.roll(1, dims=0)  # example b takes example b-1's activation
 
 
 def _same_shape(src: Tensor, x: Tensor, t: Target) -> Tensor:
     if src.shape != x.shape:
-        raise SoraError(f"cannot resample {t.particle!r}: source activation {tuple(src.shape)} differs from "
-                        f"{tuple(x.shape)}; pad the source batch to the same size")
+        raise SoraError(
+            f"cannot resample {t.particle!r}: source activation {tuple(src.shape)} differs from "
+            f"{tuple(x.shape)}; pad the source batch to the same size"
+        )
     return src

@@ -27,7 +27,19 @@ from sora.models.names import attention_modules
 WINDOW = 4  # offsets -WINDOW..WINDOW are profiled
 SINK, PREVIOUS, POSITIONAL, BROAD, MIXED = "special-token sink", "previous-token", "positional", "broad", "mixed"
 HEAD_TYPES = (SINK, PREVIOUS, POSITIONAL, BROAD, MIXED)
-SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[BOS]", "[EOS]", "<s>", "</s>", "<bos>", "<eos>", "<|endoftext|>", "<cls>", "<sep>")
+SPECIAL_TOKENS = (
+    "[CLS]",
+    "[SEP]",
+    "[BOS]",
+    "[EOS]",
+    "<s>",
+    "</s>",
+    "<bos>",
+    "<eos>",
+    "<|endoftext|>",
+    "<cls>",
+    "<sep>",
+)
 
 
 def special_token_ids(model: nn.Module, tokenizer=None, extra: list[str] | None = None) -> set[int]:
@@ -163,12 +175,21 @@ class _Accumulator:
                 "entropy": float(self.entropy[h] / n),
                 "norm_entropy": float(self.norm_entropy[h] / self.norm_queries) if self.norm_queries else None,
                 "special": float(self.special[h] / n) if self.has_special else None,
-                "distance": None, "self": None, "prev": None, "offset": None, "offset_mass": None,
+                "distance": None,
+                "self": None,
+                "prev": None,
+                "offset": None,
+                "offset_mass": None,
             }
             if self.self_attention:
                 profile = self.offsets[:, h] / n
                 best = int(profile.argmax())
-                row.update(distance=float(self.distance[h] / n), self=float(profile[WINDOW]),
-                           prev=float(profile[WINDOW - 1]), offset=best - WINDOW, offset_mass=float(profile[best]))
+                row.update(
+                    distance=float(self.distance[h] / n),
+                    self=float(profile[WINDOW]),
+                    prev=float(profile[WINDOW - 1]),
+                    offset=best - WINDOW,
+                    offset_mass=float(profile[best]),
+                )
             rows.append(row)
         return rows

@@ -13,26 +13,42 @@ METHODS: tuple[str, ...] = ("gradient", "ablation", "attention", "neurons", "pos
 
 
 class AnalyzeConfig(StrictModel):
-    methods: list[Method] = Field(list(METHODS), description="gradient: head importance (Michel et al.); "
-                                  "ablation: measured loss/metric change per head and layer; attention: "
-                                  "per-head statistics and types; neurons: Taylor scores and histograms; "
-                                  "position: position-vector similarity; pruning: the pruning curve")
+    methods: list[Method] = Field(
+        list(METHODS),
+        description="gradient: head importance (Michel et al.); "
+        "ablation: measured loss/metric change per head and layer; attention: "
+        "per-head statistics and types; neurons: Taylor scores and histograms; "
+        "position: position-vector similarity; pruning: the pruning curve",
+    )
     split: str = Field("validation", description="which data split the measurements use")
     batch_size: int = Field(32, gt=0)
     max_batches: int = Field(16, gt=0, description="batches of the split used (the same ones for every method)")
-    ablation: Literal["zero", "mean", "resample"] = Field("zero", description="how an ablated particle is "
-                                                          "removed: zeros (= gate 0), its dataset mean, or "
-                                                          "another example's activation")
-    examples: list[str] = Field(default_factory=list, description="texts whose attention patterns the report "
-                                "draws (text models; tokenized with the model's tokenizer)")
-    n_examples: int = Field(2, ge=0, description="examples taken from the data for attention figures "
-                            "when 'examples' gives none")
-    pruning_order: Literal["gradient", "ablation"] = Field("gradient", description="which importance "
-                                                           "orders the pruning curve")
-    pruning_steps: int | None = Field(None, gt=0, description="points on the pruning curve; default: every "
-                                      "head count up to 48 heads, else 24 even steps")
+    ablation: Literal["zero", "mean", "resample"] = Field(
+        "zero",
+        description="how an ablated particle is "
+        "removed: zeros (= gate 0), its dataset mean, or "
+        "another example's activation",
+    )
+    examples: list[str] = Field(
+        default_factory=list,
+        description="texts whose attention patterns the report "
+        "draws (text models; tokenized with the model's tokenizer)",
+    )
+    n_examples: int = Field(
+        2, ge=0, description="examples taken from the data for attention figures when 'examples' gives none"
+    )
+    pruning_order: Literal["gradient", "ablation"] = Field(
+        "gradient", description="which importance orders the pruning curve"
+    )
+    pruning_steps: int | None = Field(
+        None,
+        gt=0,
+        description="points on the pruning curve; default: every head count up to 48 heads, else 24 even steps",
+    )
     pruning_seeds: int = Field(5, gt=0, description="random orders averaged for the random curve")
-    special_tokens: list[str] = Field(default_factory=list, description="extra special tokens for the "
-                                      "attention statistics ([CLS], [SEP], <s>, BOS/EOS ... are known)")
+    special_tokens: list[str] = Field(
+        default_factory=list,
+        description="extra special tokens for the attention statistics ([CLS], [SEP], <s>, BOS/EOS ... are known)",
+    )
     max_positions: int = Field(128, gt=1, description="positions shown in the position similarity matrix")
     seed: Seed = 0

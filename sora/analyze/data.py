@@ -43,8 +43,9 @@ def recipe_analyze_section(path: str | Path) -> Section | None:
     return read_section(path, "analyze", standalone=False)
 
 
-def load_analysis_data(path: str | Path, model: nn.Module, tokenizer, *, split: str, batch_size: int,
-                       seed: int = 0) -> AnalysisData:
+def load_analysis_data(
+    path: str | Path, model: nn.Module, tokenizer, *, split: str, batch_size: int, seed: int = 0
+) -> AnalysisData:
     path = Path(path)
     if not path.is_file():
         raise SoraError(f"{path}: no such data file (give a recipe, a data config, or a .safetensors batch file)")
@@ -75,10 +76,13 @@ def _tensor_file(path: Path, batch_size: int, model: nn.Module) -> AnalysisData:
 IDS = ("inputs", "src", "tgt_in")  # token ids (text input)
 MASKS = {"valid": "inputs", "src_valid": "src", "tgt_valid": "tgt_in"}  # a mask -> the ids it marks
 # task -> (key, what its values index: "classes" or "vocabulary", shaped like which key, -100 allowed)
-TARGETS = {"classification": ("labels", "classes", None, False),
-           "token_classification": ("labels", "classes", "inputs", True),
-           "lm": ("labels", "vocabulary", "inputs", True), "seq2seq": ("tgt_out", "vocabulary", "tgt_in", True),
-           "ctc": ("targets", "classes", None, False)}
+TARGETS = {
+    "classification": ("labels", "classes", None, False),
+    "token_classification": ("labels", "classes", "inputs", True),
+    "lm": ("labels", "vocabulary", "inputs", True),
+    "seq2seq": ("tgt_out", "vocabulary", "tgt_in", True),
+    "ctc": ("targets", "classes", None, False),
+}
 
 
 def checked_batch_tensors(path: Path, tensors: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
@@ -105,11 +109,14 @@ def checked_batch_tensors(path: Path, tensors: dict[str, Tensor], model: nn.Modu
         ndim = 1 if task == "classification" else 2
         out[key] = _indices(path, key, out[key], size, f"the model's {space}", ndim=ndim, ignore=ignore)
         if like is not None and out[key].shape != out[like].shape[:2]:
-            raise SoraError(f"{path}: '{key}' has shape {tuple(out[key].shape)}, '{like}' {tuple(out[like].shape)}; "
-                            f"a {task} batch needs one {key[:-1] if key.endswith('s') else key} per position")
+            raise SoraError(
+                f"{path}: '{key}' has shape {tuple(out[key].shape)}, '{like}' {tuple(out[like].shape)}; "
+                f"a {task} batch needs one {key[:-1] if key.endswith('s') else key} per position"
+            )
     if task == "ctc":
-        lengths = _indices(path, "target_lengths", out["target_lengths"], out["targets"].shape[1] + 1,
-                           "the width of 'targets'", ndim=1)
+        lengths = _indices(
+            path, "target_lengths", out["target_lengths"], out["targets"].shape[1] + 1, "the width of 'targets'", ndim=1
+        )
         out["target_lengths"] = lengths
     return out
 
@@ -119,8 +126,10 @@ def _indices(path: Path, key: str, x: Tensor, size: int | None, of: str, *, ndim
     if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
         raise SoraError(f"{path}: '{key}' holds {str(x.dtype).removeprefix('torch.')} values; it needs integer ids")
     if x.dim() != ndim:
-        raise SoraError(f"{path}: '{key}' has shape {tuple(x.shape)}; expected {ndim} dimension(s) "
-                        f"({'examples' if ndim == 1 else 'examples, positions'})")
+        raise SoraError(
+            f"{path}: '{key}' has shape {tuple(x.shape)}; expected {ndim} dimension(s) "
+            f"({'examples' if ndim == 1 else 'examples, positions'})"
+        )
     x = x.long()
     real = x[x != IGNORE] if ignore else x
     if real.numel() and (int(real.min()) < 0 or (size is not None and int(real.max()) >= size)):
@@ -133,22 +142,27 @@ def _indices(path: Path, key: str, x: Tensor, size: int | None, of: str, *, ndim
 
 def _length(path: Path, key: str, length: int, config) -> None:
     if config.position != "none" and length > config.max_len:
-        raise SoraError(f"{path}: '{key}' has {length} positions per row, more than the model's max_len "
-                        f"{config.max_len}")
+        raise SoraError(
+            f"{path}: '{key}' has {length} positions per row, more than the model's max_len {config.max_len}"
+        )
 
 
 def _signal(path: Path, x: Tensor, config) -> None:
     """Images (N, channels, size, size) or spectrograms (N, n_mels, frames), as floats."""
     if not x.is_floating_point():
-        raise SoraError(f"{path}: 'inputs' holds {str(x.dtype).removeprefix('torch.')} values; {config.input} "
-                        "input needs floating-point values")
+        raise SoraError(
+            f"{path}: 'inputs' holds {str(x.dtype).removeprefix('torch.')} values; {config.input} "
+            "input needs floating-point values"
+        )
     if config.input == "image":
         want = (config.image.channels, config.image.size, config.image.size)
     else:
         want = (config.audio.n_mels, x.shape[-1] if x.dim() == 3 else -1)
     if tuple(x.shape[1:]) != want:
-        raise SoraError(f"{path}: 'inputs' has shape {tuple(x.shape)}; the model takes {config.input} input of shape "
-                        f"(examples, {', '.join(map(str, want))})")
+        raise SoraError(
+            f"{path}: 'inputs' has shape {tuple(x.shape)}; the model takes {config.input} input of shape "
+            f"(examples, {', '.join(map(str, want))})"
+        )
 
 
 def _mask_shape(tensors: dict[str, Tensor], of: str, config) -> tuple[int, ...]:
@@ -158,8 +172,9 @@ def _mask_shape(tensors: dict[str, Tensor], of: str, config) -> tuple[int, ...]:
 
 def _mask(path: Path, key: str, mask: Tensor, shape: tuple[int, ...]) -> Tensor:
     if tuple(mask.shape) != shape:
-        raise SoraError(f"{path}: '{key}' has shape {tuple(mask.shape)}; it marks the real positions of a batch of "
-                        f"shape {shape}")
+        raise SoraError(
+            f"{path}: '{key}' has shape {tuple(mask.shape)}; it marks the real positions of a batch of shape {shape}"
+        )
     if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
         raise SoraError(f"{path}: '{key}' must hold only 0/1 (or true/false)")
     return mask.bool()
@@ -169,8 +184,10 @@ def _data_config(path: Path, model: nn.Module, tokenizer, *, split: str, batch_s
     config = read_data_config(path)
     text = config.task in (None, "classification", "lm", "seq2seq") and model.config.input == "text"
     if text and tokenizer is None:
-        raise SoraError(f"{path}: text data needs the model's tokenizer, but the model folder has no tokenizer.json "
-                        "(the ids would not match what the model was trained on)")
+        raise SoraError(
+            f"{path}: text data needs the model's tokenizer, but the model folder has no tokenizer.json "
+            "(the ids would not match what the model was trained on)"
+        )
     data = prepare_data(config, tokenizer=tokenizer)
     require_fits(model.config, data, path)
     if split not in data.splits or len(data.splits[split]) == 0:
@@ -178,5 +195,6 @@ def _data_config(path: Path, model: nn.Module, tokenizer, *, split: str, batch_s
         problem = unusable_split(split, sizes, data.name or "the data", getattr(config.split, split, None))
         raise SoraError(f"{path}: {problem}")
     # shuffled (bucketed by length within windows): the first batches are a fair sample, not the shortest
-    return AnalysisData(lambda: iter(data.loader(split, batch_size, shuffle=True, seed=seed)), data.task,
-                        data.labels, data.name)
+    return AnalysisData(
+        lambda: iter(data.loader(split, batch_size, shuffle=True, seed=seed)), data.task, data.labels, data.name
+    )

@@ -44,8 +44,10 @@ def importance_heatmaps(groups: list[dict], path: Path) -> str:
     fig = _figure(cols * (2.4 + 0.6 * width), sum(1.5 + 0.45 * len(g["layers"]) for g in groups))
     axes = fig.subplots(len(groups), cols, squeeze=False)
     for row, g in enumerate(groups):
-        panels = [("gradient", "importance (Michel et al., per-layer norm)", "viridis", None),
-                  ("ablation", g.get("ablation_label", "metric change when ablated"), "RdBu", "diverging")]
+        panels = [
+            ("gradient", "importance (Michel et al., per-layer norm)", "viridis", None),
+            ("ablation", g.get("ablation_label", "metric change when ablated"), "RdBu", "diverging"),
+        ]
         panels = [p for p in panels if g[p[0]] is not None]
         for col in range(cols):
             ax = axes[row, col]
@@ -63,8 +65,15 @@ def importance_heatmaps(groups: list[dict], path: Path) -> str:
             for (i, j), v in np.ndenumerate(m):
                 if np.isfinite(v):
                     dark = v < mid if kind is None else abs(v) > 0.6 * lim
-                    ax.text(j, i, f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.0e}", ha="center", va="center",
-                            fontsize=7, color="white" if dark else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.0e}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if dark else "black",
+                    )
             ax.set_xticks(range(m.shape[1]), [str(h) for h in range(m.shape[1])], fontsize=8)
             ax.set_yticks(range(len(g["layers"])), g["layers"], fontsize=8)
             ax.set_xlabel("head", fontsize=8)
@@ -73,8 +82,15 @@ def importance_heatmaps(groups: list[dict], path: Path) -> str:
     return _save(fig, path)
 
 
-def attention_grid(patterns: list[np.ndarray], layer_labels: list[str], q_labels: list[str], k_labels: list[str],
-                   title: str, path: Path, types: dict[tuple[int, int], str] | None = None) -> str:
+def attention_grid(
+    patterns: list[np.ndarray],
+    layer_labels: list[str],
+    q_labels: list[str],
+    k_labels: list[str],
+    title: str,
+    path: Path,
+    types: dict[tuple[int, int], str] | None = None,
+) -> str:
     """A grid of heads (rows: layers, columns: heads), each pattern (T queries x S keys)."""
     n_rows, n_cols = len(patterns), max((p.shape[0] for p in patterns), default=1)
     T, S = len(q_labels), len(k_labels)
@@ -133,9 +149,11 @@ def pruning_figure(result: dict, metric: str, path: Path) -> str:
     x = np.asarray(result["fraction"]) * 100
     for name, values in result["metric"].items():
         color, style = ORDER_STYLE[name]
-        label = {"importance": "importance order (least important first)",
-                 "random": f"random order (mean of {result['random_seeds']})",
-                 "reverse": "reverse order (most important first)"}[name]
+        label = {
+            "importance": "importance order (least important first)",
+            "random": f"random order (mean of {result['random_seeds']})",
+            "reverse": "reverse order (most important first)",
+        }[name]
         ax.plot(x, np.asarray(values) * 100, style, color=color, marker="o", markersize=3, label=label)
         if name == "random":
             std = np.asarray(result["random_std"]) * 100
@@ -197,8 +215,16 @@ def particle_graph_figure(columns: list[dict], path: Path) -> str:
         boxes.append([])
         for y, (label, shade) in enumerate(column["nodes"]):
             face = cmap(0.12 + 0.6 * shade) if shade is not None else "#eef2f7"
-            box = ax.text(x, y * step, label, ha="center", va="center", fontsize=8, zorder=3,
-                          bbox=dict(boxstyle="round,pad=0.35", facecolor=face, edgecolor="#4a5a6a"))
+            box = ax.text(
+                x,
+                y * step,
+                label,
+                ha="center",
+                va="center",
+                fontsize=8,
+                zorder=3,
+                bbox=dict(boxstyle="round,pad=0.35", facecolor=face, edgecolor="#4a5a6a"),
+            )
             if y:
                 _arrow(ax, boxes[x][-1], box, (x, (y - 1) * step), (x, y * step), "#4a5a6a")
             boxes[x].append(box)
@@ -209,14 +235,33 @@ def particle_graph_figure(columns: list[dict], path: Path) -> str:
         top = boxes[source][-1]
         for y, (label, _) in enumerate(column["nodes"]):
             if label.startswith("layers."):
-                _arrow(ax, top, boxes[x][y], (source, (len(boxes[source]) - 1) * step), (x, y * step), "#8a6d3b",
-                       dashed=True)
+                _arrow(
+                    ax,
+                    top,
+                    boxes[x][y],
+                    (source, (len(boxes[source]) - 1) * step),
+                    (x, y * step),
+                    "#8a6d3b",
+                    dashed=True,
+                )
     return _save(fig, path)
 
 
 def _arrow(ax, start, end, xy_start, xy_end, color, dashed=False) -> None:
     """An arrow clipped to the two text boxes (drawn after them, so their box outlines are known)."""
-    ax.annotate("", xy=xy_end, xytext=xy_start, zorder=4,
-                arrowprops=dict(arrowstyle="->", color=color, linestyle="--" if dashed else "-",
-                                patchA=start.get_bbox_patch(), patchB=end.get_bbox_patch(), shrinkA=1, shrinkB=1,
-                                alpha=0.8 if dashed else 1.0))
+    ax.annotate(
+        "",
+        xy=xy_end,
+        xytext=xy_start,
+        zorder=4,
+        arrowprops=dict(
+            arrowstyle="->",
+            color=color,
+            linestyle="--" if dashed else "-",
+            patchA=start.get_bbox_patch(),
+            patchB=end.get_bbox_patch(),
+            shrinkA=1,
+            shrinkB=1,
+            alpha=0.8 if dashed else 1.0,
+        ),
+    )

@@ -83,7 +83,7 @@ def gradient_scores(
         for (p, _), g in zip(attns, grads[: len(attns)]):
             if g is not None:
                 head_sum[p] += g.detach().abs().flatten(1).sum(0).double()  # (B, 1, H, 1) -> (H,)
-        for (p, _), g in zip(ffns, grads[len(attns):]):
+        for (p, _), g in zip(ffns, grads[len(attns) :]):
             a = post[p].detach()  # (B, T, F)
             valid = valids.get(stack_prefix(model, p))
             w = valid.to(a.dtype).unsqueeze(-1) if valid is not None else torch.ones_like(a[..., :1])
@@ -129,8 +129,12 @@ def ablation_scores(
                 after = loss_and_metric(model, batches, task)
         else:
             after = _resample_eval(model, batches, task, particle)
-        out[particle] = {"loss": after["loss"] - baseline["loss"], "metric": after["metric"] - baseline["metric"],
-                         "loss_after": after["loss"], "metric_after": after["metric"]}
+        out[particle] = {
+            "loss": after["loss"] - baseline["loss"],
+            "metric": after["metric"] - baseline["metric"],
+            "loss_after": after["loss"],
+            "metric_after": after["metric"],
+        }
     return out
 
 
@@ -157,4 +161,4 @@ def spearman(a, b) -> float | None:
 def agreement(scores: dict[str, list[float]]) -> dict[str, float | None]:
     """Pairwise Spearman correlation between rankings of the same particles by different methods."""
     names = list(scores)
-    return {f"{x} ~ {y}": spearman(scores[x], scores[y]) for i, x in enumerate(names) for y in names[i + 1:]}
+    return {f"{x} ~ {y}": spearman(scores[x], scores[y]) for i, x in enumerate(names) for y in names[i + 1 :]}

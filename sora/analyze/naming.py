@@ -19,7 +19,7 @@ def layer_label(attn_path: str) -> str:
 def layer_order(name: str) -> tuple:
     """Sort key for layer particles: encoder before decoder, by index, block before attn before ffn."""
     prefix = stack_prefix_of(name)
-    parts = name[len(prefix):].split(".")
+    parts = name[len(prefix) :].split(".")
     index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
     sub = {"": 0, "attn": 1, "cross_attn": 2, "ffn": 3}.get(".".join(parts[2:3]), 4)
     return (prefix == "decoder.", index, sub, name)

@@ -46,6 +46,11 @@ def position_analysis(model: nn.Module, limit: int = 128) -> dict[str, dict]:
     out = {}
     for name, (kind, table) in position_tables(model).items():
         sim = similarity(table, limit)
-        out[name] = {"kind": kind, "positions": int(sim.shape[0]), "dim": int(table.shape[1]),
-                     "similarity_by_distance": [round(x, 5) for x in by_distance(sim)], "matrix": sim}
+        out[name] = {
+            "kind": kind,
+            "positions": int(sim.shape[0]),
+            "dim": int(table.shape[1]),
+            "similarity_by_distance": [round(x, 5) for x in by_distance(sim)],
+            "matrix": sim,
+        }
     return out

@@ -47,7 +47,9 @@ def removal_counts(n_heads: int, steps: int | None) -> list[int]:
     return sorted(counts)
 
 
-def curve(model: nn.Module, batches: list[dict[str, Tensor]], task: str, order: list[str], counts: list[int]) -> list[float]:
+def curve(
+    model: nn.Module, batches: list[dict[str, Tensor]], task: str, order: list[str], counts: list[int]
+) -> list[float]:
     """The task metric after removing the first k heads of ``order``, for each k in counts."""
     out = []
     for k in counts:
@@ -72,7 +74,9 @@ def pruning_curves(
     counts = removal_counts(n, steps)
     fractions = [k / n if n else 0.0 for k in counts]
     rng = np.random.default_rng(seed)
-    randoms = [curve(model, batches, task, [heads[i] for i in rng.permutation(n)], counts) for _ in range(max(seeds, 1))]
+    randoms = [
+        curve(model, batches, task, [heads[i] for i in rng.permutation(n)], counts) for _ in range(max(seeds, 1))
+    ]
     orders = {
         "importance": curve(model, batches, task, heads, counts),
         "random": np.mean(randoms, axis=0).tolist(),
@@ -83,8 +87,14 @@ def pruning_curves(
         i = counts.index(round(f * n))
         marks[f"{int(f * 100)}%"] = {name: values[i] for name, values in orders.items()}
     return {
-        "heads": n, "order": heads, "removed": counts, "fraction": fractions, "metric": orders,
-        "random_std": np.std(randoms, axis=0).tolist(), "random_seeds": max(seeds, 1), "at": marks,
+        "heads": n,
+        "order": heads,
+        "removed": counts,
+        "fraction": fractions,
+        "metric": orders,
+        "random_std": np.std(randoms, axis=0).tolist(),
+        "random_seeds": max(seeds, 1),
+        "at": marks,
         "prunable_within_1_point": {name: prunable_fraction(fractions, values) for name, values in orders.items()},
     }
 
@@ -98,4 +108,3 @@ def prunable_fraction(fractions: list[float], metric: list[float], tolerance: fl
             break
         best = f
     return best
-

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from sora.atomic import staged_dir
 from sora.analyze import figures
 from sora.analyze.naming import group_of, layer_label
-from sora.errors import SoraError
+from sora.atomic import staged_dir
 from sora.models.anatomy import block_parts, mermaid
 
 JSON_NAME, HTML_NAME, MERMAID_NAME = "analysis.json", "report.html", "particle_graph.mmd"
@@ -48,6 +47,7 @@ def _jsonable(x):
 
 # Figures
 
+
 def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> dict[str, Any]:
     out: dict[str, Any] = {}
     heads = result["heads"]
@@ -61,8 +61,9 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
     if "pruning" in result:
         out["pruning_curve"] = figures.pruning_figure(result["pruning"], metric, folder / "pruning_curve.png")
     if "neurons" in extras:
-        out["neurons"] = figures.neuron_figure(extras["neurons"]["samples"], extras["neurons"]["taylor"],
-                                               folder / "neurons.png")
+        out["neurons"] = figures.neuron_figure(
+            extras["neurons"]["samples"], extras["neurons"]["taylor"], folder / "neurons.png"
+        )
     out["positions"] = {}
     for i, (name, (kind, sim)) in enumerate(extras.get("positions", {}).items()):
         out["positions"][name] = figures.position_figure(name, sim, kind, folder / f"position_{i}.png")
@@ -71,8 +72,15 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
         files = {}
         for j, (group, g) in enumerate(example["groups"].items()):
             path = folder / f"attention_{i}_{j}.png"
-            files[group] = figures.attention_grid(g["patterns"], g["layers"], g["q_labels"], g["k_labels"],
-                                                  f"{group}: {example['caption'][:90]}", path, g["types"])
+            files[group] = figures.attention_grid(
+                g["patterns"],
+                g["layers"],
+                g["q_labels"],
+                g["k_labels"],
+                f"{group}: {example['caption'][:90]}",
+                path,
+                g["types"],
+            )
         out["attention"].append({"caption": example["caption"], "files": files})
     out["particle_graph"] = figures.particle_graph_figure(graph_columns(model, result), folder / "particle_graph.png")
     return out
@@ -101,9 +109,15 @@ def _heatmap_groups(heads: list[dict], modules: list[tuple[str, int, bool]], met
                     abl[i, h] = row["ablation"]["metric"] * 100
         has_grad, has_abl = np.isfinite(grad).any(), np.isfinite(abl).any()
         if has_grad or has_abl:
-            out.append({"title": title, "layers": g["layers"], "gradient": grad if has_grad else None,
-                        "ablation": abl if has_abl else None,
-                        "ablation_label": f"{metric} change when ablated (points)"})
+            out.append(
+                {
+                    "title": title,
+                    "layers": g["layers"],
+                    "gradient": grad if has_grad else None,
+                    "ablation": abl if has_abl else None,
+                    "ablation_label": f"{metric} change when ablated (points)",
+                }
+            )
     return out
 
 
@@ -188,18 +202,22 @@ def render_html(r: dict, graph: str) -> str:
     fig = r.get("figures", {})
     metric = r["metric"] or "metric"
     m = r["model"]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Sora analysis: {_e(m['source'])}</title>"
-             f"<style>{CSS}</style></head><body><main>",
-             f"<h1>Particle analysis</h1><p class='sub'>{_e(m['source'])} · {_e(m['arch'])} ({_e(m['input'])}) · "
-             f"{m['parameters']:,} parameters · {m['layers']} layers · {m['heads']} heads · {m['neurons']:,} neurons · "
-             f"task {_e(r['task'])} · {r['data']['examples']:,} examples ({r['data']['batches']} batches of "
-             f"the {_e(r['data']['split'])} split)</p>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Sora analysis: {_e(m['source'])}</title>"
+        f"<style>{CSS}</style></head><body><main>",
+        f"<h1>Particle analysis</h1><p class='sub'>{_e(m['source'])} · {_e(m['arch'])} ({_e(m['input'])}) · "
+        f"{m['parameters']:,} parameters · {m['layers']} layers · {m['heads']} heads · {m['neurons']:,} neurons · "
+        f"task {_e(r['task'])} · {r['data']['examples']:,} examples ({r['data']['batches']} batches of "
+        f"the {_e(r['data']['split'])} split)</p>",
+    ]
     parts.append(_summary_html(r, metric))
     if fig.get("importance_heatmap"):
-        parts.append("<h2>Head importance</h2><div class='card'><p class='note'>Left: expected |dL/d gate| per head "
-                     "(Michel et al. 2019), normalised per layer: larger means the loss depends more on that head. "
-                     f"Right: measured change of {_e(metric)} (points) when the head alone is removed "
-                     f"({_e(r['config']['ablation'])} ablation).</p>{_img(fig['importance_heatmap'], 'head importance')}</div>")
+        parts.append(
+            "<h2>Head importance</h2><div class='card'><p class='note'>Left: expected |dL/d gate| per head "
+            "(Michel et al. 2019), normalised per layer: larger means the loss depends more on that head. "
+            f"Right: measured change of {_e(metric)} (points) when the head alone is removed "
+            f"({_e(r['config']['ablation'])} ablation).</p>{_img(fig['importance_heatmap'], 'head importance')}</div>"
+        )
     if r["heads"]:
         parts.append(_head_table(r, metric))
     if "pruning" in r:
@@ -212,31 +230,42 @@ def render_html(r: dict, graph: str) -> str:
                 parts.append(f"<p class='note'>{_e(group)}</p>{_img(name, group)}")
             parts.append("</div>")
     if r.get("layers"):
-        parts.append("<h2>Layers</h2><div class='card'><p class='note'>Change of the metric when a whole block is "
-                     "skipped (its contribution to the residual stream removed), or only its attention or "
-                     f"feed-forward sub-layer.</p>{_img(fig.get('layer_ablation'), 'layer ablation')}"
-                     + _layer_table(r["layers"], metric) + "</div>")
+        parts.append(
+            "<h2>Layers</h2><div class='card'><p class='note'>Change of the metric when a whole block is "
+            "skipped (its contribution to the residual stream removed), or only its attention or "
+            f"feed-forward sub-layer.</p>{_img(fig.get('layer_ablation'), 'layer ablation')}"
+            + _layer_table(r["layers"], metric)
+            + "</div>"
+        )
     if "neurons" in r:
         parts.append(_neurons_html(r, fig))
     if fig.get("positions"):
-        parts.append("<h2>Position encodings</h2><div class='card'><p class='note'>Cosine similarity of position "
-                     "vectors: a wide bright band means neighbouring positions look alike.</p>")
+        parts.append(
+            "<h2>Position encodings</h2><div class='card'><p class='note'>Cosine similarity of position "
+            "vectors: a wide bright band means neighbouring positions look alike.</p>"
+        )
         for name, file in fig["positions"].items():
             near = r["positions"][name]["similarity_by_distance"]
             far = near[-1] if near else None
-            parts.append(f"<p>{_e(name)}: similarity of neighbours {_f(near[1] if len(near) > 1 else None, 2)}, "
-                         f"at distance {len(near) - 1}: {_f(far, 2)}</p>{_img(file, name)}")
+            parts.append(
+                f"<p>{_e(name)}: similarity of neighbours {_f(near[1] if len(near) > 1 else None, 2)}, "
+                f"at distance {len(near) - 1}: {_f(far, 2)}</p>{_img(file, name)}"
+            )
         parts.append("</div>")
-    parts.append("<h2>Particle graph</h2><div class='card'><p class='note'>Blocks are shaded by the metric lost "
-                 f"when they are skipped.</p>{_img(fig.get('particle_graph'), 'particle graph')}"
-                 f"<details><summary>Mermaid source ({_e(MERMAID_NAME)})</summary>"
-                 f"<pre class='mermaid'>{_e(graph)}</pre></details></div>")
+    parts.append(
+        "<h2>Particle graph</h2><div class='card'><p class='note'>Blocks are shaded by the metric lost "
+        f"when they are skipped.</p>{_img(fig.get('particle_graph'), 'particle graph')}"
+        f"<details><summary>Mermaid source ({_e(MERMAID_NAME)})</summary>"
+        f"<pre class='mermaid'>{_e(graph)}</pre></details></div>"
+    )
     if r.get("agreement"):
         parts.append(_agreement_html(r["agreement"]))
     if r.get("notes"):
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in r["notes"]) + "</ul>")
-    parts.append(f"<h2>Settings</h2><pre>{_e(json.dumps(r['config'], indent=2))}</pre>"
-                 f"<p class='note'>Every figure is also in <code>{JSON_NAME}</code>.</p></main></body></html>")
+    parts.append(
+        f"<h2>Settings</h2><pre>{_e(json.dumps(r['config'], indent=2))}</pre>"
+        f"<p class='note'>Every figure is also in <code>{JSON_NAME}</code>.</p></main></body></html>"
+    )
     return "\n".join(parts)
 
 
@@ -247,15 +276,21 @@ def _summary_html(r: dict, metric: str) -> str:
         kpis.append(f"<div><b>{_pct(base['metric'])}</b><span>{_e(metric)}</span></div>")
         kpis.append(f"<div><b>{_f(base['loss'])}</b><span>loss (nats)</span></div>")
     if "prunable_within_1_point" in s:
-        kpis.append(f"<div><b>{_pct(s['prunable_within_1_point']['importance'])}</b><span>of heads prunable "
-                    f"within 1 point</span></div>")
+        kpis.append(
+            f"<div><b>{_pct(s['prunable_within_1_point']['importance'])}</b><span>of heads prunable "
+            f"within 1 point</span></div>"
+        )
     items = []
     if "most_important_heads" in s:
-        items.append(f"Most important heads: <b>{_e(', '.join(s['most_important_heads']))}</b>; least important: "
-                     f"{_e(', '.join(s['least_important_heads']))}.")
+        items.append(
+            f"Most important heads: <b>{_e(', '.join(s['most_important_heads']))}</b>; least important: "
+            f"{_e(', '.join(s['least_important_heads']))}."
+        )
     if "most_harmful_head_ablation" in s:
         h = s["most_harmful_head_ablation"]
-        items.append(f"Removing <b>{_e(h['name'])}</b> alone costs the most: {_pts(h['metric_change'])} points of {_e(metric)}.")
+        items.append(
+            f"Removing <b>{_e(h['name'])}</b> alone costs the most: {_pts(h['metric_change'])} points of {_e(metric)}."
+        )
     if "most_important_block" in s:
         b = s["most_important_block"]
         items.append(f"Skipping block <b>{_e(b['name'])}</b> costs {_pts(b['metric_change'])} points.")
@@ -264,26 +299,35 @@ def _summary_html(r: dict, metric: str) -> str:
         items.append(f"Head types: {counts}.")
     if "prunable_within_1_point" in s:
         p = s["prunable_within_1_point"]
-        items.append(f"Heads can be switched off in importance order up to <b>{_pct(p['importance'])}</b> before "
-                     f"{_e(metric)} drops more than 1 point (random order: {_pct(p['random'])}, reverse: "
-                     f"{_pct(p['reverse'])}).")
+        items.append(
+            f"Heads can be switched off in importance order up to <b>{_pct(p['importance'])}</b> before "
+            f"{_e(metric)} drops more than 1 point (random order: {_pct(p['random'])}, reverse: "
+            f"{_pct(p['reverse'])})."
+        )
         half = s["pruning_at"].get("50%")
         if half:
-            items.append(f"With half the heads removed: importance order {_pct(half['importance'])}, random "
-                         f"{_pct(half['random'])}, reverse {_pct(half['reverse'])}.")
+            items.append(
+                f"With half the heads removed: importance order {_pct(half['importance'])}, random "
+                f"{_pct(half['random'])}, reverse {_pct(half['reverse'])}."
+            )
     agree = r.get("agreement", {}).get("heads", {})
     rho = agree.get("gradient ~ ablation_loss")
     if rho is not None:
         items.append(f"Gradient importance and measured ablation agree with Spearman ρ = {rho:.2f}.")
-    return (f"<div class='kpi'>{''.join(kpis)}</div><div class='card summary'><ul>"
-            + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>")
+    return (
+        f"<div class='kpi'>{''.join(kpis)}</div><div class='card summary'><ul>"
+        + "".join(f"<li>{i}</li>" for i in items)
+        + "</ul></div>"
+    )
 
 
 def _head_table(r: dict, metric: str) -> str:
     rows = sorted(r["heads"], key=lambda x: (-(x.get("gradient") or 0.0), x["name"]))
-    head = ("<tr><th class='l'>head</th><th>rank</th><th>importance</th><th>Δ loss</th>"
-            f"<th>Δ {_e(metric)} (pts)</th><th class='l'>type</th><th>entropy</th><th>norm. entropy</th>"
-            "<th>distance</th><th>self</th><th>prev</th><th>special</th><th>offset</th></tr>")
+    head = (
+        "<tr><th class='l'>head</th><th>rank</th><th>importance</th><th>Δ loss</th>"
+        f"<th>Δ {_e(metric)} (pts)</th><th class='l'>type</th><th>entropy</th><th>norm. entropy</th>"
+        "<th>distance</th><th>self</th><th>prev</th><th>special</th><th>offset</th></tr>"
+    )
     body = []
     for x in rows:
         a, ab = x.get("attention", {}), x.get("ablation", {})
@@ -295,51 +339,77 @@ def _head_table(r: dict, metric: str) -> str:
             f"<td>{_f(ab.get('loss'), 4)}</td><td>{_pts(ab.get('metric'))}</td><td class='l'>{tag}</td>"
             f"<td>{_f(a.get('entropy'), 2)}</td><td>{_f(a.get('norm_entropy'), 2)}</td><td>{_f(a.get('distance'), 1)}</td>"
             f"<td>{_f(a.get('self'), 2)}</td><td>{_f(a.get('prev'), 2)}</td><td>{_f(a.get('special'), 2)}</td>"
-            f"<td>{'–' if offset is None else f'{offset:+d}'}</td></tr>")
-    return ("<h2>Heads</h2><div class='card'><p class='note'>Sorted by importance. Type rules: special-token sink "
-            "(≥ 0.5 of attention on special tokens), previous-token (≥ 0.5 on the token before), positional (≥ 0.5 "
-            "at one fixed offset), broad (normalised entropy ≥ 0.75), otherwise mixed.</p>"
-            f"<table>{head}{''.join(body)}</table></div>")
+            f"<td>{'–' if offset is None else f'{offset:+d}'}</td></tr>"
+        )
+    return (
+        "<h2>Heads</h2><div class='card'><p class='note'>Sorted by importance. Type rules: special-token sink "
+        "(≥ 0.5 of attention on special tokens), previous-token (≥ 0.5 on the token before), positional (≥ 0.5 "
+        "at one fixed offset), broad (normalised entropy ≥ 0.75), otherwise mixed.</p>"
+        f"<table>{head}{''.join(body)}</table></div>"
+    )
 
 
 def _pruning_html(r: dict, metric: str, fig: dict) -> str:
     p = r["pruning"]
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_pct(v['importance'])}</td><td>{_pct(v['random'])}</td>"
-                   f"<td>{_pct(v['reverse'])}</td></tr>" for k, v in p["at"].items())
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_pct(v['importance'])}</td><td>{_pct(v['random'])}</td>"
+        f"<td>{_pct(v['reverse'])}</td></tr>"
+        for k, v in p["at"].items()
+    )
     w = p["prunable_within_1_point"]
-    rows += (f"<tr><td>prunable within 1 point</td><td>{_pct(w['importance'])}</td><td>{_pct(w['random'])}</td>"
-             f"<td>{_pct(w['reverse'])}</td></tr>")
-    return ("<h2>Pruning curve</h2><div class='card'><p class='note'>Heads switched off one by one (gate 0) in "
-            f"order of {_e(p['order_by'])} importance, least important first; in random order (mean of "
-            f"{p['random_seeds']} seeds, band: ±1 std); and in reverse order (Michel et al. 2019, figure 3).</p>"
-            f"{_img(fig.get('pruning_curve'), 'pruning curve')}<table><tr><th class='l'>heads removed</th>"
-            f"<th>importance order</th><th>random order</th><th>reverse order</th></tr>{rows}</table></div>")
+    rows += (
+        f"<tr><td>prunable within 1 point</td><td>{_pct(w['importance'])}</td><td>{_pct(w['random'])}</td>"
+        f"<td>{_pct(w['reverse'])}</td></tr>"
+    )
+    return (
+        "<h2>Pruning curve</h2><div class='card'><p class='note'>Heads switched off one by one (gate 0) in "
+        f"order of {_e(p['order_by'])} importance, least important first; in random order (mean of "
+        f"{p['random_seeds']} seeds, band: ±1 std); and in reverse order (Michel et al. 2019, figure 3).</p>"
+        f"{_img(fig.get('pruning_curve'), 'pruning curve')}<table><tr><th class='l'>heads removed</th>"
+        f"<th>importance order</th><th>random order</th><th>reverse order</th></tr>{rows}</table></div>"
+    )
 
 
 def _layer_table(layers: list[dict], metric: str) -> str:
-    body = "".join(f"<tr><td>{_e(x['name'])}</td><td>{_f(x['loss'], 4)}</td><td>{_pts(x['metric'])}</td>"
-                   f"<td>{_pct(x['metric_after'])}</td></tr>" for x in layers)
-    return (f"<table><tr><th class='l'>removed</th><th>Δ loss</th><th>Δ {_e(metric)} (pts)</th>"
-            f"<th>{_e(metric)} after</th></tr>{body}</table>")
+    body = "".join(
+        f"<tr><td>{_e(x['name'])}</td><td>{_f(x['loss'], 4)}</td><td>{_pts(x['metric'])}</td>"
+        f"<td>{_pct(x['metric_after'])}</td></tr>"
+        for x in layers
+    )
+    return (
+        f"<table><tr><th class='l'>removed</th><th>Δ loss</th><th>Δ {_e(metric)} (pts)</th>"
+        f"<th>{_e(metric)} after</th></tr>{body}</table>"
+    )
 
 
 def _neurons_html(r: dict, fig: dict) -> str:
     rows = []
     for name, n in r["neurons"].items():
-        top = ", ".join(f"{t['name'].rsplit('.', 1)[-1]} ({_f(t['taylor'] if t['taylor'] is not None else t['mean_abs'], 4)})"
-                        for t in n["top"][:5])
-        rows.append(f"<tr><td>{_e(name)}</td><td>{n['neurons']}</td><td>{n['rarely_active']}</td><td class='l'>{_e(top)}</td></tr>")
-    return ("<h2>Neurons</h2><div class='card'><p class='note'>Top: distribution of feed-forward activations "
-            "(hook_post) at real positions. Bottom: neurons sorted by Taylor score |Σ activation × gradient| "
-            "(Molchanov et al. 2017): a steep drop means a few neurons carry most of the effect.</p>"
-            f"{_img(fig.get('neurons'), 'neurons')}<table><tr><th class='l'>layer</th><th>neurons</th>"
-            "<th>active &lt; 1% of positions</th><th class='l'>top neurons (Taylor score)</th></tr>"
-            f"{''.join(rows)}</table></div>")
+        top = ", ".join(
+            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t['taylor'] if t['taylor'] is not None else t['mean_abs'], 4)})"
+            for t in n["top"][:5]
+        )
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{n['neurons']}</td><td>{n['rarely_active']}</td><td class='l'>{_e(top)}</td></tr>"
+        )
+    return (
+        "<h2>Neurons</h2><div class='card'><p class='note'>Top: distribution of feed-forward activations "
+        "(hook_post) at real positions. Bottom: neurons sorted by Taylor score |Σ activation × gradient| "
+        "(Molchanov et al. 2017): a steep drop means a few neurons carry most of the effect.</p>"
+        f"{_img(fig.get('neurons'), 'neurons')}<table><tr><th class='l'>layer</th><th>neurons</th>"
+        "<th>active &lt; 1% of positions</th><th class='l'>top neurons (Taylor score)</th></tr>"
+        f"{''.join(rows)}</table></div>"
+    )
 
 
 def _agreement_html(agreement: dict) -> str:
-    rows = "".join(f"<tr><td>{_e(kind)}</td><td class='l'>{_e(pair)}</td><td>{_f(rho, 2)}</td></tr>"
-                   for kind, pairs in agreement.items() for pair, rho in pairs.items())
-    return ("<h2>Agreement between methods</h2><div class='card'><p class='note'>Spearman rank correlation between "
-            "rankings of the same particles (1: identical order; – when a ranking is constant).</p>"
-            f"<table><tr><th class='l'>particles</th><th class='l'>methods</th><th>ρ</th></tr>{rows}</table></div>")
+    rows = "".join(
+        f"<tr><td>{_e(kind)}</td><td class='l'>{_e(pair)}</td><td>{_f(rho, 2)}</td></tr>"
+        for kind, pairs in agreement.items()
+        for pair, rho in pairs.items()
+    )
+    return (
+        "<h2>Agreement between methods</h2><div class='card'><p class='note'>Spearman rank correlation between "
+        "rankings of the same particles (1: identical order; – when a ranking is constant).</p>"
+        f"<table><tr><th class='l'>particles</th><th class='l'>methods</th><th>ρ</th></tr>{rows}</table></div>"
+    )

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from sora.analyze.attention import HEAD_TYPES, attention_statistics, special_token_ids
 from sora.analyze.config import AnalyzeConfig
-from sora.analyze.naming import group_of, layer_label, layer_order
 from sora.analyze.importance import ablation_scores, agreement, gradient_scores
+from sora.analyze.naming import group_of, layer_label, layer_order
 from sora.analyze.position import position_analysis
 from sora.analyze.pruning import pruning_curves, removal_counts
 from sora.analyze.report import write_report
@@ -91,8 +91,15 @@ def take_batches(batches, max_batches: int, device: torch.device) -> list[dict[s
     return taken
 
 
-def measure(model: nn.Module, data: list[dict[str, Tensor]], task: str, config: AnalyzeConfig, *,
-            tokenizer=None, labels: list[str] | None = None) -> tuple[dict, dict]:
+def measure(
+    model: nn.Module,
+    data: list[dict[str, Tensor]],
+    task: str,
+    config: AnalyzeConfig,
+    *,
+    tokenizer=None,
+    labels: list[str] | None = None,
+) -> tuple[dict, dict]:
     """Run every configured method. Returns the JSON-ready analysis and arrays for the figures."""
     methods = list(dict.fromkeys(config.methods))
     notes = []
@@ -109,14 +116,20 @@ def measure(model: nn.Module, data: list[dict[str, Tensor]], task: str, config: 
     n_examples = sum(next(v for v in b.values() if isinstance(v, Tensor)).shape[0] for b in data)
     baseline = loss_and_metric(model, data, task) if task != "features" else {"loss": None, "metric": None}
     result: dict[str, Any] = {
-        "task": task, "metric": as_task(task).metric, "methods": methods, "config": config.model_dump(mode="json"),
+        "task": task,
+        "metric": as_task(task).metric,
+        "methods": methods,
+        "config": config.model_dump(mode="json"),
         "data": {"batches": len(data), "examples": n_examples, "split": config.split},
-        "baseline": baseline, "notes": notes,
+        "baseline": baseline,
+        "notes": notes,
     }
     extras: dict[str, Any] = {"attention_modules": [(p, a.n_heads, a.cross) for p, a in attns]}
 
     grads = None
-    needs_grad = "gradient" in methods or "neurons" in methods or ("pruning" in methods and config.pruning_order == "gradient")
+    needs_grad = (
+        "gradient" in methods or "neurons" in methods or ("pruning" in methods and config.pruning_order == "gradient")
+    )
     if needs_grad:
         grads = gradient_scores(model, data, task, seed=config.seed)
     head_ablation = layer_ablation = {}
@@ -131,8 +144,9 @@ def measure(model: nn.Module, data: list[dict[str, Tensor]], task: str, config: 
         special = special_token_ids(model, tokenizer, config.special_tokens)
         stats = attention_statistics(model, data, task, special)
 
-    result["heads"] = _head_rows(attns, grads if "gradient" in methods or "pruning" in methods else None,
-                                 head_ablation, stats, model)
+    result["heads"] = _head_rows(
+        attns, grads if "gradient" in methods or "pruning" in methods else None, head_ablation, stats, model
+    )
     result["layers"] = [{"name": n, **_rounded(v)} for n, v in layer_ablation.items()]
     if stats:
         result["head_types"] = dict(Counter(s["type"] for s in stats.values()))
@@ -144,13 +158,16 @@ def measure(model: nn.Module, data: list[dict[str, Tensor]], task: str, config: 
         result["positions"] = positions
     result["agreement"] = _agreement(result["heads"], result.get("neurons"))
     if "pruning" in methods and heads:
-        order = {r["name"]: r["gradient"] if config.pruning_order == "gradient" else r["ablation"]["loss"]
-                 for r in result["heads"]}
+        order = {
+            r["name"]: r["gradient"] if config.pruning_order == "gradient" else r["ablation"]["loss"]
+            for r in result["heads"]
+        }
         steps = config.pruning_steps
         if steps is None and len(heads) > 48:
             steps = 24
-        result["pruning"] = pruning_curves(model, data, task, order, steps=steps, seeds=config.pruning_seeds,
-                                           seed=config.seed)
+        result["pruning"] = pruning_curves(
+            model, data, task, order, steps=steps, seeds=config.pruning_seeds, seed=config.seed
+        )
         result["pruning"]["order_by"] = config.pruning_order
         result["pruning"]["evaluated_counts"] = len(removal_counts(len(heads), steps))
     if attns:
@@ -171,8 +188,11 @@ def _head_rows(attns, grads, head_ablation, stats, model) -> list[dict]:
             if name in head_ablation:
                 row["ablation"] = _rounded(head_ablation[name])
             if name in stats:
-                row["attention"] = {k: _num(v) if isinstance(v, float) else v for k, v in stats[name].items()
-                                    if k not in ("type", "cross")}
+                row["attention"] = {
+                    k: _num(v) if isinstance(v, float) else v
+                    for k, v in stats[name].items()
+                    if k not in ("type", "cross")
+                }
                 row["type"] = stats[name]["type"]
             rows.append(row)
     if rows and "gradient" in rows[0]:
@@ -188,8 +208,10 @@ def _neuron_section(grads, task) -> tuple[dict, dict]:
         top = np.argsort(-taylor)[:10] if task != "features" else np.argsort(-grads.mean_abs[p])[:10]
         section[p] = {
             "neurons": int(taylor.size),
-            "top": [{"name": f"{p}.neuron.{i}", "taylor": _num(taylor[i]), "mean_abs": _num(grads.mean_abs[p][i])}
-                    for i in top],
+            "top": [
+                {"name": f"{p}.neuron.{i}", "taylor": _num(taylor[i]), "mean_abs": _num(grads.mean_abs[p][i])}
+                for i in top
+            ],
             "rarely_active": int((active < 0.01).sum()),
             "taylor": [_num(v) for v in taylor] if task != "features" else None,
             "mean_abs": [_num(v) for v in grads.mean_abs[p]],
@@ -202,16 +224,20 @@ def _agreement(heads: list[dict], neurons: dict | None) -> dict:
     out: dict[str, Any] = {}
     with_all = [r for r in heads if "gradient" in r and "ablation" in r]
     if with_all:
-        out["heads"] = agreement({
-            "gradient": [r["gradient"] for r in with_all],
-            "ablation_loss": [r["ablation"]["loss"] for r in with_all],
-            "ablation_metric": [-r["ablation"]["metric"] for r in with_all],  # a drop means important
-        })
+        out["heads"] = agreement(
+            {
+                "gradient": [r["gradient"] for r in with_all],
+                "ablation_loss": [r["ablation"]["loss"] for r in with_all],
+                "ablation_metric": [-r["ablation"]["metric"] for r in with_all],  # a drop means important
+            }
+        )
     if neurons and all(v["taylor"] is not None for v in neurons.values()):
-        out["neurons"] = agreement({
-            "taylor": [t for v in neurons.values() for t in v["taylor"]],
-            "mean_abs_activation": [a for v in neurons.values() for a in v["mean_abs"]],
-        })
+        out["neurons"] = agreement(
+            {
+                "taylor": [t for v in neurons.values() for t in v["taylor"]],
+                "mean_abs_activation": [a for v in neurons.values() for a in v["mean_abs"]],
+            }
+        )
     return out
 
 
@@ -254,6 +280,7 @@ def _rounded(d: dict) -> dict:
 
 # Attention patterns of a few example inputs, for the grids in the report.
 
+
 @torch.no_grad()
 def example_patterns(model, data, task, config, tokenizer, labels, stats) -> list[dict]:
     examples = _examples_from_texts(model, task, config.examples, tokenizer) if config.examples else []
@@ -294,8 +321,12 @@ def _examples_from_texts(model, task, texts, tokenizer) -> list[tuple[dict, str]
         if task == "seq2seq":
             tgt = model.generate(ids, max_new_tokens=min(EXAMPLE_TOKENS, model.config.max_len - 1))[0]
             tgt_in = torch.tensor([[model.config.bos_id, *tgt]])
-            batch = {"src": ids, "src_valid": torch.ones_like(ids, dtype=torch.bool), "tgt_in": tgt_in,
-                     "tgt_valid": torch.ones_like(tgt_in, dtype=torch.bool)}
+            batch = {
+                "src": ids,
+                "src_valid": torch.ones_like(ids, dtype=torch.bool),
+                "tgt_in": tgt_in,
+                "tgt_valid": torch.ones_like(tgt_in, dtype=torch.bool),
+            }
         else:
             batch = {"inputs": ids, "valid": torch.ones_like(ids, dtype=torch.bool)}
         device = next(model.parameters()).device
@@ -312,8 +343,12 @@ def _examples_from_data(data, task, n) -> list[tuple[dict, str]]:
             sv = first.get("src_valid", torch.ones_like(first["src"], dtype=torch.bool))[i]
             tv = first.get("tgt_valid", first["tgt_out"] != -100)[i]
             src, tgt = first["src"][i][sv][:EXAMPLE_TOKENS], first["tgt_in"][i][tv][:EXAMPLE_TOKENS]
-            batch = {"src": src[None], "src_valid": torch.ones_like(src[None], dtype=torch.bool), "tgt_in": tgt[None],
-                     "tgt_valid": torch.ones_like(tgt[None], dtype=torch.bool)}
+            batch = {
+                "src": src[None],
+                "src_valid": torch.ones_like(src[None], dtype=torch.bool),
+                "tgt_in": tgt[None],
+                "tgt_valid": torch.ones_like(tgt[None], dtype=torch.bool),
+            }
         else:
             x, valid = first["inputs"][i], first.get("valid")
             if x.dim() == 1:  # token ids

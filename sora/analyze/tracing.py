@@ -8,9 +8,9 @@ Attention patterns are special: the fast forward pass (SDPA) never forms them. H
 ``hook_pattern`` would switch attention to its explicit path, which agrees with SDPA only to
 about 1e-6. So a *cache* of patterns does not hook it: it taps the queries and keys (``hook_q`` and
 ``hook_k``, both after the rotary rotation) and the mask and computes softmax(QK^T/sqrt(dh) + mask)
-beside the forward pass, exactly as the explicit path would. Outputs stay bit-identical while the patterns are still available. A hook
-that *replaces* a pattern (``hooks(model, {"...hook_pattern": fn})``) does switch to the explicit
-path, as it must.
+beside the forward pass, exactly as the explicit path would. Outputs stay bit-identical while the
+patterns are still available. A hook that *replaces* a pattern
+(``hooks(model, {"...hook_pattern": fn})``) does switch to the explicit path, as it must.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def select_hooks(model: nn.Module, which: Selector = None) -> list[str]:
         matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not matched:
             hint = ", ".join(names[:6])
-            raise SoraError(f"hook {pattern!r} matches no hook point of this model (e.g. {hint}; see sora.analyze.hook_points)")
+            raise SoraError(
+                f"hook {pattern!r} matches no hook point of this model (e.g. {hint}; see sora.analyze.hook_points)"
+            )
         chosen.extend(n for n in matched if n not in chosen)
     return [n for n in names if n in chosen]  # forward order
 
@@ -146,8 +148,14 @@ class PatternTap:
     def _take_k(self, _module, _inputs, k):  # (B, H, S, dh)
         scores = self.q @ k.transpose(-2, -1) / math.sqrt(self.attn.head_dim)  # (B, H, T, S)
         if self.mask is None and self.is_causal:
-            self.mask = attention_mask(None, q_len=scores.shape[-2], k_len=scores.shape[-1], causal=True,
-                                       dtype=scores.dtype, device=scores.device)
+            self.mask = attention_mask(
+                None,
+                q_len=scores.shape[-2],
+                k_len=scores.shape[-1],
+                causal=True,
+                dtype=scores.dtype,
+                device=scores.device,
+            )
         if self.mask is not None:
             scores = scores + self.mask
         self.sink(scores.softmax(dim=-1))
@@ -160,8 +168,9 @@ class PatternTap:
 
 # Which stack a hook belongs to, and that stack's token validity and ids (for means and statistics).
 
+
 def stack_prefix(model: nn.Module, name: str) -> str:
-    """"encoder." / "decoder." inside a seq2seq model, "" in single-stack models."""
+    """ "encoder." / "decoder." inside a seq2seq model, "" in single-stack models."""
     for prefix in ("encoder.", "decoder."):
         if name.startswith(prefix) and hasattr(model, prefix[:-1]):
             return prefix

@@ -44,18 +44,29 @@ def _names(text: str) -> list[str]:
 def prune_command(
     model_dir: Path = typer.Argument(..., help="an fp32 model folder"),
     out: Path = typer.Option(..., "--out", help="folder for the pruned model"),
-    plan: Path = typer.Option(None, "--plan", help="a pruning plan YAML (keys: remove, heads, neurons, scope, "
-                              "scores, sparsity; see docs/compression.md)"),
-    heads: str = typer.Option(None, "--heads", help="particle names to remove, comma-separated: "
-                              "layers.1.attn.head.3,layers.0.ffn.neuron.7,layers.2"),
+    plan: Path = typer.Option(
+        None,
+        "--plan",
+        help="a pruning plan YAML (keys: remove, heads, neurons, scope, scores, sparsity; see docs/compression.md)",
+    ),
+    heads: str = typer.Option(
+        None,
+        "--heads",
+        help="particle names to remove, comma-separated: layers.1.attn.head.3,layers.0.ffn.neuron.7,layers.2",
+    ),
     fraction: float = typer.Option(None, "--fraction", help="fraction of all heads to remove, least important first"),
     neurons: float = typer.Option(None, "--neurons", help="fraction of feed-forward neurons to remove"),
     scores: Path = typer.Option(None, "--scores", help="analysis.json from sora analyze (default: weight magnitudes)"),
-    scope: bool = typer.Option(None, "--global/--per-layer", help="rank across all layers, or within each layer",
-                              show_default=False),
+    scope: bool = typer.Option(
+        None, "--global/--per-layer", help="rank across all layers, or within each layer", show_default=False
+    ),
     sparsity: float = typer.Option(None, "--sparsity", help="unstructured: zero this fraction of block weights"),
-    vocabulary: Path = typer.Option(None, "--vocabulary", help="a recipe or data YAML: keep only the tokens its "
-                                    "training texts use (WordPiece models; the tokenizer is rebuilt to match)"),
+    vocabulary: Path = typer.Option(
+        None,
+        "--vocabulary",
+        help="a recipe or data YAML: keep only the tokens its "
+        "training texts use (WordPiece models; the tokenizer is rebuilt to match)",
+    ),
     force: bool = force_option(),
 ) -> None:
     """Remove heads, neurons, layers and unused tokens for real (smaller matrices), or zero weights by magnitude."""
@@ -63,29 +74,47 @@ def prune_command(
     if config.vocabulary and vocabulary is None:
         raise SoraError(f"{where}: vocabulary: true needs --vocabulary DATA (whose training texts decide what stays)")
     if not config.structural and config.sparsity is None and vocabulary is None:
-        raise SoraError("nothing to prune: give --plan, --heads NAMES, --fraction F, --neurons F, --sparsity S "
-                        "or --vocabulary DATA")
+        raise SoraError(
+            "nothing to prune: give --plan, --heads NAMES, --fraction F, --neurons F, --sparsity S or --vocabulary DATA"
+        )
     claim(out, "model", force, reads=(model_dir, plan, scores, vocabulary))
     model, tokenizer, meta = _load_fp32(model_dir)
     console = Console()
     texts = _prepared(vocabulary, model_dir, []) if vocabulary is not None else None
     pruned, tokenizer, info = prune(model, config, where=where, tokenizer=tokenizer, data=texts, log=console.print)
-    save_model(pruned, out, tokenizer=tokenizer, meta={**meta, "stage": "pruned", "pruned_from": str(model_dir),
-                                                       "pruning": info})
+    save_model(
+        pruned,
+        out,
+        tokenizer=tokenizer,
+        meta={**meta, "stage": "pruned", "pruned_from": str(model_dir), "pruning": info},
+    )
     _print_pruned(info, out, console)
 
 
-def _prune_config(plan: Path | None, heads: str | None, fraction: float | None, neurons: float | None,
-                  scores: Path | None, scope: bool | None, sparsity: float | None):
+def _prune_config(
+    plan: Path | None,
+    heads: str | None,
+    fraction: float | None,
+    neurons: float | None,
+    scores: Path | None,
+    scope: bool | None,
+    sparsity: float | None,
+):
     """The PruneConfig of ``--plan`` or of the other options, and where it came from (for messages)."""
     if plan is not None and (heads or fraction is not None or neurons is not None or sparsity is not None):
-        raise SoraError("--plan already says what to remove: give either --plan or "
-                        "--heads/--fraction/--neurons/--sparsity")
+        raise SoraError(
+            "--plan already says what to remove: give either --plan or --heads/--fraction/--neurons/--sparsity"
+        )
     if plan is not None:
         config, where = load(PruneConfig, plan), str(plan)
     else:
-        options = {"remove": _names(heads or ""), "heads": fraction, "neurons": neurons, "sparsity": sparsity,
-                   "scores": str(scores) if scores else None}
+        options = {
+            "remove": _names(heads or ""),
+            "heads": fraction,
+            "neurons": neurons,
+            "sparsity": sparsity,
+            "scores": str(scores) if scores else None,
+        }
         config = validate(PruneConfig, {k: v for k, v in options.items() if v not in (None, [])}, source="options")
         where = "--heads"
     if scope is not None:
@@ -95,14 +124,17 @@ def _prune_config(plan: Path | None, heads: str | None, fraction: float | None, 
 
 def _print_pruned(info: dict, out: Path, console: Console) -> None:
     before, after = info["before"], info["after"]
-    console.print(f"heads {before['heads']} -> {after['heads']}, "
-                  f"neurons {before['neurons']:,} -> {after['neurons']:,}, "
-                  f"layers {before['layers']} -> {after['layers']}, "
-                  f"parameters {before['parameters']:,} -> {after['parameters']:,} "
-                  f"({after['parameters'] / before['parameters']:.1%})")
+    console.print(
+        f"heads {before['heads']} -> {after['heads']}, "
+        f"neurons {before['neurons']:,} -> {after['neurons']:,}, "
+        f"layers {before['layers']} -> {after['layers']}, "
+        f"parameters {before['parameters']:,} -> {after['parameters']:,} "
+        f"({after['parameters'] / before['parameters']:.1%})"
+    )
     if "sparsity" in info:
-        console.print(f"block weights zero: {info['sparsity']['block_sparsity']:.1%} "
-                      "(stored dense: no size or speed gain)")
+        console.print(
+            f"block weights zero: {info['sparsity']['block_sparsity']:.1%} (stored dense: no size or speed gain)"
+        )
     console.print(f"pruned model: {out}")
 
 
@@ -111,14 +143,23 @@ def quantize_command(
     model_dir: Path = typer.Argument(..., help="an fp32 model folder"),
     out: Path = typer.Option(..., "--out", help="folder for the int8 model"),
     embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings", help="store token embeddings as int8"),
-    min_weights: int = typer.Option(None, "--min-weights", min=0,
-                                    help="quantize only Linears with at least this many weights (default 100000)"),
-    min_side: int = typer.Option(None, "--min-side", min=0,
-                                 help="and only Linears at least this wide on both sides (default 256)"),
-    activations: str = typer.Option("tensor", "--activations", help="activation scales of every int8 Linear: "
-                                    "tensor (one per call, fastest) or row (one per token, finer)"),
-    data: Path = typer.Option(None, "--data", help="a recipe or data YAML: measure which Linears int8 hurts most "
-                              "on its validation split and give --sensitive of them --sensitive-as"),
+    min_weights: int = typer.Option(
+        None, "--min-weights", min=0, help="quantize only Linears with at least this many weights (default 100000)"
+    ),
+    min_side: int = typer.Option(
+        None, "--min-side", min=0, help="and only Linears at least this wide on both sides (default 256)"
+    ),
+    activations: str = typer.Option(
+        "tensor",
+        "--activations",
+        help="activation scales of every int8 Linear: tensor (one per call, fastest) or row (one per token, finer)",
+    ),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="a recipe or data YAML: measure which Linears int8 hurts most "
+        "on its validation split and give --sensitive of them --sensitive-as",
+    ),
     sensitive: int = typer.Option(4, "--sensitive", min=0, help="with --data: how many Linears"),
     sensitive_as: str = typer.Option("row", "--sensitive-as", help="row (per-token activation scales) or fp32 maths"),
     force: bool = force_option(),
@@ -126,14 +167,25 @@ def quantize_command(
     """int8 dynamic quantization: int8 weights per output channel, activations quantized on the fly."""
     claim(out, "model", force, reads=(model_dir, data))
     model, tokenizer, meta = _load_fp32(model_dir)
-    options = {"embeddings": embeddings, "sensitive": sensitive, "sensitive_as": sensitive_as,
-               "activations": activations, "min_weights": min_weights, "min_side": min_side}
+    options = {
+        "embeddings": embeddings,
+        "sensitive": sensitive,
+        "sensitive_as": sensitive_as,
+        "activations": activations,
+        "min_weights": min_weights,
+        "min_side": min_side,
+    }
     config = validate(QuantizeConfig, {k: v for k, v in options.items() if v is not None}, source="sora quantize")
     if data is not None:
         prepared = _prepared(data, model_dir, [])
         require_fits(model.config, prepared, data)
-        q = quantize_calibrated(model, prepared, task_for(prepared, model), config,
-                                log=lambda m: Console().print(m, highlight=False, markup=False))
+        q = quantize_calibrated(
+            model,
+            prepared,
+            task_for(prepared, model),
+            config,
+            log=lambda m: Console().print(m, highlight=False, markup=False),
+        )
     else:
         q = quantize_model(model, config)
     save_quantized(q, out, tokenizer=tokenizer, meta={**meta, "stage": "int8", "quantized_from": str(model_dir)})
@@ -142,13 +194,15 @@ def quantize_command(
 
 def _print_quantized(info: dict, config: QuantizeConfig, model_dir: Path, out: Path) -> None:
     before, after = weights_bytes(model_dir), weights_bytes(out)
-    Console().print(f"int8: {len(info['linear'])} linear layers ({len(info['linear_row_scaled'])} with per-row "
-                    f"activation scales), {len(info['embeddings'])} embeddings "
-                    f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
-                    f"{config.min_weights:,} weights or {config.min_side} wide, or sensitive with --sensitive-as fp32)\n"
-                    f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"
-                    f"on this CPU: {describe_kernels()}\n"
-                    f"int8 model: {out}")
+    Console().print(
+        f"int8: {len(info['linear'])} linear layers ({len(info['linear_row_scaled'])} with per-row "
+        f"activation scales), {len(info['embeddings'])} embeddings "
+        f"({len(info['linear_fp32_compute'])} Linears int8 on disk with fp32 maths: under "
+        f"{config.min_weights:,} weights or {config.min_side} wide, or sensitive with --sensitive-as fp32)\n"
+        f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.2f}x smaller)\n"
+        f"on this CPU: {describe_kernels()}\n"
+        f"int8 model: {out}"
+    )
 
 
 @app.command("compress")
@@ -162,12 +216,20 @@ def compress_command(
     scores: Path = typer.Option(None, "--scores", help="analysis.json (default: importance measured on validation)"),
     finetune_epochs: float = typer.Option(None, "--finetune", help="fine-tune this many epochs after pruning"),
     lora: bool = typer.Option(False, "--lora", help="fine-tune LoRA adapters only (then merge)"),
-    distill: float = typer.Option(None, "--distill", help="fine-tune towards the unpruned model's outputs with "
-                                  "this weight (0-1) beside the labels' loss"),
-    hidden: float = typer.Option(None, "--hidden", help="fine-tune each kept block towards the unpruned block's "
-                                 "outputs with this weight (layer distillation)"),
+    distill: float = typer.Option(
+        None,
+        "--distill",
+        help="fine-tune towards the unpruned model's outputs with this weight (0-1) beside the labels' loss",
+    ),
+    hidden: float = typer.Option(
+        None,
+        "--hidden",
+        help="fine-tune each kept block towards the unpruned block's outputs with this weight (layer distillation)",
+    ),
     steps: int = typer.Option(None, "--steps", min=1, help="reach the budget in this many prune+fine-tune rounds"),
-    overrides: list[str] = typer.Option([], "--set", help="override a key: --set prune.scope=per_layer, or data.limit=500"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="override a key: --set prune.scope=per_layer, or data.limit=500"
+    ),
     force: bool = force_option(),
 ) -> None:
     """Analyze importance, prune, optionally fine-tune, quantize, and evaluate every variant."""
@@ -175,8 +237,17 @@ def compress_command(
     section = read_section(config_file, "compress") if config_file else read_section(data, "compress", standalone=False)
     section = section or Section({}, str(data), ("compress",))
     apply_overrides(section.data, [o for o in overrides if not o.startswith("data.")])
-    _compress_options(section.data, heads=heads, neurons=neurons, scores=scores, finetune_epochs=finetune_epochs,
-                      lora=lora, distill=distill, hidden=hidden, steps=steps)
+    _compress_options(
+        section.data,
+        heads=heads,
+        neurons=neurons,
+        scores=scores,
+        finetune_epochs=finetune_epochs,
+        lora=lora,
+        distill=distill,
+        hidden=hidden,
+        steps=steps,
+    )
     config = section.validate(CompressConfig)
     claim(out, "compress", force, reads=(model_dir, data, config_file, scores))
     prepared = _prepared(data, model_dir, [o.removeprefix("data.") for o in overrides if o.startswith("data.")])

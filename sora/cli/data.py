@@ -14,16 +14,26 @@ from sora.configio import validate
 from sora.data import DataConfig, builtin, cache, prepare_data, read_data_config
 from sora.errors import SoraError
 
-data_app = typer.Typer(help="Built-in datasets: list them, fetch them into the cache, show what they hold.",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    help="Built-in datasets: list them, fetch them into the cache, show what they hold.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("list")
 def list_command(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the built-in datasets, where each comes from, and whether it is in the cache."""
-    rows = [{"name": b.name, "task": b.task, "tasks": list(b.tasks), "cached": cache.is_complete(b.folder),
-             "description": b.description, "origin": b.origin} for b in builtin.registry().values()]
+    rows = [
+        {
+            "name": b.name,
+            "task": b.task,
+            "tasks": list(b.tasks),
+            "cached": cache.is_complete(b.folder),
+            "description": b.description,
+            "origin": b.origin,
+        }
+        for b in builtin.registry().values()
+    ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -66,18 +76,23 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Prepare a dataset and print its size, splits, label counts and a few examples."""
-    overrides = [f"{key}={json.dumps(value)}" for key, value in (("task", task), ("limit", limit))  # "" stays ""
-                 if value is not None]
+    overrides = [
+        f"{key}={json.dumps(value)}"
+        for key, value in (("task", task), ("limit", limit))  # "" stays ""
+        if value is not None
+    ]
     if not name.strip():  # Path("") would be the current folder
-        raise SoraError("sora data show: the name is empty; give a built-in dataset (see `sora data list`) or a "
-                        "YAML/JSON file")
+        raise SoraError(
+            "sora data show: the name is empty; give a built-in dataset (see `sora data list`) or a YAML/JSON file"
+        )
     path = Path(name)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         config = read_data_config(path, overrides)
     else:  # a built-in dataset's name
         given = {"dataset": name, "task": task, "limit": limit}
-        config = validate(DataConfig, {k: v for k, v in given.items() if v is not None}, source="sora data show",
-                          prefix=())
+        config = validate(
+            DataConfig, {k: v for k, v in given.items() if v is not None}, source="sora data show", prefix=()
+        )
     info = prepare_data(config).describe(examples)
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
@@ -89,13 +104,17 @@ def _print(info: dict) -> None:
     console = Console()
     console.print(f"[bold]{info['name']}[/]: {info['task']} ({info['modality']})", highlight=False)
     splits = info["splits"]
-    console.print("splits: " + ", ".join(f"{k} {v:,}" for k, v in splits.items()) + f" (total {sum(splits.values()):,})")
+    console.print(
+        "splits: " + ", ".join(f"{k} {v:,}" for k, v in splits.items()) + f" (total {sum(splits.values()):,})"
+    )
     if "vocab_size" in info:
         console.print(f"vocabulary: {info['vocab_size']:,}")
     for key in ("length_tokens", "length_frames", "length_pixels"):
         if key in info:
-            console.print(f"{key.replace('_', ' ')}: " + ", ".join(
-                f"{k} mean {v['mean']} max {v['max']}" for k, v in info[key].items()))
+            console.print(
+                f"{key.replace('_', ' ')}: "
+                + ", ".join(f"{k} mean {v['mean']} max {v['max']}" for k, v in info[key].items())
+            )
     if "tokens" in info:
         console.print("tokens: " + ", ".join(f"{k} {v:,}" for k, v in info["tokens"].items()))
     if "label_counts" in info:

@@ -15,21 +15,31 @@ from sora.interop import export_hf, import_to_folder
 from sora.interop.verify import FIGURES
 from sora.models import summary
 
-hf_app = typer.Typer(help="Hugging Face checkpoints in and out (BERT, MiniLM, RoBERTa, DistilBERT, GPT-2, ViT).",
-                     no_args_is_help=True)
+hf_app = typer.Typer(
+    help="Hugging Face checkpoints in and out (BERT, MiniLM, RoBERTa, DistilBERT, GPT-2, ViT).", no_args_is_help=True
+)
 app.add_typer(hf_app, name="hf")
 
 
 @hf_app.command("import")
 def import_command(
-    source: str = typer.Argument(..., help="a local Hugging Face model folder (config.json + weights), or hf:NAME "
-                                           "for a packaged one, e.g. hf:all-minilm-l6-v2"),
+    source: str = typer.Argument(
+        ...,
+        help="a local Hugging Face model folder (config.json + weights), or hf:NAME "
+        "for a packaged one, e.g. hf:all-minilm-l6-v2",
+    ),
     out: Path = typer.Option(..., "--out", help="the Sora model folder to write"),
-    pooling: str = typer.Option(None, "--pooling", help="mean or cls: how the encoder pools a sentence "
-                                                        "(default: the folder's sentence-transformers setting, else cls)"),
-    verify: bool = typer.Option(None, "--verify/--no-verify",
-                                help="compare outputs with transformers (default: when it is installed); "
-                                     "nothing is written if they differ"),
+    pooling: str = typer.Option(
+        None,
+        "--pooling",
+        help="mean or cls: how the encoder pools a sentence "
+        "(default: the folder's sentence-transformers setting, else cls)",
+    ),
+    verify: bool = typer.Option(
+        None,
+        "--verify/--no-verify",
+        help="compare outputs with transformers (default: when it is installed); nothing is written if they differ",
+    ),
     force: bool = force_option(),
 ) -> None:
     """Build the same network from Sora particles, carry the tokenizer over, and write a model folder."""
@@ -41,8 +51,10 @@ def import_command(
     meta, config = result.meta, result.model.config
     s = summary(result.model)
     console.print(f"imported {meta['source']['architecture']} from {result.folder}")
-    console.print(f"  -> {config.arch}: {s['layers']} layers, {s['heads']} heads, {s['neurons']:,} neurons, "
-                  f"{s['parameters']:,} parameters")
+    console.print(
+        f"  -> {config.arch}: {s['layers']} layers, {s['heads']} heads, {s['neurons']:,} neurons, "
+        f"{s['parameters']:,} parameters"
+    )
     tokenizer_from = meta["tokenizer"]["from"]
     console.print(f"  tokenizer: {'from ' + tokenizer_from if tokenizer_from else 'none in the folder'}")
     for note in result.notes:
@@ -57,14 +69,23 @@ def import_command(
 def export_command(
     model_dir: Path = typer.Argument(..., help="a Sora model folder"),
     out: Path = typer.Option(..., "--out", help="the Hugging Face folder to write"),
-    body_only: bool = typer.Option(False, "--body-only", help="export only the encoder body (e.g. a classifier "
-                                                              "that pools by mean, which transformers has no head for)"),
-    verify: bool = typer.Option(None, "--verify/--no-verify",
-                                help="check the written folder against this model with transformers "
-                                     "(default: when it is installed); nothing is written if it differs"),
+    body_only: bool = typer.Option(
+        False,
+        "--body-only",
+        help="export only the encoder body (e.g. a classifier that pools by mean, which transformers has no head for)",
+    ),
+    verify: bool = typer.Option(
+        None,
+        "--verify/--no-verify",
+        help="check the written folder against this model with transformers "
+        "(default: when it is installed); nothing is written if it differs",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    one_segment: bool = typer.Option(False, "--one-segment", help="export a BERT imported with a second token type "
-                                     "anyway: every segment then reads as the first"),
+    one_segment: bool = typer.Option(
+        False,
+        "--one-segment",
+        help="export a BERT imported with a second token type anyway: every segment then reads as the first",
+    ),
     force: bool = force_option(),
 ) -> None:
     """Write a folder that transformers.AutoModel.from_pretrained loads with the same outputs."""

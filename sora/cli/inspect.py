@@ -51,6 +51,8 @@ def inspect_command(
     if as_mermaid:
         typer.echo(mermaid(model), nl=False)
     elif as_json:
-        typer.echo(json.dumps({"particles": [p.as_dict() for p in particles(model)], "summary": summary(model)}, indent=2))
+        typer.echo(
+            json.dumps({"particles": [p.as_dict() for p in particles(model)], "summary": summary(model)}, indent=2)
+        )
     else:
         print_particles(model, Console(), title=str(path))

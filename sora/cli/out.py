@@ -12,16 +12,19 @@ from sora.outdir import claim_out
 
 
 def force_option():
-    return typer.Option(False, "--force", help="write --out even when it holds something else: what is there is "
-                                               "replaced (a link is replaced, not what it points to)")
+    return typer.Option(
+        False,
+        "--force",
+        help="write --out even when it holds something else: what is there is "
+        "replaced (a link is replaced, not what it points to)",
+    )
 
 
 def claim(out: Path, kind: str, force: bool, *, resume: bool = False, reads: tuple = ()) -> Path:
     """``sora.outdir.claim_out`` for a command: refuse with one line, or say what will be replaced."""
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone decides (and clears, with --force)
         return out
-    return claim_out(out, kind, force=force, resume=resume, reads=tuple(r for r in reads if r is not None),
-                     say=note)
+    return claim_out(out, kind, force=force, resume=resume, reads=tuple(r for r in reads if r is not None), say=note)
 
 
 def note(message: str) -> None:

@@ -39,7 +39,9 @@ def train_command(
     run = train_stage(recipe, Path(out), console, resume=resume)
     if run.result.interrupted:
         if run.main:
-            console.print(f"interrupted at step {run.result.step}; continue with: sora train {config} --out {out} --resume")
+            console.print(
+                f"interrupted at step {run.result.step}; continue with: sora train {config} --out {out} --resume"
+            )
         raise typer.Exit(130)
 
 
@@ -74,14 +76,28 @@ def generate_command(
     top_k: int = typer.Option(None, "--top-k", min=1, help="sample from the k most likely tokens"),
     top_p: float = typer.Option(None, "--top-p", min=0.0, max=1.0, help="nucleus sampling"),
     samples: int = typer.Option(1, "--samples", min=1, help="how many continuations"),
-    beam: int = typer.Option(1, "--beam", min=1, help="beam width: the most likely output instead of samples "
-                             "(ignores --temperature, --top-k, --top-p, --seed)"),
+    beam: int = typer.Option(
+        1,
+        "--beam",
+        min=1,
+        help="beam width: the most likely output instead of samples (ignores --temperature, --top-k, --top-p, --seed)",
+    ),
     seed: int = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="for repeatable samples"),
 ) -> None:
     """Print text from a model: continuations of a prompt, or its translation."""
     require_model_dir(model_dir)
-    texts = generate_text(load_model(model_dir), load_tokenizer(model_dir), prompt, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_k=top_k, top_p=top_p, beam=beam, seed=seed, samples=samples)
+    texts = generate_text(
+        load_model(model_dir),
+        load_tokenizer(model_dir),
+        prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        beam=beam,
+        seed=seed,
+        samples=samples,
+    )
     for i, text in enumerate(texts):
         if len(texts) > 1:
             typer.echo(f"--- sample {i + 1}")

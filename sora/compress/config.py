@@ -29,19 +29,34 @@ def _fraction(value: float | None, what: str) -> float | None:
 class PruneConfig(StrictModel):
     """Structural pruning: explicit particle names, and/or budgets filled by importance scores."""
 
-    remove: list[str] = Field(default_factory=list, description="particle names to remove: "
-                              "layers.1.attn.head.3, layers.0.ffn.neuron.7, layers.2 (a block), layers.1.attn (all heads)")
+    remove: list[str] = Field(
+        default_factory=list,
+        description="particle names to remove: "
+        "layers.1.attn.head.3, layers.0.ffn.neuron.7, layers.2 (a block), layers.1.attn (all heads)",
+    )
     heads: float | None = Field(None, description="fraction of attention heads to remove, lowest importance first")
     neurons: float | None = Field(None, description="fraction of feed-forward neurons to remove")
-    layers: int | None = Field(None, ge=0, description="whole blocks to drop, those whose removal costs the least "
-                               "loss (measured by skipping each block on validation data, or the analysis' layers)")
+    layers: int | None = Field(
+        None,
+        ge=0,
+        description="whole blocks to drop, those whose removal costs the least "
+        "loss (measured by skipping each block on validation data, or the analysis' layers)",
+    )
     scope: Scope = Field("global", description="rank across all layers (global) or within each layer (per_layer)")
-    normalize: bool = Field(True, description="divide each layer's scores by their L2 norm before a global "
-                            "ranking (Michel et al. 2019), so layers with large scores do not keep everything")
+    normalize: bool = Field(
+        True,
+        description="divide each layer's scores by their L2 norm before a global "
+        "ranking (Michel et al. 2019), so layers with large scores do not keep everything",
+    )
     scores: str | None = Field(None, description="analysis.json with importance scores; default: computed")
-    vocabulary: bool = Field(False, description="keep only the tokens the training texts use (and single characters): "
-                             "a smaller embedding for pretrained WordPiece models; see sora.compress.vocabulary")
-    sparsity: float | None = Field(None, description="unstructured: zero this fraction of the block weights by magnitude")
+    vocabulary: bool = Field(
+        False,
+        description="keep only the tokens the training texts use (and single characters): "
+        "a smaller embedding for pretrained WordPiece models; see sora.compress.vocabulary",
+    )
+    sparsity: float | None = Field(
+        None, description="unstructured: zero this fraction of the block weights by magnitude"
+    )
     sparsity_scope: Scope = Field("global", description="one magnitude threshold for all weights, or one per matrix")
 
     @field_validator("heads")
@@ -68,21 +83,38 @@ class QuantizeConfig(StrictModel):
     """int8 dynamic quantization: int8 weights (per output channel), activations quantized on the fly."""
 
     embeddings: bool = Field(True, description="store token embeddings as int8 rows with a scale each")
-    min_weights: int = Field(100_000, ge=0, description="run a Linear in int8 only if it has at least this many "
-                             "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)")
-    min_side: int = Field(256, ge=0, description="and only if its narrower side (inputs or outputs; Q, K, V "
-                          "stacked) is at least this: int8 GEMMs on 128-wide matrices lose at one sentence")
+    min_weights: int = Field(
+        100_000,
+        ge=0,
+        description="run a Linear in int8 only if it has at least this many "
+        "weights: below it int8 is slower than fp32 on this CPU (see docs/compression.md)",
+    )
+    min_side: int = Field(
+        256,
+        ge=0,
+        description="and only if its narrower side (inputs or outputs; Q, K, V "
+        "stacked) is at least this: int8 GEMMs on 128-wide matrices lose at one sentence",
+    )
     activations: Literal["tensor", "row"] = Field(
-        "tensor", description="activation scales of every int8 Linear: one per call (fastest), or one per row "
-        "(token: an outlier token no longer coarsens the rest; 1.6-1.9x the per-call GEMM's time)")
-    sensitive: int = Field(4, ge=0, description="with data (sora compress, sora quantize --data): this many Linears "
-                           "whose per-call int8 moves the outputs most get `sensitive_as`; their weights stay int8")
+        "tensor",
+        description="activation scales of every int8 Linear: one per call (fastest), or one per row "
+        "(token: an outlier token no longer coarsens the rest; 1.6-1.9x the per-call GEMM's time)",
+    )
+    sensitive: int = Field(
+        4,
+        ge=0,
+        description="with data (sora compress, sora quantize --data): this many Linears "
+        "whose per-call int8 moves the outputs most get `sensitive_as`; their weights stay int8",
+    )
     sensitive_as: Literal["row", "fp32"] = Field(
-        "row", description="what the sensitive Linears get: per-row activation scales, or fp32 maths")
+        "row", description="what the sensitive Linears get: per-row activation scales, or fp32 maths"
+    )
     calibration_batches: int = Field(4, gt=0, description="validation batches of 32 that measure the sensitivity")
     small_linears: Literal["int8_storage", "fp32"] = Field(
-        "int8_storage", description="Linears under min_weights: int8 on disk and fp32 maths on dequantized weights "
-        "(smaller, as fast as fp32), or left fp32 entirely")
+        "int8_storage",
+        description="Linears under min_weights: int8 on disk and fp32 maths on dequantized weights "
+        "(smaller, as fast as fp32), or left fp32 entirely",
+    )
 
 
 class LoRAConfig(StrictModel):
@@ -91,8 +123,11 @@ class LoRAConfig(StrictModel):
     rank: int = Field(8, gt=0)
     alpha: float = Field(16.0, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-    targets: list[str] = Field(default_factory=lambda: ["q", "v"], description="projections: q, k, v, out, "
-                               "attn (all four), ffn (fc_in, fc_gate, fc_out), or module paths such as layers.1.attn")
+    targets: list[str] = Field(
+        default_factory=lambda: ["q", "v"],
+        description="projections: q, k, v, out, "
+        "attn (all four), ffn (fc_in, fc_gate, fc_out), or module paths such as layers.1.attn",
+    )
 
 
 class FinetuneConfig(StrictModel):
@@ -102,11 +137,20 @@ class FinetuneConfig(StrictModel):
     lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(32, gt=0)
     lora: LoRAConfig | None = Field(None, description="fine-tune adapters only, then merge them in")
-    distill: float = Field(0.0, ge=0, le=1, description="weight of matching the unpruned model's outputs "
-                           "(knowledge distillation) against the labels' loss; 0 = labels only")
+    distill: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="weight of matching the unpruned model's outputs "
+        "(knowledge distillation) against the labels' loss; 0 = labels only",
+    )
     temperature: float = Field(2.0, gt=0, description="softens both models' outputs for distillation")
-    hidden: float = Field(0.0, ge=0, description="weight of layer distillation: each kept block's output "
-                          "matches the unpruned model's (relative squared error), added to the loss")
+    hidden: float = Field(
+        0.0,
+        ge=0,
+        description="weight of layer distillation: each kept block's output "
+        "matches the unpruned model's (relative squared error), added to the loss",
+    )
     seed: Seed = Field(0, description="shuffling and dropout: another seed is another sample of the same recipe")
 
 
@@ -118,9 +162,11 @@ class CompressConfig(StrictModel):
     finetune: FinetuneConfig | None = None
     quantize: QuantizeConfig | None = Field(default_factory=QuantizeConfig)
     pruned_quantize: QuantizeConfig | None = Field(
-        None, description="int8 settings of the pruned model (default: quantize's; set with quantize: null, only "
+        None,
+        description="int8 settings of the pruned model (default: quantize's; set with quantize: null, only "
         "the pruned model is quantized). Its matrices are smaller, so per-row scales cost more of what int8 saves: "
-        "at one sentence they cancel its gain (docs/compression.md)")
+        "at one sentence they cancel its gain (docs/compression.md)",
+    )
     importance_batches: int = Field(16, gt=0, description="batches used to compute importance when no scores file")
     eval_batch_size: int = Field(64, gt=0)
     latency_repeats: int = Field(10, gt=0, description="best-of-N timing repeats per batch size")

@@ -32,8 +32,16 @@ from sora.train.config import TrainConfig, metric_mode
 from sora.train.optim import build_optimizer
 
 
-def finetune(model: nn.Module, data: TaskData, task: Task, config: FinetuneConfig, *, teacher: nn.Module | None = None,
-             origins: dict[str, str] | None = None, log: Callable[[str], None] = print) -> dict:
+def finetune(
+    model: nn.Module,
+    data: TaskData,
+    task: Task,
+    config: FinetuneConfig,
+    *,
+    teacher: nn.Module | None = None,
+    origins: dict[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Fine-tune ``model`` in place on ``data``'s train split; returns what happened.
 
     ``teacher``: the model before pruning, for ``config.distill`` and ``config.hidden``; ``origins``:
@@ -46,8 +54,10 @@ def finetune(model: nn.Module, data: TaskData, task: Task, config: FinetuneConfi
         teacher.eval()
     torch.manual_seed(config.seed)
     counts = add_lora(model, config.lora) if config.lora else trainable_parameters(model)
-    log(f"fine-tune: {counts['trainable']:,} of {counts['total']:,} parameters trainable "
-        f"({counts['fraction']:.2%}){' (LoRA adapters)' if config.lora else ''}")
+    log(
+        f"fine-tune: {counts['trainable']:,} of {counts['total']:,} parameters trainable "
+        f"({counts['fraction']:.2%}){' (LoRA adapters)' if config.lora else ''}"
+    )
     optimizer = build_optimizer(model, TrainConfig(lr=config.lr, epochs=config.epochs, weight_decay=0.01))
     n_batches = data.num_batches("train", config.batch_size)
     total = max(1, math.ceil(config.epochs * n_batches))
@@ -90,12 +100,23 @@ def finetune(model: nn.Module, data: TaskData, task: Task, config: FinetuneConfi
     if config.lora:
         merge(model)
     model.eval()
-    return {"steps": step, "epochs": epoch, "trainable": counts, "history": history,
-            "best": {monitor: best_value} if best_value is not None else None}
+    return {
+        "steps": step,
+        "epochs": epoch,
+        "trainable": counts,
+        "history": history,
+        "best": {monitor: best_value} if best_value is not None else None,
+    }
 
 
-def _loss(model: nn.Module, teacher: nn.Module | None, task: Task, batch: dict, config: FinetuneConfig,
-          layers: _LayerDistillation | None = None) -> Tensor:
+def _loss(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    task: Task,
+    batch: dict,
+    config: FinetuneConfig,
+    layers: _LayerDistillation | None = None,
+) -> Tensor:
     """Mean loss per target: labels' cross-entropy, mixed with distillation from ``teacher`` if given,
     plus layer distillation if ``layers`` (the teacher runs once for both)."""
     n = max(task.targets(batch), 1)
@@ -126,7 +147,7 @@ def distillation(student: Tensor, teacher: Tensor, batch: dict, temperature: flo
     kl = F.kl_div(s, t, log_target=True, reduction="none").sum(-1)  # (N,)
     labels = batch["tgt_out"] if "tgt_out" in batch else batch["labels"]
     kl = kl[labels.flatten() != IGNORE] if labels.numel() == kl.numel() else kl
-    return kl.sum() * temperature ** 2
+    return kl.sum() * temperature**2
 
 
 class _LayerDistillation:

@@ -38,6 +38,7 @@ class BlockOutputs:
     def _keeper(self, name: str):
         def keep(module, args, output):
             self.outputs[name] = output
+
         return keep
 
     def close(self) -> None:

@@ -26,8 +26,14 @@ from sora.compress.config import LoRAConfig
 from sora.errors import SoraError
 from sora.particles import FeedForward, MultiHeadAttention
 
-ROLES = {"q": ("q_proj",), "k": ("k_proj",), "v": ("v_proj",), "out": ("out_proj",),
-         "attn": ("q_proj", "k_proj", "v_proj", "out_proj"), "ffn": ("fc_in", "fc_gate", "fc_out")}
+ROLES = {
+    "q": ("q_proj",),
+    "k": ("k_proj",),
+    "v": ("v_proj",),
+    "out": ("out_proj",),
+    "attn": ("q_proj", "k_proj", "v_proj", "out_proj"),
+    "ffn": ("fc_in", "fc_gate", "fc_out"),
+}
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
 
 
@@ -82,8 +88,10 @@ def target_paths(model: nn.Module, targets: list[str]) -> list[str]:
         try:
             module = model.get_submodule(target)
         except AttributeError:
-            raise SoraError(f"lora.targets: unknown target {target!r}: not a role ({', '.join(ROLES)}) "
-                            "and no module at that path (see `sora inspect`)") from None
+            raise SoraError(
+                f"lora.targets: unknown target {target!r}: not a role ({', '.join(ROLES)}) "
+                "and no module at that path (see `sora inspect`)"
+            ) from None
         if isinstance(module, nn.Linear):
             paths.append(target)
         elif isinstance(module, MultiHeadAttention):
@@ -91,8 +99,10 @@ def target_paths(model: nn.Module, targets: list[str]) -> list[str]:
         elif isinstance(module, FeedForward):
             paths += [f"{target}.{p}" for p in ROLES["ffn"] if _is_linear(module, p)]
         else:
-            raise SoraError(f"lora.targets: {target!r} is a {type(module).__name__}; adapters go on attention "
-                            "or feed-forward projections")
+            raise SoraError(
+                f"lora.targets: {target!r} is a {type(module).__name__}; adapters go on attention "
+                "or feed-forward projections"
+            )
     unique = list(dict.fromkeys(paths))
     return [p for p in unique if model.get_submodule(p).weight.numel()]  # a pruned-away projection has none
 
@@ -150,8 +160,11 @@ def save_adapter(model: nn.Module, out_dir: str | Path) -> Path:
     for path, layer in layers.items():
         tensors[f"{path}.lora_A"] = layer.lora_A.detach().contiguous()
         tensors[f"{path}.lora_B"] = layer.lora_B.detach().contiguous()
-    info = {"lora": config.model_dump(mode="json"), "paths": list(layers),
-            "base": model.config.model_dump(mode="json") if hasattr(model, "config") else None}
+    info = {
+        "lora": config.model_dump(mode="json"),
+        "paths": list(layers),
+        "base": model.config.model_dump(mode="json") if hasattr(model, "config") else None,
+    }
     with staged_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS))
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(info, indent=2) + "\n")

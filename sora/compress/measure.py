@@ -64,8 +64,13 @@ def latency(run: Callable[[dict], object], batches: list[dict], *, repeats: int 
     return best
 
 
-def compare_latency(models: dict[str, Callable[[dict], object]], batches: list[dict] | dict[str, list[dict]], *,
-                    repeats: int = 10, rounds: int = 3) -> dict[str, float]:
+def compare_latency(
+    models: dict[str, Callable[[dict], object]],
+    batches: list[dict] | dict[str, list[dict]],
+    *,
+    repeats: int = 10,
+    rounds: int = 3,
+) -> dict[str, float]:
     """Seconds per variant, interleaved over ``rounds`` so that load changes hit every variant alike.
 
     ``batches``: the same for every variant, or per variant (the same texts tokenized by each

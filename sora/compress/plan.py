@@ -54,8 +54,13 @@ class PrunePlan:
             neurons += ffn.d_ff if block in self.layers else len(self.neurons.get(path, ()))
         total_heads = sum(a.n_heads for _, a in attention_modules(model))
         total_neurons = sum(f.d_ff for _, f in feedforward_modules(model))
-        return {"heads_removed": heads, "heads_total": total_heads, "neurons_removed": neurons,
-                "neurons_total": total_neurons, "layers_removed": sorted(self.layers, key=_natural)}
+        return {
+            "heads_removed": heads,
+            "heads_total": total_heads,
+            "neurons_removed": neurons,
+            "neurons_total": total_neurons,
+            "layers_removed": sorted(self.layers, key=_natural),
+        }
 
 
 def _natural(name: str) -> list:
@@ -87,15 +92,25 @@ def plan_from_names(model: nn.Module, names: list[str], *, where: str = "plan") 
         elif isinstance(module, Block):
             plan.layers.add(ref.module_path)
         else:
-            raise SoraError(f"{where}: cannot prune {name!r} ({type(module).__name__}); prunable particles are "
-                            "heads (layers.1.attn.head.3), neurons (layers.1.ffn.neuron.7), a whole attention "
-                            "or ffn (layers.1.attn), and blocks (layers.1)")
+            raise SoraError(
+                f"{where}: cannot prune {name!r} ({type(module).__name__}); prunable particles are "
+                "heads (layers.1.attn.head.3), neurons (layers.1.ffn.neuron.7), a whole attention "
+                "or ffn (layers.1.attn), and blocks (layers.1)"
+            )
     return plan
 
 
-def plan_from_scores(model: nn.Module, scores: dict[str, float], *, heads: float | None = None,
-                     neurons: float | None = None, layers: int | None = None, scope: str = "global",
-                     normalize: bool = True, source: str = "scores") -> PrunePlan:
+def plan_from_scores(
+    model: nn.Module,
+    scores: dict[str, float],
+    *,
+    heads: float | None = None,
+    neurons: float | None = None,
+    layers: int | None = None,
+    scope: str = "global",
+    normalize: bool = True,
+    source: str = "scores",
+) -> PrunePlan:
     """Remove the least important ``heads`` / ``neurons`` fractions (a layer may lose every unit) and
     the ``layers`` least important blocks (scores keyed by block name, e.g. ``layers.1``)."""
     plan = PrunePlan()
@@ -116,8 +131,15 @@ def plan_from_scores(model: nn.Module, scores: dict[str, float], *, heads: float
     return plan
 
 
-def _lowest(units: dict[str, int], unit: str, scores: dict[str, float], fraction: float, scope: str,
-            normalize: bool, source: str) -> dict[str, set[int]]:
+def _lowest(
+    units: dict[str, int],
+    unit: str,
+    scores: dict[str, float],
+    fraction: float,
+    scope: str,
+    normalize: bool,
+    source: str,
+) -> dict[str, set[int]]:
     if not 0 <= fraction <= 1:
         raise SoraError(f"{unit} budget {fraction:.0%} is not between 0% and 100% of the {unit}s")
     table: dict[str, torch.Tensor] = {}
@@ -127,8 +149,10 @@ def _lowest(units: dict[str, int], unit: str, scores: dict[str, float], fraction
         missing += [nm for nm in names if nm not in scores]
         table[path] = torch.tensor([float(scores.get(nm, math.nan)) for nm in names], dtype=torch.float64)
     if missing:
-        raise SoraError(f"{source}: no importance score for {len(missing)} {unit}(s), e.g. {missing[:3]}; "
-                        "the scores must come from this model (re-run the analysis on it)")
+        raise SoraError(
+            f"{source}: no importance score for {len(missing)} {unit}(s), e.g. {missing[:3]}; "
+            "the scores must come from this model (re-run the analysis on it)"
+        )
     out: dict[str, set[int]] = {}
     if scope == "per_layer":
         for path, s in table.items():

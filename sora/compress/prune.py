@@ -38,22 +38,48 @@ class PruneStep:
         return {"removed": self.plan.names(), **self.counts}
 
 
-def prune_by_plan(model: nn.Module, *, remove: list[str] | tuple[str, ...] = (), where: str = "plan",
-                  scores: dict[str, float] | None = None, source: str = "scores", heads: float | None = None,
-                  neurons: float | None = None, layers: int | None = None, scope: str = "global",
-                  normalize: bool = True) -> PruneStep:
+def prune_by_plan(
+    model: nn.Module,
+    *,
+    remove: list[str] | tuple[str, ...] = (),
+    where: str = "plan",
+    scores: dict[str, float] | None = None,
+    source: str = "scores",
+    heads: float | None = None,
+    neurons: float | None = None,
+    layers: int | None = None,
+    scope: str = "global",
+    normalize: bool = True,
+) -> PruneStep:
     """Remove the particles named in ``remove`` (unknown names fail naming ``where``) and the least
     important ``heads`` and ``neurons`` fractions and ``layers`` blocks by ``scores`` (from ``source``),
     all chosen on ``model`` as it is: a unit both named and chosen by score goes once."""
     plan = plan_from_names(model, list(remove), where=where)
     if heads or neurons or layers:
-        plan.add(plan_from_scores(model, scores or {}, heads=heads, neurons=neurons, layers=layers, scope=scope,
-                                  normalize=normalize, source=source))
+        plan.add(
+            plan_from_scores(
+                model,
+                scores or {},
+                heads=heads,
+                neurons=neurons,
+                layers=layers,
+                scope=scope,
+                normalize=normalize,
+                source=source,
+            )
+        )
     return PruneStep(prune_model(model, plan), plan, plan.summary(model))
 
 
-def prune(model: nn.Module, config: PruneConfig, *, where: str = "plan", tokenizer: Tokenizer | None = None,
-          data=None, log: Callable[[str], None] = print) -> tuple[nn.Module, Tokenizer | None, dict]:
+def prune(
+    model: nn.Module,
+    config: PruneConfig,
+    *,
+    where: str = "plan",
+    tokenizer: Tokenizer | None = None,
+    data=None,
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, Tokenizer | None, dict]:
     """``sora prune``: one prune step by ``config``, then its magnitude sparsity, then (with ``data``, prepared)
     only the tokens its training texts use. Returns the pruned model (the input is untouched), its
     tokenizer and the record for meta.json.
@@ -63,8 +89,17 @@ def prune(model: nn.Module, config: PruneConfig, *, where: str = "plan", tokeniz
     pruned = model
     if config.structural:
         scores, source = _scores(model, config, log) if config.heads or config.neurons else (None, "scores")
-        step = prune_by_plan(model, remove=config.remove, where=where, scores=scores, source=str(source),
-                             heads=config.heads, neurons=config.neurons, scope=config.scope, normalize=config.normalize)
+        step = prune_by_plan(
+            model,
+            remove=config.remove,
+            where=where,
+            scores=scores,
+            source=str(source),
+            heads=config.heads,
+            neurons=config.neurons,
+            scope=config.scope,
+            normalize=config.normalize,
+        )
         pruned = step.model
         info.update(step.record())
     if config.sparsity is not None:
@@ -73,8 +108,10 @@ def prune(model: nn.Module, config: PruneConfig, *, where: str = "plan", tokeniz
     if data is not None:
         vocabulary = prune_vocabulary(pruned, data.tokenizer, data.texts("train"))
         pruned, tokenizer, info["vocabulary"] = vocabulary.model, vocabulary.rebuild(tokenizer), vocabulary.report
-        log(f"vocabulary {vocabulary.report['vocabulary_before']:,} -> {vocabulary.report['vocabulary_after']:,} "
-            f"tokens (used by {len(data.texts('train')):,} training texts, plus single characters)")
+        log(
+            f"vocabulary {vocabulary.report['vocabulary_before']:,} -> {vocabulary.report['vocabulary_after']:,} "
+            f"tokens (used by {len(data.texts('train')):,} training texts, plus single characters)"
+        )
     info["before"], info["after"] = summary(model), summary(pruned)
     return pruned, tokenizer, info
 

@@ -31,8 +31,10 @@ from sora.particles import Int8Embedding, Int8Linear, MultiHeadAttention, TokenE
 
 
 def is_quantized(model: nn.Module) -> bool:
-    return bool((getattr(model, "config", None) and model.config.quantization) or
-                any(isinstance(m, (Int8Linear, Int8Embedding)) for m in model.modules()))
+    return bool(
+        (getattr(model, "config", None) and model.config.quantization)
+        or any(isinstance(m, (Int8Linear, Int8Embedding)) for m in model.modules())
+    )
 
 
 def int8_linears(model: nn.Module, config: QuantizeConfig | None = None) -> list[str]:
@@ -48,13 +50,20 @@ def int8_linears(model: nn.Module, config: QuantizeConfig | None = None) -> list
             if all(n in gemm for n in names):
                 stacked = (sum(gemm[n][0] for n in names), gemm[names[0]][1])
                 gemm.update(dict.fromkeys(names, stacked))
-    return [name for name, (rows, cols) in gemm.items()
-            if rows * cols and rows * cols >= config.min_weights and min(rows, cols) >= config.min_side]
+    return [
+        name
+        for name, (rows, cols) in gemm.items()
+        if rows * cols and rows * cols >= config.min_weights and min(rows, cols) >= config.min_side
+    ]
 
 
-def quantize_model(model: nn.Module, config: QuantizeConfig | None = None, *,
-                   fp32_compute: list[str] | tuple[str, ...] = (),
-                   row_scaled: list[str] | tuple[str, ...] = ()) -> nn.Module:
+def quantize_model(
+    model: nn.Module,
+    config: QuantizeConfig | None = None,
+    *,
+    fp32_compute: list[str] | tuple[str, ...] = (),
+    row_scaled: list[str] | tuple[str, ...] = (),
+) -> nn.Module:
     """An int8 copy of ``model`` (in eval mode); the fp32 model is untouched.
 
     ``fp32_compute``: Linears stored int8 but multiplied in fp32; ``row_scaled``: int8 Linears
@@ -115,7 +124,7 @@ def _quantization(model: nn.Module, config: QuantizeConfig, big: set[str], *, fp
         "method": INT8_METHOD,
         "weights": "int8 symmetric, one scale per output row",
         "activations": "uint8, computed per call (8 bits with VNNI, 7 without): one scale per tensor, "
-                       "or per row for linear_row_scaled",
+        "or per row for linear_row_scaled",
         "min_weights": config.min_weights,
         "embeddings": embeddings,
         "linear": linears,

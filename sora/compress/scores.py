@@ -34,8 +34,10 @@ def read_scores(path: str | Path) -> dict[str, float]:
     if not scores:
         _collect(data, scores)
     if not scores:
-        raise SoraError(f"{path}: no importance scores found (expected entries such as "
-                        "\"layers.1.attn.head.3\": 0.42, as written by sora analyze)")
+        raise SoraError(
+            f"{path}: no importance scores found (expected entries such as "
+            '"layers.1.attn.head.3": 0.42, as written by sora analyze)'
+        )
     bad = [name for name, value in scores.items() if not math.isfinite(value)]
     if bad:
         raise SoraError(f"{path}: score of {bad[0]!r} is not a finite number")
@@ -121,8 +123,10 @@ def data_scores(model: nn.Module, batches: list[dict], task: str | None = None) 
         raise SoraError("importance needs at least one batch of data")
     task = task or infer_task(model, batches[0])
     if task == "features":
-        raise SoraError("a feature extractor (arch encoder) has no loss to measure importance against; "
-                        "give scores (analysis.json) or explicit particle names")
+        raise SoraError(
+            "a feature extractor (arch encoder) has no loss to measure importance against; "
+            "give scores (analysis.json) or explicit particle names"
+        )
     grads = gradient_scores(model, batches, task)
     scores: dict[str, float] = {}
     for path, values in grads.heads.items():

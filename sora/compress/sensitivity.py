@@ -25,8 +25,9 @@ from sora.tasks import Task
 
 
 @torch.inference_mode()
-def linear_sensitivity(model: nn.Module, batches: list[dict], forward: Callable[[nn.Module, dict], Tensor],
-                       names: list[str]) -> dict[str, float]:
+def linear_sensitivity(
+    model: nn.Module, batches: list[dict], forward: Callable[[nn.Module, dict], Tensor], names: list[str]
+) -> dict[str, float]:
     """For each Linear in ``names``: KL(fp32 outputs || outputs with only that Linear in int8), summed
     over ``batches``. ``model`` is restored before returning."""
     model = model.eval()
@@ -36,9 +37,10 @@ def linear_sensitivity(model: nn.Module, batches: list[dict], forward: Callable[
         original = model.get_submodule(name)
         model.set_submodule(name, Int8Linear.from_linear(original))
         try:
-            scores[name] = sum(float(F.kl_div(F.log_softmax(forward(model, b).float(), dim=-1), ref,
-                                              log_target=True, reduction="sum"))
-                               for b, ref in zip(batches, reference))
+            scores[name] = sum(
+                float(F.kl_div(F.log_softmax(forward(model, b).float(), dim=-1), ref, log_target=True, reduction="sum"))
+                for b, ref in zip(batches, reference)
+            )
         finally:
             model.set_submodule(name, original)
     return scores
@@ -48,8 +50,9 @@ def most_sensitive(scores: dict[str, float], n: int) -> list[str]:
     return sorted(scores, key=lambda k: (-scores[k], k))[:n]
 
 
-def sensitivity_ranking(model: nn.Module, data: TaskData, task: Task,
-                        config: QuantizeConfig | None = None) -> tuple[list[str], str]:
+def sensitivity_ranking(
+    model: nn.Module, data: TaskData, task: Task, config: QuantizeConfig | None = None
+) -> tuple[list[str], str]:
     """Every Linear that would run in int8, the one per-call int8 hurts most first, measured on
     ``config.calibration_batches`` validation batches (train if there is none); and where."""
     config = config or QuantizeConfig()
@@ -59,8 +62,15 @@ def sensitivity_ranking(model: nn.Module, data: TaskData, task: Task,
     return most_sensitive(scores, len(scores)), f"{len(batches)} {split} batches"
 
 
-def quantize_calibrated(model: nn.Module, data: TaskData, task: Task, config: QuantizeConfig | None = None, *,
-                        log: Callable[[str], None] = print, ranking: list[str] | None = None) -> nn.Module:
+def quantize_calibrated(
+    model: nn.Module,
+    data: TaskData,
+    task: Task,
+    config: QuantizeConfig | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    ranking: list[str] | None = None,
+) -> nn.Module:
     """int8 where the ``config.sensitive`` Linears that per-call int8 hurts most on ``data`` get
     ``config.sensitive_as``: per-row activation scales or fp32 maths. ``ranking``: a
     ``sensitivity_ranking`` already measured for this model, to quantize it several ways."""
@@ -69,7 +79,7 @@ def quantize_calibrated(model: nn.Module, data: TaskData, task: Task, config: Qu
         where = "a given ranking"
         if ranking is None:
             ranking, where = sensitivity_ranking(model, data, task, config)
-        keep = ranking[:config.sensitive]
+        keep = ranking[: config.sensitive]
         if keep:
             how = "per-row activation scales" if config.sensitive_as == "row" else "fp32 maths"
             log(f"int8 sensitivity on {where}: {how} for {', '.join(keep)}")

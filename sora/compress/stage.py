@@ -62,8 +62,14 @@ class Variant:
     folder: Path | None = None  # where it is saved; the fp32 model's is the input folder
 
 
-def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | None, out_dir: str | Path, *,
-                   log: Callable[[str], None] = print) -> dict:
+def compress_model(
+    model_dir: str | Path,
+    data,
+    config: CompressConfig | dict | None,
+    out_dir: str | Path,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Compress the model in ``model_dir`` on ``data`` (a prepared dataset); write and return the report."""
     if not isinstance(config, CompressConfig):
         config = validate(CompressConfig, config or {}, source="compress", prefix=("compress",))
@@ -76,8 +82,11 @@ def compress_model(model_dir: str | Path, data, config: CompressConfig | dict | 
         prune_info, variants = _variants(Variant(model, data, tokenizer, model_dir), task, config, log)
         _save(variants, tmp, meta, model_dir, prune_info)
         results = _measure(variants, task, eval_split, config, log)
-        report = {"name": meta.get("recipe") or model_dir.name, "model_dir": str(model_dir),
-                  **_report(out_dir, task, eval_split, config, prune_info, variants, results)}
+        report = {
+            "name": meta.get("recipe") or model_dir.name,
+            "model_dir": str(model_dir),
+            **_report(out_dir, task, eval_split, config, prune_info, variants, results),
+        }
         _write(report, tmp)
     log(table(report))
     return report
@@ -113,8 +122,9 @@ def _variants(fp32: Variant, task, config: CompressConfig, log) -> tuple[dict, d
     pruned_quantize = config.pruned_quantize or config.quantize
     if pruned is not None and pruned_quantize is not None:
         p = variants["pruned"]
-        variants["pruned+int8"] = Variant(quantize_calibrated(pruned, p.data, task, pruned_quantize, log=log),
-                                          p.data, p.tokenizer)
+        variants["pruned+int8"] = Variant(
+            quantize_calibrated(pruned, p.data, task, pruned_quantize, log=log), p.data, p.tokenizer
+        )
     if len(variants) == 1:
         raise SoraError("compress: nothing to do (no pruning and quantize: null)")
     return prune_info, variants
@@ -126,8 +136,12 @@ def _save(variants: dict[str, Variant], tmp: Path, meta: dict, model_dir: Path, 
         if name == "fp32":
             continue
         variant.folder = tmp / FOLDERS[name]
-        info = {**meta, "stage": name, "compressed_from": str(model_dir),
-                **({"pruning": prune_info} if "pruned" in name else {})}
+        info = {
+            **meta,
+            "stage": name,
+            "compressed_from": str(model_dir),
+            **({"pruning": prune_info} if "pruned" in name else {}),
+        }
         save = save_quantized if is_quantized(variant.model) else save_model
         save(variant.model, variant.folder, tokenizer=variant.tokenizer, meta=info)
 
@@ -138,8 +152,12 @@ def _measure(variants: dict[str, Variant], task, split: str, config: CompressCon
     results = {}
     for name, v in variants.items():
         metrics = evaluate(v.model, v.data.loader(split, config.eval_batch_size), task)
-        results[name] = {"metrics": metrics, "parameters": count_weights(v.model), "bytes": weights_bytes(v.folder),
-                         **_shape(v.model)}
+        results[name] = {
+            "metrics": metrics,
+            "parameters": count_weights(v.model),
+            "bytes": weights_bytes(v.folder),
+            **_shape(v.model),
+        }
         log(f"  {name}: {task.monitor} {metrics.get(task.monitor, float('nan')):.4f}")
     timings = _latencies(variants, task, split, config, log)
     base = results["fp32"]
@@ -152,16 +170,29 @@ def _measure(variants: dict[str, Variant], task, split: str, config: CompressCon
     return results
 
 
-def _report(out_dir: Path, task, eval_split: str, config: CompressConfig, prune_info: dict,
-            variants: dict[str, Variant], results: dict) -> dict:
+def _report(
+    out_dir: Path,
+    task,
+    eval_split: str,
+    config: CompressConfig,
+    prune_info: dict,
+    variants: dict[str, Variant],
+    results: dict,
+) -> dict:
     """What report.json says besides the model's name and folder: the settings, the pruning, every variant."""
     return {
-        "task": task.name, "metric": task.monitor, "eval_split": eval_split, "latency_batches": config.latency_batches,
-        "threads": torch.get_num_threads(), "int8_kernel": kernel_choice(), "config": config.model_dump(mode="json"),
-        "pruning": prune_info, "variants": results,
+        "task": task.name,
+        "metric": task.monitor,
+        "eval_split": eval_split,
+        "latency_batches": config.latency_batches,
+        "threads": torch.get_num_threads(),
+        "int8_kernel": kernel_choice(),
+        "config": config.model_dump(mode="json"),
+        "pruning": prune_info,
+        "variants": results,
         "folders": {k: str(out_dir / v.folder.name) for k, v in variants.items() if k != "fp32"},
         "latency_method": f"in-process, warm-up then best of {config.latency_repeats} (interleaved rounds); "
-                          "speed-up = fp32 seconds / variant seconds on the same batches",
+        "speed-up = fp32 seconds / variant seconds on the same batches",
     }
 
 
@@ -188,8 +219,9 @@ def _step_fraction(budget: float | None, k: int, steps: int) -> float | None:
     return 0.0 if before <= 0 else 1 - after / before
 
 
-def _prune(model: nn.Module, data, task, config: CompressConfig, log
-           ) -> tuple[nn.Module | None, dict, VocabularyPruning | None]:
+def _prune(
+    model: nn.Module, data, task, config: CompressConfig, log
+) -> tuple[nn.Module | None, dict, VocabularyPruning | None]:
     """The pruned model (None when nothing is pruned), its record and the vocabulary pruning (if any):
     the structural rounds first, then magnitude sparsity, then the vocabulary, which needs no
     fine-tuning (the kept rows are unchanged)."""
@@ -197,8 +229,11 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
     if not pc.structural and pc.sparsity is None and not pc.vocabulary:
         return None, {}, None
     rounds = Rounds(model, data, task, config, log)
-    info: dict = {"rounds": rounds.run(), "before": summary(model),
-                  "note": "names in each round use the numbering of the model at that point"}
+    info: dict = {
+        "rounds": rounds.run(),
+        "before": summary(model),
+        "note": "names in each round use the numbering of the model at that point",
+    }
     current = rounds.current
     if pc.sparsity is not None:
         current = current if current is not model else copy.deepcopy(model)  # zeroes weights in place
@@ -210,8 +245,10 @@ def _prune(model: nn.Module, data, task, config: CompressConfig, log
         vocabulary = prune_vocabulary(current, data.tokenizer, data.texts("train"))
         current = vocabulary.model
         info["vocabulary"] = vocabulary.report
-        log(f"vocabulary: {vocabulary.report['vocabulary_before']:,} -> {vocabulary.report['vocabulary_after']:,} "
-            f"tokens (those the training texts use, and single characters)")
+        log(
+            f"vocabulary: {vocabulary.report['vocabulary_before']:,} -> {vocabulary.report['vocabulary_after']:,} "
+            f"tokens (those the training texts use, and single characters)"
+        )
     info["after"] = summary(current)
     return current.eval(), info, vocabulary
 
@@ -244,12 +281,21 @@ class Rounds:
         for step in steps[1:]:  # the totals and the dropped blocks are those before the round
             for key in ("heads_removed", "neurons_removed"):
                 counts[key] += step.counts[key]
-        self.log(f"prune round {k}/{self.count}: {counts['heads_removed']}/{counts['heads_total']} heads, "
-                 f"{counts['neurons_removed']}/{counts['neurons_total']} neurons, layers {counts['layers_removed']}")
+        self.log(
+            f"prune round {k}/{self.count}: {counts['heads_removed']}/{counts['heads_total']} heads, "
+            f"{counts['neurons_removed']}/{counts['neurons_total']} neurons, layers {counts['layers_removed']}"
+        )
         entry = {"round": k, "removed": [name for step in steps for name in step.plan.names()], **counts}
         if self.config.finetune is not None:
-            entry["finetune"] = finetune(self.current, self.data, self.task, self.config.finetune, teacher=self.model,
-                                         origins=self.origins, log=self.log)
+            entry["finetune"] = finetune(
+                self.current,
+                self.data,
+                self.task,
+                self.config.finetune,
+                teacher=self.model,
+                origins=self.origins,
+                log=self.log,
+            )
         return entry
 
     def _named_and_blocks(self) -> PruneStep | None:
@@ -258,8 +304,14 @@ class Rounds:
         if not (pc.remove or pc.layers):
             return None
         scores, source = self._block_scores() if pc.layers else (None, "scores")
-        step = prune_by_plan(self.current, remove=pc.remove, where="compress.prune.remove", scores=scores,
-                             source=str(source), layers=pc.layers)
+        step = prune_by_plan(
+            self.current,
+            remove=pc.remove,
+            where="compress.prune.remove",
+            scores=scores,
+            source=str(source),
+            layers=pc.layers,
+        )
         names = renamed(self.current, step.plan)
         self.origins = {names[b]: original for b, original in self.origins.items() if b in names}
         if self.file_scores is not None:  # carry the scores over to the new numbering
@@ -277,10 +329,15 @@ class Rounds:
         else:  # after a round of pruning and fine-tuning, measure the model as it is now
             batches = self._batches()
             scores, source = data_scores(self.current, batches), f"gradients on {len(batches)} {self.split} batches"
-        step = prune_by_plan(self.current, scores=scores, source=str(source),
-                             heads=_step_fraction(pc.heads, k, self.config.steps),
-                             neurons=_step_fraction(pc.neurons, k, self.config.steps), scope=pc.scope,
-                             normalize=pc.normalize)
+        step = prune_by_plan(
+            self.current,
+            scores=scores,
+            source=str(source),
+            heads=_step_fraction(pc.heads, k, self.config.steps),
+            neurons=_step_fraction(pc.neurons, k, self.config.steps),
+            scope=pc.scope,
+            normalize=pc.normalize,
+        )
         self.current = step.model
         return step
 
@@ -295,7 +352,7 @@ class Rounds:
 
 
 def _latencies(variants: dict[str, Variant], task, split: str, config: CompressConfig, log) -> dict:
-    runs = {name: (lambda m: (lambda batch: task.forward(m, batch)))(v.model.eval()) for name, v in variants.items()}
+    runs = {name: (lambda m: lambda batch: task.forward(m, batch))(v.model.eval()) for name, v in variants.items()}
     timings = {}
     for b in config.latency_batches:
         batches = {name: timing_batches(v.data, split, b) for name, v in variants.items()}

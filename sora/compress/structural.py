@@ -125,7 +125,8 @@ def _drop_layers(state: dict[str, Tensor], layers: set[str]) -> dict[str, Tensor
 def _pruned_config(config: ModelConfig, sizes: dict[str, int], dropped: set[str]) -> ModelConfig:
     data = config.model_dump(mode="json")
     stacks = {"decoder_lm": {"": "decoder"}, "seq2seq": {"encoder.": "encoder", "decoder.": "decoder"}}.get(
-        config.arch, {"": "encoder"})
+        config.arch, {"": "encoder"}
+    )
     for prefix, key in stacks.items():
         stack = getattr(config, key)
         heads, widths, cross = [], [], []
@@ -163,7 +164,6 @@ def mask_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
     return masked
 
 
-
 def renamed(model: nn.Module, plan: PrunePlan) -> dict[str, str]:
     """Old particle name -> its name after ``prune_model(model, plan)``, for every unit and block that stays.
 
@@ -180,8 +180,13 @@ def renamed(model: nn.Module, plan: PrunePlan) -> dict[str, str]:
         blocks.update({old: f"{stack}.{i}" for i, old in enumerate(kept)})
     out = dict(blocks)
     for path, module in model.named_modules():
-        unit, drop = ("head", plan.heads) if isinstance(module, MultiHeadAttention) else \
-            ("neuron", plan.neurons) if isinstance(module, FeedForward) else (None, None)
+        unit, drop = (
+            ("head", plan.heads)
+            if isinstance(module, MultiHeadAttention)
+            else ("neuron", plan.neurons)
+            if isinstance(module, FeedForward)
+            else (None, None)
+        )
         if unit is None:
             continue
         block, rest = path.rsplit(".", 1)

@@ -70,7 +70,10 @@ def sparsity_report(model: nn.Module) -> dict:
     all_params = sum(p.numel() for p in model.parameters())
     all_zeros = sum(int((p == 0).sum()) for p in model.parameters())
     return {
-        "block_weights": total, "block_zeros": zeros, "block_sparsity": zeros / total if total else 0.0,
-        "parameters": all_params, "parameter_sparsity": all_zeros / all_params if all_params else 0.0,
+        "block_weights": total,
+        "block_zeros": zeros,
+        "block_sparsity": zeros / total if total else 0.0,
+        "parameters": all_params,
+        "parameter_sparsity": all_zeros / all_params if all_params else 0.0,
         "matrices": rows,
     }

@@ -68,9 +68,18 @@ def prune_vocabulary(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -
         if [new_id[i] for i in before.ids] != after.ids:  # a tokenizer feature this rebuild does not cover
             raise SoraError(f"the rebuilt tokenizer splits {text[:60]!r} differently; vocabulary not pruned")
     pruned = _sliced_model(model, kept)
-    return VocabularyPruning(pruned, new_tokenizer, kept, {
-        "vocabulary_before": len(vocab), "vocabulary_after": len(kept), "used_by_texts": len(used),
-        "characters": len(singles - used), "texts": len(texts)})
+    return VocabularyPruning(
+        pruned,
+        new_tokenizer,
+        kept,
+        {
+            "vocabulary_before": len(vocab),
+            "vocabulary_after": len(kept),
+            "used_by_texts": len(used),
+            "characters": len(singles - used),
+            "texts": len(texts),
+        },
+    )
 
 
 def rebuild_tokenizer(tokenizer: Tokenizer, kept: list[int]) -> Tokenizer:
@@ -90,8 +99,10 @@ def rebuild_tokenizer(tokenizer: Tokenizer, kept: list[int]) -> Tokenizer:
 def _check_wordpiece(tokenizer: Tokenizer) -> None:
     kind = json.loads(tokenizer.to_str())["model"]["type"]
     if kind != "WordPiece":
-        raise SoraError(f"vocabulary pruning needs a WordPiece tokenizer (BERT family); this one is {kind}, "
-                        "whose merges or scores would have to be pruned too")
+        raise SoraError(
+            f"vocabulary pruning needs a WordPiece tokenizer (BERT family); this one is {kind}, "
+            "whose merges or scores would have to be pruned too"
+        )
 
 
 def _renumber(new_id: dict[int, int], old: int, what) -> int:
@@ -124,9 +135,13 @@ def _sliced_model(model: nn.Module, kept: list[int]) -> nn.Module:
     index = torch.tensor(kept, dtype=torch.long)
     new_id = {o: n for n, o in enumerate(kept)}
     rows = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, TokenEmbedding)}
-    rows |= {f"{name}.proj.{p}" for name, m in model.named_modules() if isinstance(m, LMHead) for p in ("weight", "bias")}
-    state = {k: (v.detach().index_select(0, index).clone() if k in rows else v.detach().clone())
-             for k, v in model.state_dict().items()}
+    rows |= {
+        f"{name}.proj.{p}" for name, m in model.named_modules() if isinstance(m, LMHead) for p in ("weight", "bias")
+    }
+    state = {
+        k: (v.detach().index_select(0, index).clone() if k in rows else v.detach().clone())
+        for k, v in model.state_dict().items()
+    }
     changes = {"vocab_size": len(kept)}
     changes |= {f: new_id[getattr(model.config, f)] for f in SPECIAL_ID_FIELDS if getattr(model.config, f) is not None}
     pruned = build_model(model.config.model_copy(update=changes))

@@ -15,15 +15,28 @@ the stages above use of prepared data).
 """
 
 from sora.data import builtin, cache
-from sora.data.config import (AugmentConfig, DataConfig, NormalizeConfig, SplitConfig, TokenizerConfig,
-                              read_data_config)
 from sora.data.builders import UnseenLabelsWarning
+from sora.data.config import AugmentConfig, DataConfig, NormalizeConfig, SplitConfig, TokenizerConfig, read_data_config
 from sora.data.prepare import prepare_data
 from sora.data.prepared import Prepared
 from sora.data.protocol import TaskData
 from sora.data.stream import StreamingData, train_stream_tokenizer
 from sora.data.table import SkippedRowsWarning
 
-__all__ = ["AugmentConfig", "DataConfig", "NormalizeConfig", "Prepared", "SkippedRowsWarning", "SplitConfig",
-           "StreamingData", "TaskData", "TokenizerConfig", "UnseenLabelsWarning", "builtin", "cache", "prepare_data",
-           "read_data_config", "train_stream_tokenizer"]
+__all__ = [
+    "AugmentConfig",
+    "DataConfig",
+    "NormalizeConfig",
+    "Prepared",
+    "SkippedRowsWarning",
+    "SplitConfig",
+    "StreamingData",
+    "TaskData",
+    "TokenizerConfig",
+    "UnseenLabelsWarning",
+    "builtin",
+    "cache",
+    "prepare_data",
+    "read_data_config",
+    "train_stream_tokenizer",
+]

@@ -62,7 +62,9 @@ def mel_to_hz(m):
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the mel scale."""
     f_max = f_max or sample_rate / 2
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
@@ -73,8 +75,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0
     return torch.from_numpy(np.maximum(0.0, np.minimum(rising, falling))).float()
 
 
-def log_mel(waves: torch.Tensor, sample_rate: int, n_mels: int = 40, n_fft: int = 400,
-            hop_length: int = 160) -> torch.Tensor:
+def log_mel(
+    waves: torch.Tensor, sample_rate: int, n_mels: int = 40, n_fft: int = 400, hop_length: int = 160
+) -> torch.Tensor:
     """(B, S) waveforms -> (B, n_mels, F) log-mel energies, F = S // hop_length + 1."""
     window = torch.hann_window(n_fft, device=waves.device)
     spec = torch.stft(waves, n_fft, hop_length, window=window, center=True, return_complex=True)  # (B, n_fft/2+1, F)
@@ -89,7 +92,7 @@ def n_frames(n_samples: int, hop_length: int) -> int:
 
 def add_noise(wave_: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """White noise at ``snr_db`` relative to the clip's own power."""
-    power = float(np.mean(wave_ ** 2)) + 1e-12
+    power = float(np.mean(wave_**2)) + 1e-12
     noise = rng.standard_normal(len(wave_)).astype(np.float32) * math.sqrt(power / 10 ** (snr_db / 10))
     return wave_ + noise
 

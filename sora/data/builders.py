@@ -99,13 +99,17 @@ def _unseen_labels(split_labels: dict[str, np.ndarray], names: list[str], name: 
     """Labels of validation/test examples that no training example has, said in a warning and kept in
     ``info`` (``sora data show --json``): their examples are used, but can never be predicted right."""
     seen = set(split_labels["train"].tolist())
-    unseen = {split: [names[i] for i in sorted(set(split_labels[split].tolist()) - seen)]
-              for split in ("validation", "test")}
+    unseen = {
+        split: [names[i] for i in sorted(set(split_labels[split].tolist()) - seen)] for split in ("validation", "test")
+    }
     unseen = {k: v for k, v in unseen.items() if v}
     for split, labels in unseen.items():
         shown = ", ".join(map(repr, labels[:8])) + (", ..." if len(labels) > 8 else "")
-        warnings.warn(f"{name}: the {split} split has label(s) {shown} that no training example has",
-                      UnseenLabelsWarning, stacklevel=4)  # the caller of prepare_data
+        warnings.warn(
+            f"{name}: the {split} split has label(s) {shown} that no training example has",
+            UnseenLabelsWarning,
+            stacklevel=4,
+        )  # the caller of prepare_data
     return {"unseen_labels": unseen} if unseen else {}
 
 
@@ -129,8 +133,19 @@ def _audio_splits(src: Source, chosen: dict[str, Selection], labels: dict[str, n
     cfg = src.cfg
     waves = {k: _waves(s.table, column, s.rows, cfg, src.name) for k, s in chosen.items()}
     stats = _mel_stats(waves["train"], cfg)
-    return None, {k: Audio(waves[k], cfg.sample_rate, cfg.n_mels, cfg.n_fft, cfg.hop_length, labels=labels[k],
-                           augment=cfg.augment if k == "train" else None, stats=stats) for k in SPLITS}
+    return None, {
+        k: Audio(
+            waves[k],
+            cfg.sample_rate,
+            cfg.n_mels,
+            cfg.n_fft,
+            cfg.hop_length,
+            labels=labels[k],
+            augment=cfg.augment if k == "train" else None,
+            stats=stats,
+        )
+        for k in SPLITS
+    }
 
 
 # -- images and audio ------------------------------------------------------------------------------------
@@ -142,8 +157,14 @@ def _images(images: np.ndarray, idx: np.ndarray, cfg: DataConfig) -> np.ndarray:
     if out.ndim == 3:
         out = out[..., None]
     if cfg.image_size and out.shape[1] != cfg.image_size:
-        resized = [np.asarray(Image.fromarray(x.squeeze(-1) if x.shape[-1] == 1 else x).resize(
-            (cfg.image_size, cfg.image_size), Image.BILINEAR)) for x in out]
+        resized = [
+            np.asarray(
+                Image.fromarray(x.squeeze(-1) if x.shape[-1] == 1 else x).resize(
+                    (cfg.image_size, cfg.image_size), Image.BILINEAR
+                )
+            )
+            for x in out
+        ]
         out = np.stack(resized)
         out = out[..., None] if out.ndim == 3 else out
     return out
@@ -166,8 +187,10 @@ def _mel_stats(waves: list[np.ndarray], cfg: DataConfig) -> tuple[float, float]:
     """Mean and std of log-mel energies over (up to) 256 training clips: features near N(0, 1)."""
     if not waves:
         return 0.0, 1.0
-    values = [log_mel(torch.from_numpy(w)[None], cfg.sample_rate, cfg.n_mels, cfg.n_fft, cfg.hop_length).flatten()
-              for w in waves[:256]]
+    values = [
+        log_mel(torch.from_numpy(w)[None], cfg.sample_rate, cfg.n_mels, cfg.n_fft, cfg.hop_length).flatten()
+        for w in waves[:256]
+    ]
     allv = torch.cat(values)
     return float(allv.mean()), float(allv.std().clamp_min(1e-6))
 
@@ -186,8 +209,10 @@ def build_lm(src: Source) -> Prepared:
     parts = cut_documents(docs, cfg.split.validation, cfg.split.test)
     tok = tokenizer_for(cfg, "lm", src.tokenizer, parts["train"], cfg.max_len)
     eos = special_id(tok, EOS)
-    splits = {split: LMBlocks(_token_stream(tok, parts[split], eos, cfg.limit, cfg.block_size), cfg.block_size)
-              for split in SPLITS}
+    splits = {
+        split: LMBlocks(_token_stream(tok, parts[split], eos, cfg.limit, cfg.block_size), cfg.block_size)
+        for split in SPLITS
+    }
     info = {"tokens": {k: int(len(v.stream)) for k, v in splits.items()}}
     return Prepared(cfg, "lm", "text", tok, None, splits, info=info)
 
@@ -240,8 +265,9 @@ def build_ctc(src: Source) -> Prepared:
     class 0 is the CTC blank, so targets (padded with 0) use ids from 1."""
     cfg = src.cfg
     audio_col, text_col = src.columns.get("audio", "audio"), src.columns.get("text", "text")
-    tables = {key: check_texts(table, text_col, "text", src.name, src.errors)[0]
-              for key, table in src.raw.tables.items()}
+    tables = {
+        key: check_texts(table, text_col, "text", src.name, src.errors)[0] for key, table in src.raw.tables.items()
+    }
     symbols = cfg.label_names or src.raw.label_names
     words = symbols is not None
     if symbols is None:
@@ -253,23 +279,37 @@ def build_ctc(src: Source) -> Prepared:
     chosen = select_rows(cfg, Raw(tables, src.raw.columns, None, src.raw.group), src.columns, None)
     waves = {k: _waves(s.table, audio_col, s.rows, cfg, src.name) for k, s in chosen.items()}
     stats = _mel_stats(waves["train"], cfg)
-    splits = {k: Audio(waves[k], cfg.sample_rate, cfg.n_mels, cfg.n_fft, cfg.hop_length,
-                       targets=[targets[s.source][i] for i in s.rows], augment=cfg.augment if k == "train" else None,
-                       stats=stats, texts=[str(s.table.columns[text_col][i]) for i in s.rows])
-              for k, s in chosen.items()}
+    splits = {
+        k: Audio(
+            waves[k],
+            cfg.sample_rate,
+            cfg.n_mels,
+            cfg.n_fft,
+            cfg.hop_length,
+            targets=[targets[s.source][i] for i in s.rows],
+            augment=cfg.augment if k == "train" else None,
+            stats=stats,
+            texts=[str(s.table.columns[text_col][i]) for i in s.rows],
+        )
+        for k, s in chosen.items()
+    }
     return Prepared(cfg, "ctc", "audio", None, [BLANK] + list(symbols), splits)
 
 
-def _transcripts(table: Table, column: str, index: dict[str, int], words: bool, errors: RowErrors
-                 ) -> tuple[Table, list[np.ndarray]]:
+def _transcripts(
+    table: Table, column: str, index: dict[str, int], words: bool, errors: RowErrors
+) -> tuple[Table, list[np.ndarray]]:
     """The rows whose transcript is non-empty and uses only known symbols, and their target ids."""
     keep, seqs = [], []
     for i, text in enumerate(table.columns[column]):
         units = str(text).split() if words else list(str(text))
         unknown = [u for u in units if u not in index]
         if unknown or not units:
-            errors.bad(table.where[i], f"transcript {text!r}: " + (f"unknown symbol {unknown[0]!r}; list it "
-                                                                  "in data.label_names" if unknown else "empty"))
+            errors.bad(
+                table.where[i],
+                f"transcript {text!r}: "
+                + (f"unknown symbol {unknown[0]!r}; list it in data.label_names" if unknown else "empty"),
+            )
             continue
         keep.append(i)
         seqs.append(np.asarray([index[u] for u in units], dtype=np.int64))
@@ -278,4 +318,8 @@ def _transcripts(table: Table, column: str, index: dict[str, int], words: bool, 
 
 #: data.task -> its builder
 BUILDERS: dict[str, Callable[[Source], Prepared]] = {
-    "classification": build_classification, "lm": build_lm, "seq2seq": build_seq2seq, "ctc": build_ctc}
+    "classification": build_classification,
+    "lm": build_lm,
+    "seq2seq": build_seq2seq,
+    "ctc": build_ctc,
+}

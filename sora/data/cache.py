@@ -29,8 +29,10 @@ def sora_home() -> Path:
         if not path.exists():
             continue
         if not path.is_dir():
-            raise SoraError(f"{path}: the dataset cache must be a folder, but this is a file; point SORA_HOME at a "
-                            "folder (default ~/.cache/sora)")
+            raise SoraError(
+                f"{path}: the dataset cache must be a folder, but this is a file; point SORA_HOME at a "
+                "folder (default ~/.cache/sora)"
+            )
         break
     return home
 

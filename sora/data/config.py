@@ -23,8 +23,9 @@ ROLES = ("text", "label", "source", "target", "group", "image", "audio", "file",
 class TokenizerConfig(StrictModel):
     """How text becomes ids: a tokenizer trained on the training split, or a pretrained one."""
 
-    kind: Literal["bpe", "wordpiece", "char", "pretrained"] = Field("bpe", description="byte-level BPE, WordPiece, "
-                                                                    "characters, or a tokenizer.json (path)")
+    kind: Literal["bpe", "wordpiece", "char", "pretrained"] = Field(
+        "bpe", description="byte-level BPE, WordPiece, characters, or a tokenizer.json (path)"
+    )
     vocab_size: int = Field(8000, gt=8, description="upper bound on the vocabulary, special tokens included")
     min_frequency: int = Field(2, ge=1, description="fewest occurrences for a merge / word piece / character")
     lowercase: bool = Field(False, description="lower-case inside the tokenizer")
@@ -56,8 +57,10 @@ class SplitConfig(StrictModel):
     seed: Seed = 0
     stratify: bool = Field(True, description="keep label proportions in every split (classification)")
     group: str | None = Field(None, description="column whose values never straddle two splits")
-    given: bool = Field(False, description="use the splits the source comes with; missing ones are carved "
-                                           "from train with the fractions above")
+    given: bool = Field(
+        False,
+        description="use the splits the source comes with; missing ones are carved from train with the fractions above",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
@@ -71,8 +74,9 @@ class AugmentConfig(StrictModel):
 
     flip: bool = Field(False, description="images: random horizontal flips")
     shift: int = Field(0, ge=0, description="images: random translation, in pixels")
-    noise_snr: tuple[float, float] | None = Field(None, description="audio: add white noise at an SNR (dB) "
-                                                                    "drawn from [low, high]")
+    noise_snr: tuple[float, float] | None = Field(
+        None, description="audio: add white noise at an SNR (dB) drawn from [low, high]"
+    )
     time_shift: float = Field(0.0, ge=0, description="audio: random shift, up to this many seconds either way")
 
     @model_validator(mode="after")
@@ -86,20 +90,27 @@ class DataConfig(StrictModel):
     dataset: str | None = Field(None, description="a built-in dataset (sora data list)")
     source: str | dict[str, str] | None = Field(None, description="fsspec URL or glob, or {split: URL}")
     format: Format | None = Field(None, description="inferred from the file extension when omitted")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options, e.g. "
-                                            "endpoint_url, key, secret for s3://")
-    columns: dict[str, str] = Field(default_factory=dict, description="role -> column: text, label, "
-                                    "source, target, group, image, audio, file, split")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options, e.g. endpoint_url, key, secret for s3://"
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="role -> column: text, label, source, target, group, image, audio, file, split",
+    )
     label_names: list[str] | None = Field(None, min_length=1, description="the labels, in class-id order")
     task: Task | None = Field(None, description="default: the built-in dataset's task, else classification")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     max_len: int = Field(128, gt=1, description="longest sequence in tokens (classification), truncated")
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
-    limit: int | None = Field(None, gt=0, description="at most this many examples per split (deterministic); "
-                              "null (the default) for all, never 0")
-    on_error: Literal["fail", "skip"] = Field("fail", description="a malformed row fails, or is skipped and "
-                                              "counted in a warning")
+    limit: int | None = Field(
+        None,
+        gt=0,
+        description="at most this many examples per split (deterministic); null (the default) for all, never 0",
+    )
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="a malformed row fails, or is skipped and counted in a warning"
+    )
     block_size: int = Field(128, gt=0, description="lm: context length of each training block")
     max_source_len: int = Field(128, gt=1, description="seq2seq: longest source, in tokens")
     max_target_len: int = Field(128, gt=1, description="seq2seq: longest target, in tokens")
@@ -129,8 +140,9 @@ class DataConfig(StrictModel):
         if isinstance(self.source, dict):
             bad = sorted(set(self.source) - {"train", "validation", "test"})
             if bad or "train" not in self.source:
-                raise ValueError("source as a mapping needs 'train' and may have 'validation', 'test' "
-                                 f"(got {sorted(self.source)})")
+                raise ValueError(
+                    f"source as a mapping needs 'train' and may have 'validation', 'test' (got {sorted(self.source)})"
+                )
         return self
 
     def column(self, role: str, default: str | None = None) -> str | None:

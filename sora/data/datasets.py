@@ -80,7 +80,9 @@ class LMBlocks(Examples):
 class Seq2SeqPairs(Examples):
     """Source ids end with [EOS]; targets too: tgt_in = [BOS] + target[:-1], tgt_out = target."""
 
-    def __init__(self, src: list[np.ndarray], tgt: list[np.ndarray], bos_id: int, texts: list[tuple[str, str]] | None = None):
+    def __init__(
+        self, src: list[np.ndarray], tgt: list[np.ndarray], bos_id: int, texts: list[tuple[str, str]] | None = None
+    ):
         self.src, self.tgt, self.bos_id, self.texts = src, tgt, bos_id, texts
         self.lengths = np.array([max(len(s), len(t)) for s, t in zip(src, tgt)], dtype=np.int64)
 
@@ -99,8 +101,14 @@ class Seq2SeqPairs(Examples):
 class Images(Examples):
     """(N, H, W, C) images, normalised per channel with the training split's mean and std."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                 augment: AugmentConfig | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        augment: AugmentConfig | None = None,
+    ):
         self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -137,10 +145,19 @@ class Audio(Examples):
     Features are standardised with the training split's mean and std of log-mel energies.
     """
 
-    def __init__(self, waves: list[np.ndarray], sample_rate: int, n_mels: int, n_fft: int, hop_length: int,
-                 labels: np.ndarray | None = None, targets: list[np.ndarray] | None = None,
-                 augment: AugmentConfig | None = None, stats: tuple[float, float] = (0.0, 1.0),
-                 texts: list[str] | None = None):
+    def __init__(
+        self,
+        waves: list[np.ndarray],
+        sample_rate: int,
+        n_mels: int,
+        n_fft: int,
+        hop_length: int,
+        labels: np.ndarray | None = None,
+        targets: list[np.ndarray] | None = None,
+        augment: AugmentConfig | None = None,
+        stats: tuple[float, float] = (0.0, 1.0),
+        texts: list[str] | None = None,
+    ):
         self.waves, self.sample_rate = waves, sample_rate
         self.n_mels, self.n_fft, self.hop_length = n_mels, n_fft, hop_length
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)

@@ -14,8 +14,9 @@ from sora.data.config import DataConfig
 from sora.data.tokenizer import char_vocab, configure_for_task, encode_chars, load_tokenizer_file, train_tokenizer
 
 
-def tokenizer_for(cfg: DataConfig, task: str, given: Tokenizer | None, train_texts: list[str],
-                  max_len: int) -> Tokenizer:
+def tokenizer_for(
+    cfg: DataConfig, task: str, given: Tokenizer | None, train_texts: list[str], max_len: int
+) -> Tokenizer:
     """The tokenizer for ``task``: ``given`` (copied: the caller's stays untouched), data.tokenizer's
     pretrained file, or one trained on ``train_texts``; set up for the task (specials, truncation)."""
     if given is not None:

@@ -24,14 +24,29 @@ from sora.errors import SoraError
 
 Row = tuple[str, dict[str, Any]]  # (where, values)
 ROW_FORMATS = ("text", "csv", "tsv", "jsonl", "parquet")
-_EXTENSIONS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl",
-               ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz", ".idx": "idx",
-               "-ubyte": "idx"}
+_EXTENSIONS = {
+    ".txt": "text",
+    ".text": "text",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npz": "npz",
+    ".idx": "idx",
+    "-ubyte": "idx",
+}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm")
 # Text files are UTF-8, or UTF-16/32 with a byte-order mark (what Windows tools write as "Unicode").
 # UTF-32 first: its little-endian mark begins with UTF-16's.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 # Bytes that are not valid in the file's encoding, as the "surrogateescape" error handler decodes them:
 # each row that holds one is reported by its line, instead of the whole file failing without one.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -54,14 +69,18 @@ def infer_format(url: str, storage_options: dict | None = None) -> str:
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
             return fmt
-    raise SoraError(f"{url}: cannot tell the format from the name; set data.format "
-                    f"(text, csv, tsv, jsonl, parquet, idx, npz, image_folder, wav_folder)")
+    raise SoraError(
+        f"{url}: cannot tell the format from the name; set data.format "
+        f"(text, csv, tsv, jsonl, parquet, idx, npz, image_folder, wav_folder)"
+    )
 
 
 # ---------------------------------------------------------------- row formats (streamable)
 
-def iter_rows(url: str, fmt: str, errors: RowErrors, storage_options: dict | None = None, *,
-              whole_text: bool = False) -> Iterator[Row]:
+
+def iter_rows(
+    url: str, fmt: str, errors: RowErrors, storage_options: dict | None = None, *, whole_text: bool = False
+) -> Iterator[Row]:
     """Rows of one file, lazily. ``whole_text`` reads a text file as one row (a corpus for an LM)."""
     name = display_name(url)
     try:
@@ -81,8 +100,9 @@ def iter_rows(url: str, fmt: str, errors: RowErrors, storage_options: dict | Non
     except FileNotFoundError:
         raise SoraError(f"{name}: no such file") from None
     except UnicodeDecodeError as e:  # what surrogateescape cannot carry: a broken UTF-16/32 sequence
-        raise SoraError(f"{name}: not valid {_encoding_name(e.encoding)} text ({e.reason}); "
-                        "save the file as UTF-8") from None
+        raise SoraError(
+            f"{name}: not valid {_encoding_name(e.encoding)} text ({e.reason}); save the file as UTF-8"
+        ) from None
     except OSError as e:  # storage errors: permissions, a dropped connection, a corrupt .gz
         raise SoraError(f"{name}: cannot read ({e})") from None
 
@@ -99,7 +119,7 @@ class _Prepended(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         data = self.head[: len(buffer)] if self.head else self.raw.read(len(buffer))
-        self.head = self.head[len(data):]
+        self.head = self.head[len(data) :]
         buffer[: len(data)] = data
         return len(data)
 
@@ -122,8 +142,7 @@ def _undecodable(text: str, encoding: str) -> str | None:
     bad = _UNDECODABLE.search(text)
     if bad is None:
         return None
-    return (f"not valid {_encoding_name(encoding)} text (byte 0x{ord(bad.group()) - 0xDC00:02x}); "
-            "save the file as UTF-8")
+    return f"not valid {_encoding_name(encoding)} text (byte 0x{ord(bad.group()) - 0xDC00:02x}); save the file as UTF-8"
 
 
 def _text_rows(f, name: str, errors: RowErrors, whole: bool) -> Iterator[Row]:
@@ -186,8 +205,9 @@ def _check_header(header: list[str], name: str, encoding: str) -> None:
         raise SoraError(f"{name}:1: the header row is {problem}")
     twice = sorted({c for c in header if c.strip() and header.count(c) > 1})
     if twice:
-        raise SoraError(f"{name}:1: the header names column {', '.join(map(repr, twice))} twice; "
-                        "give every column its own name")
+        raise SoraError(
+            f"{name}:1: the header names column {', '.join(map(repr, twice))} twice; give every column its own name"
+        )
 
 
 def _jsonl_rows(f, name: str, errors: RowErrors) -> Iterator[Row]:
@@ -305,13 +325,14 @@ def _nhwc(images: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- folders
 
+
 def _folder_files(root: str, storage_options: dict | None, extensions: tuple[str, ...]) -> list[tuple[str, str]]:
     """(url, label) for every matching file; the label is the name of the file's parent folder."""
     root = root.rstrip("/")
     found = []
     for url in list_files(root, storage_options, dirs=True):
         if url.lower().endswith(extensions):
-            rel = url[len(root):].lstrip("/") if url.startswith(root) else basename(url)
+            rel = url[len(root) :].lstrip("/") if url.startswith(root) else basename(url)
             parts = rel.split("/")
             found.append((url, parts[-2] if len(parts) > 1 else ""))
     if not found:

@@ -40,8 +40,17 @@ def count_batches(n: int, batch_size: int, world_size: int = 1, drop_last: bool 
     return -(-total // world_size)
 
 
-def plan_batches(lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int, epoch: int, bucket: bool,
-                 drop_last: bool = False, world_size: int = 1) -> list[np.ndarray]:
+def plan_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    bucket: bool,
+    drop_last: bool = False,
+    world_size: int = 1,
+) -> list[np.ndarray]:
     """Every batch of one epoch, for all ranks; rank r takes batches r, r + world_size, ..."""
     n = len(lengths)
     rng = _rng(seed, epoch)
@@ -49,8 +58,9 @@ def plan_batches(lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: i
     if bucket and n:
         if shuffle:
             window = batch_size * BUCKET_BATCHES
-            order = np.concatenate([w[np.argsort(lengths[w], kind="stable")]
-                                    for w in np.split(order, range(window, n, window))])
+            order = np.concatenate(
+                [w[np.argsort(lengths[w], kind="stable")] for w in np.split(order, range(window, n, window))]
+            )
         else:  # evaluation: one global sort gives the least padding; order does not matter
             order = order[np.argsort(lengths[order], kind="stable")]
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -73,8 +83,11 @@ def _equalise(batches: list[np.ndarray], world_size: int) -> list[np.ndarray]:
     while len(batches) < target:
         i = max(range(len(batches)), key=lambda j: len(batches[j]))
         if len(batches[i]) < 2:
-            warnings.warn(f"{sum(map(len, batches))} examples cannot fill {target} batches: repeating a few "
-                          f"so that all {world_size} ranks run the same number of steps", stacklevel=3)
+            warnings.warn(
+                f"{sum(map(len, batches))} examples cannot fill {target} batches: repeating a few "
+                f"so that all {world_size} ranks run the same number of steps",
+                stacklevel=3,
+            )
             while len(batches) < target:
                 batches.append(batches[len(batches) % max(1, len(batches))][:1])
             break
@@ -102,9 +115,22 @@ class _Batches(Dataset):
 class Loader:
     """An iterable of batch dicts for one rank and one epoch; ``len()`` is its number of batches."""
 
-    def __init__(self, examples: Examples, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-                 start_batch: int = 0, rank: int = 0, world_size: int = 1, bucket: bool = True, num_workers: int = 0,
-                 drop_last: bool = False, augment: bool = False):
+    def __init__(
+        self,
+        examples: Examples,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        bucket: bool = True,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        augment: bool = False,
+    ):
         if not 0 <= rank < world_size:
             raise SoraError(f"rank {rank} is not in [0, world_size={world_size})")
         if start_batch < 0:
@@ -112,8 +138,16 @@ class Loader:
         self.examples, self.num_workers = examples, num_workers
         self.augment = augment
         self.seed, self.epoch = seed, epoch
-        planned = plan_batches(examples.lengths, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, bucket=bucket,
-                               drop_last=drop_last, world_size=world_size)
+        planned = plan_batches(
+            examples.lengths,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            bucket=bucket,
+            drop_last=drop_last,
+            world_size=world_size,
+        )
         mine = list(enumerate(planned))[rank::world_size]
         self.batches = mine[start_batch:]  # resuming skips planned batches without building them
 
@@ -125,8 +159,14 @@ class Loader:
         if self.num_workers <= 0:
             return (data[k] for k in range(len(data)))
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                            persistent_workers=False, prefetch_factor=2)
+        loader = DataLoader(
+            data,
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            prefetch_factor=2,
+        )
         return iter(loader)
 
     def padding_fraction(self) -> float:

@@ -39,7 +39,13 @@ def prepare_data(cfg: DataConfig | dict, tokenizer: Tokenizer | None = None) -> 
     if errors.skipped:
         prepared.info["skipped_rows"] = len(errors.skipped)
     if len(prepared.splits["train"]) == 0:
-        short = (f" (its {len(prepared.splits['train'].stream)} tokens do not fill one block of data.block_size="
-                 f"{cfg.block_size} plus the next token)") if task == "lm" else ""
+        short = (
+            (
+                f" (its {len(prepared.splits['train'].stream)} tokens do not fill one block of data.block_size="
+                f"{cfg.block_size} plus the next token)"
+            )
+            if task == "lm"
+            else ""
+        )
         raise SoraError(f"{name}: the training split is empty{short}{skipped_note(errors)}")
     return prepared

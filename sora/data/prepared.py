@@ -57,14 +57,37 @@ class Prepared(TaskData):
             raise SoraError(f"no split '{split}' (splits: {', '.join(self.splits)})")
         return self.splits[split]
 
-    def loader(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               start_batch: int = 0, rank: int = 0, world_size: int = 1, bucket: bool = True, num_workers: int = 0,
-               drop_last: bool = False) -> Loader:
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        bucket: bool = True,
+        num_workers: int = 0,
+        drop_last: bool = False,
+    ) -> Loader:
         """Batches of ``split`` for one rank and epoch (see sora.data.loader); augmentation on train only."""
         examples = self._split(split)
-        return Loader(examples, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, start_batch=start_batch,
-                      rank=rank, world_size=world_size, bucket=bucket, num_workers=num_workers,
-                      drop_last=drop_last, augment=split == "train")
+        return Loader(
+            examples,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            start_batch=start_batch,
+            rank=rank,
+            world_size=world_size,
+            bucket=bucket,
+            num_workers=num_workers,
+            drop_last=drop_last,
+            augment=split == "train",
+        )
 
     def num_batches(self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
         return count_batches(len(self._split(split)), batch_size, world_size, drop_last)
@@ -98,14 +121,19 @@ class Prepared(TaskData):
 
     def retokenized(self, tokenizer: Tokenizer) -> Prepared:
         """The same examples encoded with another tokenizer (e.g. a vocabulary-pruned one)."""
-        splits = {k: TextClassification(encode(tokenizer, self.texts(k)), v.labels, v.texts)
-                  for k, v in self.splits.items()}
+        splits = {
+            k: TextClassification(encode(tokenizer, self.texts(k)), v.labels, v.texts) for k, v in self.splits.items()
+        }
         return Prepared(self.config, self.task, self.modality, tokenizer, self.labels, splits, self.name, self.info)
 
     def describe(self, n_examples: int = 3) -> dict[str, Any]:
         """Sizes, splits, label counts and a few examples: what ``sora data show`` prints."""
-        out: dict[str, Any] = {"name": self.name, "task": self.task, "modality": self.modality,
-                               "splits": {k: len(v) for k, v in self.splits.items()}}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "task": self.task,
+            "modality": self.modality,
+            "splits": {k: len(v) for k, v in self.splits.items()},
+        }
         if self.tokenizer is not None:
             out["vocab_size"] = self.vocab_size
         if self.labels is not None:
@@ -119,7 +147,9 @@ class Prepared(TaskData):
                 out["label_counts"] = counts
         lengths = {k: v.lengths for k, v in self.splits.items() if len(v)}
         unit = {"text": "tokens", "image": "pixels", "audio": "frames"}[self.modality]
-        out[f"length_{unit}"] = {k: {"mean": round(float(v.mean()), 1), "max": int(v.max())} for k, v in lengths.items()}
+        out[f"length_{unit}"] = {
+            k: {"mean": round(float(v.mean()), 1), "max": int(v.max())} for k, v in lengths.items()
+        }
         train = self.splits["train"]
         out["examples"] = [_plain(train.example(i)) for i in range(min(n_examples, len(train)))]
         if self.task == "classification" and self.labels:

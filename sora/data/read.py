@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from sora.data.builtin import Raw
 from sora.data.config import DataConfig
-from sora.data.formats import ROW_FORMATS, infer_format, iter_rows, read_idx, read_image_folder, read_npz, \
-    read_wav_folder, rows_to_table
+from sora.data.formats import (
+    ROW_FORMATS,
+    infer_format,
+    iter_rows,
+    read_idx,
+    read_image_folder,
+    read_npz,
+    read_wav_folder,
+    rows_to_table,
+)
 from sora.data.sources import is_dir, list_files
 from sora.data.table import RowErrors, Table
 from sora.errors import SoraError

@@ -56,9 +56,11 @@ def label_names(values: list, given: list[str] | None, name: str, column: str) -
     if present and all(isinstance(v, (int, np.integer)) for v in present) and min(present) >= 0:  # class ids
         top = int(max(present))
         if top >= max(1000, 10 * len(present)):  # ids, but not of classes: a model with `top` outputs
-            raise SoraError(f"{name}: column '{column}' has integer labels up to {top} but only {len(present)} "
-                            "different ones; as class ids they must count from 0; as names, list them in "
-                            "data.label_names")
+            raise SoraError(
+                f"{name}: column '{column}' has integer labels up to {top} but only {len(present)} "
+                "different ones; as class ids they must count from 0; as names, list them in "
+                "data.label_names"
+            )
         return [str(i) for i in range(top + 1)]
     names = {str(v).strip() for v in present}
     if all(n.lstrip("-").isdigit() for n in names):  # "2" before "10"
@@ -66,8 +68,9 @@ def label_names(values: list, given: list[str] | None, name: str, column: str) -
     return sorted(names)
 
 
-def label_ids(table: Table, column: str, names: list[str], name: str, errors: RowErrors
-              ) -> tuple[np.ndarray, list[int]]:
+def label_ids(
+    table: Table, column: str, names: list[str], name: str, errors: RowErrors
+) -> tuple[np.ndarray, list[int]]:
     """Each row's class id, and the rows kept: a label outside ``names`` is a bad row."""
     values = table.require(column, "label", name)
     index = {n: i for i, n in enumerate(names)}
@@ -80,8 +83,10 @@ def label_ids(table: Table, column: str, names: list[str], name: str, errors: Ro
             ids.append(int(v))
         else:
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            errors.bad(table.where[i], f"unknown label {key!r} in column '{column}' (labels: {shown}); "
-                                       "list it in data.label_names")
+            errors.bad(
+                table.where[i],
+                f"unknown label {key!r} in column '{column}' (labels: {shown}); list it in data.label_names",
+            )
             continue
         keep.append(i)
     return np.asarray(ids, dtype=np.int64), keep

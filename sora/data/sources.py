@@ -16,8 +16,13 @@ from fsspec.core import OpenFile, url_to_fs
 
 from sora.errors import SoraError
 
-_NEEDS = {"s3": "s3fs", "s3a": "s3fs", "hdfs": "pyarrow (with a Hadoop install: HADOOP_HOME, libhdfs)",
-          "http": "aiohttp", "https": "aiohttp"}
+_NEEDS = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "hdfs": "pyarrow (with a Hadoop install: HADOOP_HOME, libhdfs)",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
 GLOB_CHARS = "*?["
 
 
@@ -36,8 +41,14 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None):
         raise SoraError(f"{url}: cannot open this storage ({e}); check data.storage_options") from None
     except OSError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        hint = (" (hdfs:// uses pyarrow's HadoopFileSystem: it needs Java and Hadoop's libhdfs, with JAVA_HOME, "
-                "HADOOP_HOME and CLASSPATH set)") if protocol(url) == "hdfs" else ""
+        hint = (
+            (
+                " (hdfs:// uses pyarrow's HadoopFileSystem: it needs Java and Hadoop's libhdfs, with JAVA_HOME, "
+                "HADOOP_HOME and CLASSPATH set)"
+            )
+            if protocol(url) == "hdfs"
+            else ""
+        )
         raise SoraError(f"{url}: cannot connect: {first}{hint}") from None
 
 
@@ -79,7 +90,9 @@ def is_dir(url: str, storage_options: dict[str, Any] | None = None) -> bool:
         return False
 
 
-def open_file(url: str, storage_options: dict[str, Any] | None = None, *, compression: str | None = "infer") -> OpenFile:
+def open_file(
+    url: str, storage_options: dict[str, Any] | None = None, *, compression: str | None = "infer"
+) -> OpenFile:
     """An fsspec OpenFile (use it as a context manager) in binary mode; .gz/.bz2/.xz/.zst decompress."""
     try:
         return fsspec.open(url, "rb", compression=compression, **(storage_options or {}))

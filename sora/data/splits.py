@@ -44,7 +44,7 @@ def _counts(n: int, validation: float, test: float) -> tuple[int, int]:
 def random_split(n: int, validation: float, test: float, seed: int) -> Splits:
     order = np.random.default_rng(seed).permutation(n)
     n_val, n_test = _counts(n, validation, test)
-    return {"train": order[n_val + n_test:], "validation": order[:n_val], "test": order[n_val:n_val + n_test]}
+    return {"train": order[n_val + n_test :], "validation": order[:n_val], "test": order[n_val : n_val + n_test]}
 
 
 def stratified_split(labels: np.ndarray, validation: float, test: float, seed: int) -> Splits:
@@ -56,11 +56,13 @@ def stratified_split(labels: np.ndarray, validation: float, test: float, seed: i
         members = members[rng.permutation(len(members))]
         n_val, n_test = _counts(len(members), validation, test)
         parts["validation"].append(members[:n_val])
-        parts["test"].append(members[n_val:n_val + n_test])
-        parts["train"].append(members[n_val + n_test:])
+        parts["test"].append(members[n_val : n_val + n_test])
+        parts["train"].append(members[n_val + n_test :])
     # interleave labels again: a split sorted by label would feed one class at a time
-    return {k: np.concatenate(v)[rng.permutation(sum(len(x) for x in v))] if v else np.zeros(0, np.int64)
-            for k, v in parts.items()}
+    return {
+        k: np.concatenate(v)[rng.permutation(sum(len(x) for x in v))] if v else np.zeros(0, np.int64)
+        for k, v in parts.items()
+    }
 
 
 def group_split(groups: list, validation: float, test: float, seed: int) -> Splits:
@@ -97,10 +99,12 @@ def contiguous_split(n: int, validation: float, test: float) -> Splits:
     n_val, n_test = int(n * validation), int(n * test)
     n_train = n - n_val - n_test
     idx = np.arange(n)
-    return {"train": idx[:n_train], "validation": idx[n_train:n_train + n_val], "test": idx[n_train + n_val:]}
+    return {"train": idx[:n_train], "validation": idx[n_train : n_train + n_val], "test": idx[n_train + n_val :]}
 
 
-def carve(indices: np.ndarray, fraction: float, seed: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def carve(
+    indices: np.ndarray, fraction: float, seed: int, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (rest, held out ``fraction``), stratified when labels are given."""
     if fraction <= 0:
         return indices, indices[:0]
@@ -117,8 +121,11 @@ def unusable_split(split: str, sizes: dict[str, int], name: str, fraction: float
     listed = ", ".join(f"{k} {n:,}" for k, n in sizes.items())
     if split not in sizes:
         return f"no split '{split}' in {name} (splits: {listed})"
-    why = f"its split settings hold out {split}: {fraction:g}" if fraction is not None and fraction == 0 else \
-        "the data is too small to hold any out for it"
+    why = (
+        f"its split settings hold out {split}: {fraction:g}"
+        if fraction is not None and fraction == 0
+        else "the data is too small to hold any out for it"
+    )
     others = sorted((k for k, n in sizes.items() if n and k != split), key=lambda k: k == "train")  # held out first
     hint = f"; try --split {others[0]}" if others else ""
     return f"the '{split}' split of {name} is empty (splits: {listed}): {why}{hint}"
@@ -127,8 +134,9 @@ def unusable_split(split: str, sizes: dict[str, int], name: str, fraction: float
 # -- a data config's splits of a source ------------------------------------------------------------------
 
 
-def select_rows(cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
-                ) -> dict[str, Selection]:
+def select_rows(
+    cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
+) -> dict[str, Selection]:
     """Each split's rows after splitting and ``limit`` (``labels``: each table's label ids, to stratify)."""
     chosen = _split_indices(cfg, raw, columns, labels)
     out = {}
@@ -138,15 +146,18 @@ def select_rows(cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict
     return out
 
 
-def _split_indices(cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
-                   ) -> dict[str, tuple[str, np.ndarray]]:
+def _split_indices(
+    cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
+) -> dict[str, tuple[str, np.ndarray]]:
     """For each split, (table name, row indices). Given splits are used; missing ones carved from train."""
     s = cfg.split
     given = [k for k in raw.tables if k != "all"]
     use_given = given and not ("given" in s.model_fields_set and not s.given)
     if given and not use_given:  # the user asked to re-split a source that comes split
-        raise SoraError("data.split.given: false, but this source comes split "
-                        f"({', '.join(given)}); remove it or give a single source")
+        raise SoraError(
+            "data.split.given: false, but this source comes split "
+            f"({', '.join(given)}); remove it or give a single source"
+        )
     if use_given:
         return _given_tables(cfg, raw, given, labels)
     table = raw.tables["all"]
@@ -162,8 +173,9 @@ def _split_indices(cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: d
     return {k: ("all", v) for k, v in parts.items()}
 
 
-def _given_tables(cfg: DataConfig, raw: Raw, given: list[str], labels: dict[str, np.ndarray] | None
-                  ) -> dict[str, tuple[str, np.ndarray]]:
+def _given_tables(
+    cfg: DataConfig, raw: Raw, given: list[str], labels: dict[str, np.ndarray] | None
+) -> dict[str, tuple[str, np.ndarray]]:
     """The splits a source comes with; validation and test, when missing, carved from train in that order."""
     s = cfg.split
     out = {k: (k, np.arange(len(raw.tables[k]))) for k in given}
@@ -180,8 +192,10 @@ def _given_tables(cfg: DataConfig, raw: Raw, given: list[str], labels: dict[str,
 def _split_column(table: Table, split_col: str) -> Splits:
     """The rows of each split named in column ``split_col`` (``data.split.given: true`` on one table)."""
     if split_col not in table.columns:
-        raise SoraError(f"data.split.given: the source has no '{split_col}' column and is not a mapping of "
-                        "splits; name the column with data.columns.split")
+        raise SoraError(
+            f"data.split.given: the source has no '{split_col}' column and is not a mapping of "
+            "splits; name the column with data.columns.split"
+        )
     values = [str(v).strip().lower() for v in table.columns[split_col]]
     values = [SPLIT_ALIASES.get(v, v) for v in values]
     bad = sorted(set(values) - set(SPLITS))

@@ -78,11 +78,14 @@ class StreamingData:
         if self.task not in ("classification", "lm"):
             raise SoraError(f"data.task: streaming supports classification and lm, not '{self.task}'")
         if self.task == "classification" and not cfg.label_names:
-            raise SoraError("data.label_names: streaming classification needs the labels listed up front "
-                            "(the stream is never read whole to find them)")
+            raise SoraError(
+                "data.label_names: streaming classification needs the labels listed up front "
+                "(the stream is never read whole to find them)"
+            )
         self.labels = list(cfg.label_names) if self.task == "classification" else None
-        self.tokenizer = configure_for_task(Tokenizer.from_str(tokenizer.to_str()), self.task, cfg.max_len,
-                                            pretrained=True)
+        self.tokenizer = configure_for_task(
+            Tokenizer.from_str(tokenizer.to_str()), self.task, cfg.max_len, pretrained=True
+        )
 
     # ---- rows
 
@@ -124,8 +127,19 @@ class StreamingData:
 
     # ---- batches
 
-    def loader(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               rank: int = 0, world_size: int = 1, bucket: bool = True, num_workers: int = 0):
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        bucket: bool = True,
+        num_workers: int = 0,
+    ):
         """An iterable of batch dicts (the same contract as ``Prepared.loader``)."""
         if not 0 <= rank < world_size:
             raise SoraError(f"rank {rank} is not in [0, world_size={world_size})")

@@ -68,8 +68,10 @@ class Table:
             return []
         if column not in self.columns:
             have = ", ".join(sorted(self.columns)) or "none"
-            raise SoraError(f"{source}: missing column '{column}' for role '{role}' (columns: {have}); "
-                            f"map another with data.columns.{role}")
+            raise SoraError(
+                f"{source}: missing column '{column}' for role '{role}' (columns: {have}); "
+                f"map another with data.columns.{role}"
+            )
         return self.columns[column]
 
     @staticmethod
@@ -80,8 +82,9 @@ class Table:
         keys = set(tables[0].columns)
         for t in tables[1:]:
             if set(t.columns) != keys:
-                raise SoraError(f"{t.where[0]}: columns {sorted(t.columns)} differ from "
-                                f"{tables[0].where[0]}: {sorted(keys)}")
+                raise SoraError(
+                    f"{t.where[0]}: columns {sorted(t.columns)} differ from {tables[0].where[0]}: {sorted(keys)}"
+                )
         cols = {}
         for k in tables[0].columns:
             parts = [t.columns[k] for t in tables]
@@ -107,5 +110,8 @@ class RowErrors:
 
     def report(self, what: str) -> None:
         if self.skipped:
-            warnings.warn(f"{what}: skipped {len(self.skipped)} bad row(s); first: {self.skipped[0]}",
-                          SkippedRowsWarning, stacklevel=3)
+            warnings.warn(
+                f"{what}: skipped {len(self.skipped)} bad row(s); first: {self.skipped[0]}",
+                SkippedRowsWarning,
+                stacklevel=3,
+            )

@@ -24,8 +24,12 @@ from sora.errors import SoraError
 
 PAD, UNK, BOS, EOS, CLS = "[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]"
 SPECIALS = [PAD, UNK, BOS, EOS, CLS]
-_ALIASES = {PAD: ("[PAD]", "<pad>", "<|pad|>"), BOS: ("[BOS]", "<s>", "<bos>", "<|startoftext|>"),
-            EOS: ("[EOS]", "</s>", "<eos>", "<|endoftext|>"), CLS: ("[CLS]", "<cls>")}
+_ALIASES = {
+    PAD: ("[PAD]", "<pad>", "<|pad|>"),
+    BOS: ("[BOS]", "<s>", "<bos>", "<|startoftext|>"),
+    EOS: ("[EOS]", "</s>", "<eos>", "<|endoftext|>"),
+    CLS: ("[CLS]", "<cls>"),
+}
 
 
 def normalizer(cfg: NormalizeConfig, lowercase: bool = False) -> normalizers.Normalizer | None:
@@ -56,9 +60,13 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, normalize: Norma
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                      special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=SPECIALS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
     elif cfg.kind == "wordpiece":
         return _train_wordpiece(texts, cfg, normalizer(normalize, cfg.lowercase))
     elif cfg.kind == "char":
@@ -85,8 +93,12 @@ def _train_wordpiece(texts: Iterable[str], cfg: TokenizerConfig, norm) -> Tokeni
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     symbols = _wordpiece_symbols(tok, texts)
-    trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                        special_tokens=SPECIALS + symbols, show_progress=False)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=SPECIALS + symbols,
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     spec = json.loads(tok.to_str())
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] in SPECIALS]
@@ -129,8 +141,12 @@ def char_vocab(tok: Tokenizer) -> dict[str, int] | None:
     """The character table of a character-level tokenizer (ours), else None."""
     spec = json.loads(tok.to_str())
     pre = spec.get("pre_tokenizer") or {}
-    if spec["model"].get("type") != "WordLevel" or pre.get("type") != "Split" or \
-            pre.get("pattern", {}).get("Regex") != r"[\s\S]" or spec.get("post_processor"):
+    if (
+        spec["model"].get("type") != "WordLevel"
+        or pre.get("type") != "Split"
+        or pre.get("pattern", {}).get("Regex") != r"[\s\S]"
+        or spec.get("post_processor")
+    ):
         return None
     return tok.get_vocab(with_added_tokens=False)
 

@@ -13,6 +13,17 @@ from sora.interop.pretrained import Pretrained, body_as_encoder, load_pretrained
 from sora.interop.sources import PACKAGED, resolve_source
 
 __all__ = [
-    "FAMILIES", "ImportResult", "PACKAGED", "Pretrained", "body_as_encoder", "export_hf", "import_hf",
-    "import_to_folder", "load_pretrained", "read_pretrained", "resolve_source", "supported", "with_pretrained",
+    "FAMILIES",
+    "ImportResult",
+    "PACKAGED",
+    "Pretrained",
+    "body_as_encoder",
+    "export_hf",
+    "import_hf",
+    "import_to_folder",
+    "load_pretrained",
+    "read_pretrained",
+    "resolve_source",
+    "supported",
+    "with_pretrained",
 ]

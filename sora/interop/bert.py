@@ -22,18 +22,34 @@ from torch import Tensor
 from sora.errors import SoraError
 from sora.interop.checkpoint import Checkpoint
 from sora.interop.family import (
-    ACTIVATIONS_OUT, Family, Imported, common_export_problems, give_pairs, hf_activation, hf_ints, hf_labels,
-    label_config, linear_pairs, n_labels, take_pairs,
+    ACTIVATIONS_OUT,
+    Family,
+    Imported,
+    common_export_problems,
+    give_pairs,
+    hf_activation,
+    hf_ints,
+    hf_labels,
+    label_config,
+    linear_pairs,
+    n_labels,
+    take_pairs,
 )
 from sora.models import ModelConfig
 
 
 def _layer_pairs(i: int) -> list[tuple[str, str]]:
     s, h = f"layers.{i}.", f"encoder.layer.{i}."
-    parts = [("attn.q_proj", "attention.self.query"), ("attn.k_proj", "attention.self.key"),
-             ("attn.v_proj", "attention.self.value"), ("attn.out_proj", "attention.output.dense"),
-             ("attn_norm", "attention.output.LayerNorm"), ("ffn.fc_in", "intermediate.dense"),
-             ("ffn.fc_out", "output.dense"), ("ffn_norm", "output.LayerNorm")]
+    parts = [
+        ("attn.q_proj", "attention.self.query"),
+        ("attn.k_proj", "attention.self.key"),
+        ("attn.v_proj", "attention.self.value"),
+        ("attn.out_proj", "attention.output.dense"),
+        ("attn_norm", "attention.output.LayerNorm"),
+        ("ffn.fc_in", "intermediate.dense"),
+        ("ffn.fc_out", "output.dense"),
+        ("ffn_norm", "output.LayerNorm"),
+    ]
     return [pair for a, b in parts for pair in linear_pairs(s + a, h + b)]
 
 
@@ -47,12 +63,21 @@ def token_types_record(types: Tensor) -> dict:
 class BertFamily(Family):
     model_type, prefix, name = "bert", "bert.", "BERT"
     architectures = {
-        "BertModel": "encoder", "BertForSequenceClassification": "encoder_classifier",
-        "BertForTokenClassification": "token_classifier", "BertForMaskedLM": "encoder", "BertForPreTraining": "encoder",
+        "BertModel": "encoder",
+        "BertForSequenceClassification": "encoder_classifier",
+        "BertForTokenClassification": "token_classifier",
+        "BertForMaskedLM": "encoder",
+        "BertForPreTraining": "encoder",
     }
-    dropped_heads = {"BertForMaskedLM": "the masked-LM head", "BertForPreTraining": "the masked-LM and next-sentence heads"}
-    exports = {"encoder": "BertModel", "encoder_classifier": "BertForSequenceClassification",
-               "token_classifier": "BertForTokenClassification"}
+    dropped_heads = {
+        "BertForMaskedLM": "the masked-LM head",
+        "BertForPreTraining": "the masked-LM and next-sentence heads",
+    }
+    exports = {
+        "encoder": "BertModel",
+        "encoder_classifier": "BertForSequenceClassification",
+        "token_classifier": "BertForTokenClassification",
+    }
     type_vocab_size = 2
 
     def position_offset(self, pad_id: int) -> int:
@@ -62,8 +87,9 @@ class BertFamily(Family):
     def import_checkpoint(self, hf: dict, ck: Checkpoint, arch: str, pooling: str) -> Imported:
         src = ck.config_source
         if hf.get("position_embedding_type", "absolute") != "absolute":
-            raise SoraError(f"{src}: position_embedding_type={hf['position_embedding_type']!r} is not supported "
-                            "(only 'absolute')")
+            raise SoraError(
+                f"{src}: position_embedding_type={hf['position_embedding_type']!r} is not supported (only 'absolute')"
+            )
         if hf.get("is_decoder") or hf.get("add_cross_attention"):
             raise SoraError(f"{src}: a {self.name} used as a decoder (is_decoder/add_cross_attention) is not supported")
         d, heads, n_layers = hf_ints(hf, src, "hidden_size", "num_attention_heads", "num_hidden_layers")
@@ -74,29 +100,47 @@ class BertFamily(Family):
         offset = self.position_offset(pad_id)
         max_len = hf_ints(hf, src, "max_position_embeddings")[0] - offset
         config = dict(
-            arch=arch, input="text", vocab_size=hf_ints(hf, src, "vocab_size")[0], d_model=d, head_dim=d // heads,
+            arch=arch,
+            input="text",
+            vocab_size=hf_ints(hf, src, "vocab_size")[0],
+            d_model=d,
+            head_dim=d // heads,
             encoder={"n_layers": n_layers, "n_heads": heads, "d_ff": hf_ints(hf, src, "intermediate_size")[0]},
-            activation=hf_activation(hf, "hidden_act", src), norm="layernorm", norm_eps=hf.get("layer_norm_eps", 1e-12),
-            norm_position="post", embed_norm=True, position="learned", max_len=max_len,
-            dropout=hf.get("hidden_dropout_prob", 0.1), attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-            pooling=pooling, pad_id=pad_id,
+            activation=hf_activation(hf, "hidden_act", src),
+            norm="layernorm",
+            norm_eps=hf.get("layer_norm_eps", 1e-12),
+            norm_position="post",
+            embed_norm=True,
+            position="learned",
+            max_len=max_len,
+            dropout=hf.get("hidden_dropout_prob", 0.1),
+            attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+            pooling=pooling,
+            pad_id=pad_id,
         )
         notes, meta = [], {}
         state = {"embed.tokens.weight": ck.take("embeddings.word_embeddings.weight")}
         table = ck.take("embeddings.position_embeddings.weight")
         if table.shape != (max_len + offset, d):
-            raise SoraError(f"{ck.source}: does not match config.json: tensor 'embeddings.position_embeddings.weight' "
-                            f"is {tuple(table.shape)} in the file, ({max_len + offset}, {d}) by its "
-                            "max_position_embeddings and hidden_size")
+            raise SoraError(
+                f"{ck.source}: does not match config.json: tensor 'embeddings.position_embeddings.weight' "
+                f"is {tuple(table.shape)} in the file, ({max_len + offset}, {d}) by its "
+                "max_position_embeddings and hidden_size"
+            )
         position = table[offset : offset + max_len]
         if ck.has("embeddings.token_type_embeddings.weight"):
             types = ck.take("embeddings.token_type_embeddings.weight")
             position = position + types[0]
             meta["token_types"] = token_types_record(types)
-            notes.append("token-type 0 embedding folded into embed.position (inputs are one segment)"
-                         + (f"; the other {types.shape[0] - 1} token-type row(s) (sentence pairs) are not carried over "
-                            f"(they differ from row 0 by up to {meta['token_types']['dropped_max_diff']:.3g})"
-                            if types.shape[0] > 1 else ""))
+            notes.append(
+                "token-type 0 embedding folded into embed.position (inputs are one segment)"
+                + (
+                    f"; the other {types.shape[0] - 1} token-type row(s) (sentence pairs) are not carried over "
+                    f"(they differ from row 0 by up to {meta['token_types']['dropped_max_diff']:.3g})"
+                    if types.shape[0] > 1
+                    else ""
+                )
+            )
         state["embed.position.weight"] = position
         take_pairs(ck, linear_pairs("embed.norm", "embeddings.LayerNorm"), state)
         for i in range(n_layers):
@@ -113,8 +157,10 @@ class BertFamily(Family):
             labels = hf_labels(hf)
         elif ck.has("pooler.dense.weight"):
             ck.take("pooler.dense.weight"), ck.take("pooler.dense.bias")  # explained here, not reported as unknown
-            notes.append(f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: a feature "
-                         "extractor returns hidden states; pool them with config.pooling")
+            notes.append(
+                f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: a feature "
+                "extractor returns hidden states; pool them with config.pooling"
+            )
         return Imported(ModelConfig.model_validate(config), state, labels, notes, meta)
 
     def _classifier_pairs(self) -> list[tuple[str, str]]:
@@ -131,23 +177,36 @@ class BertFamily(Family):
             problems.append(f"{self.name} normalises its embeddings; this model does not (embed_norm: false)")
         if config.arch == "encoder_classifier":
             if config.pooling != "cls" or not config.pooler or config.pooler_activation != "tanh":
-                problems.append(f"{self.name}'s sequence classifier pools the first token through dense+tanh; this "
-                                f"model pools by {config.pooling}" + (" with a pooler" if config.pooler else " without one")
-                                + (f" ({config.pooler_activation})" if config.pooler else ""))
+                problems.append(
+                    f"{self.name}'s sequence classifier pools the first token through dense+tanh; this "
+                    f"model pools by {config.pooling}"
+                    + (" with a pooler" if config.pooler else " without one")
+                    + (f" ({config.pooler_activation})" if config.pooler else "")
+                )
         return problems
 
-    def export_checkpoint(self, config: ModelConfig, state: dict[str, Tensor], labels: list[str] | None, base: dict
-                          ) -> tuple[dict, dict[str, Tensor]]:
+    def export_checkpoint(
+        self, config: ModelConfig, state: dict[str, Tensor], labels: list[str] | None, base: dict
+    ) -> tuple[dict, dict[str, Tensor]]:
         enc = config.encoder
         offset = self.position_offset(config.pad_id)
         hf = dict(base)
         hf.update(
-            model_type=self.model_type, architectures=[self.exports[config.arch]], vocab_size=config.vocab_size,
-            hidden_size=config.d_model, num_hidden_layers=enc.n_layers, num_attention_heads=enc.heads()[0],
-            intermediate_size=enc.widths()[0], hidden_act=ACTIVATIONS_OUT[config.activation],
-            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.attn_dropout,
-            max_position_embeddings=config.max_len + offset, type_vocab_size=self.type_vocab_size,
-            layer_norm_eps=config.norm_eps, pad_token_id=config.pad_id, position_embedding_type="absolute",
+            model_type=self.model_type,
+            architectures=[self.exports[config.arch]],
+            vocab_size=config.vocab_size,
+            hidden_size=config.d_model,
+            num_hidden_layers=enc.n_layers,
+            num_attention_heads=enc.heads()[0],
+            intermediate_size=enc.widths()[0],
+            hidden_act=ACTIVATIONS_OUT[config.activation],
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attn_dropout,
+            max_position_embeddings=config.max_len + offset,
+            type_vocab_size=self.type_vocab_size,
+            layer_norm_eps=config.norm_eps,
+            pad_token_id=config.pad_id,
+            position_embedding_type="absolute",
         )
         hf.setdefault("initializer_range", 0.02)
         prefix = "" if config.arch == "encoder" else self.prefix
@@ -173,12 +232,17 @@ class BertFamily(Family):
 class RobertaFamily(BertFamily):
     model_type, prefix, name = "roberta", "roberta.", "RoBERTa"
     architectures = {
-        "RobertaModel": "encoder", "RobertaForSequenceClassification": "encoder_classifier",
-        "RobertaForTokenClassification": "token_classifier", "RobertaForMaskedLM": "encoder",
+        "RobertaModel": "encoder",
+        "RobertaForSequenceClassification": "encoder_classifier",
+        "RobertaForTokenClassification": "token_classifier",
+        "RobertaForMaskedLM": "encoder",
     }
     dropped_heads = {"RobertaForMaskedLM": "the masked-LM head"}
-    exports = {"encoder": "RobertaModel", "encoder_classifier": "RobertaForSequenceClassification",
-               "token_classifier": "RobertaForTokenClassification"}
+    exports = {
+        "encoder": "RobertaModel",
+        "encoder_classifier": "RobertaForSequenceClassification",
+        "token_classifier": "RobertaForTokenClassification",
+    }
     type_vocab_size = 1
 
     def position_offset(self, pad_id: int) -> int:
@@ -186,4 +250,3 @@ class RobertaFamily(BertFamily):
 
     def _classifier_pairs(self) -> list[tuple[str, str]]:
         return linear_pairs("head.pooler", "classifier.dense") + linear_pairs("head.classifier", "classifier.out_proj")
-

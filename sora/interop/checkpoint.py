@@ -50,8 +50,12 @@ def read_json(path: Path) -> dict | None:
 
 def read_weights(folder: Path) -> tuple[dict[str, Tensor], str]:
     """All tensors of the folder's checkpoint, and the file name they came from."""
-    for name, index, read in ((SAFETENSORS, False, read_safetensors), (SAFETENSORS_INDEX, True, read_safetensors),
-                              (BIN, False, _torch_bin), (BIN_INDEX, True, _torch_bin)):
+    for name, index, read in (
+        (SAFETENSORS, False, read_safetensors),
+        (SAFETENSORS_INDEX, True, read_safetensors),
+        (BIN, False, _torch_bin),
+        (BIN_INDEX, True, _torch_bin),
+    ):
         path = existing_file(folder, name)
         if path is not None:
             return (_sharded(folder, name, read) if index else read(path)), name
@@ -62,12 +66,15 @@ def _torch_bin(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only: the pickle asks for something other than tensors
-        raise SoraError(f"{path}: refused: {refusal_reason(e)}; Sora reads only plain tensors from a pickle and "
-                        f"never runs the code or builds the objects one names (use the model's {SAFETENSORS} "
-                        "if it has one)") from None
+        raise SoraError(
+            f"{path}: refused: {refusal_reason(e)}; Sora reads only plain tensors from a pickle and "
+            f"never runs the code or builds the objects one names (use the model's {SAFETENSORS} "
+            "if it has one)"
+        ) from None
     except Exception as e:  # noqa: BLE001  a truncated zip, garbage bytes: torch raises plain errors
-        raise SoraError(f"{path}: cannot read it as a PyTorch checkpoint ({first_line(e)}); it is truncated or "
-                        "damaged") from None
+        raise SoraError(
+            f"{path}: cannot read it as a PyTorch checkpoint ({first_line(e)}); it is truncated or damaged"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise SoraError(f"{path}: expected a flat dict of named tensors")
     return state
@@ -75,8 +82,10 @@ def _torch_bin(path: Path) -> dict[str, Tensor]:
 
 # What torch's weights_only unpickler says it refused, without its advice to turn the check off.
 REFUSALS = (
-    (re.compile(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked"),
-     "unsupported GLOBAL {0} (module {1} is blocked)"),
+    (
+        re.compile(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked"),
+        "unsupported GLOBAL {0} (module {1} is blocked)",
+    ),
     (re.compile(r"Unsupported global: GLOBAL (\S+) was not an allowed global"), "unsupported GLOBAL {0}"),
     (re.compile(r"Unsupported operand (\d+)"), "unsupported pickle opcode {0}"),
     (re.compile(r"WeightsUnpickler error: *(\S.*)"), "{0}"),

@@ -32,16 +32,35 @@ from sora.models import load_config, load_meta, load_model, load_tokenizer
 from sora.models.folder import TOKENIZER
 
 # Keys of an imported model's original config.json that describe the old folder, not the new one.
-STALE = ("architectures", "id2label", "label2id", "num_labels", "_name_or_path", "transformers_version", "dtype",
-         "torch_dtype", "_attn_implementation_autoset")
+STALE = (
+    "architectures",
+    "id2label",
+    "label2id",
+    "num_labels",
+    "_name_or_path",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "_attn_implementation_autoset",
+)
 SEGMENTED = ("bert", "roberta")  # families with token-type embeddings, which Sora folds into the positions
 # The weights' header says who wrote them: how `sora hf export` tells an earlier export of its own, which it
 # may replace, from a Hugging Face folder downloaded or written by someone else, which it must not.
 WRITTEN_BY = {"written_by": "sora hf export"}
 HF_WEIGHTS = "model.safetensors"
 # Every name an export may hold (the tokenizer's settings files are those sora.interop.tokenizer keeps).
-EXPORT_FILES = frozenset({"config.json", HF_WEIGHTS, TOKENIZER, "tokenizer_config.json", "special_tokens_map.json",
-                          "preprocessor_config.json", "modules.json", "sentence_bert_config.json"})
+EXPORT_FILES = frozenset(
+    {
+        "config.json",
+        HF_WEIGHTS,
+        TOKENIZER,
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "preprocessor_config.json",
+        "modules.json",
+        "sentence_bert_config.json",
+    }
+)
 POOLING_DIR = "1_Pooling"
 
 
@@ -75,8 +94,9 @@ def pick_family(config, meta: dict) -> tuple[Family, list[str]]:
         return family, family.export_problems(config)
     if config.arch == "seq2seq" or config.input == "audio":
         what = "encoder-decoder" if config.arch == "seq2seq" else "audio"
-        return FAMILIES["bert"], [f"no supported transformers family (BERT, RoBERTa, DistilBERT, GPT-2, ViT) is an "
-                                  f"{what} model"]
+        return FAMILIES["bert"], [
+            f"no supported transformers family (BERT, RoBERTa, DistilBERT, GPT-2, ViT) is an {what} model"
+        ]
     candidates = ["gpt2"] if config.arch == "decoder_lm" else ["vit"] if config.input == "image" else ["bert"]
     family = FAMILIES[candidates[0]]
     return family, family.export_problems(config)
@@ -88,20 +108,30 @@ def segment_problems(meta: dict) -> list[str]:
     if record is None:  # imported before meta.json recorded it
         rows = (source.get("config") or {}).get("type_vocab_size", 1) if source.get("model_type") in SEGMENTED else 1
         if isinstance(rows, int) and rows > 1:
-            return ["it was imported before Sora recorded whether the token types it drops mattered; re-import it "
-                    "to check, or pass --one-segment"]
+            return [
+                "it was imported before Sora recorded whether the token types it drops mattered; re-import it "
+                "to check, or pass --one-segment"
+            ]
         return []
     diff = record.get("dropped_max_diff", 0)
     if isinstance(diff, (int, float)) and diff > TOLERANCE:
-        return [f"the imported model's token type 1 (a sentence pair's second segment) differs from type 0 by up to "
-                f"{diff:.3g} and was not carried over (Sora has no segment embeddings yet), so transformers would give "
-                "second-segment inputs other outputs than the original; --one-segment exports it anyway, reading "
-                "every segment as the first"]
+        return [
+            f"the imported model's token type 1 (a sentence pair's second segment) differs from type 0 by up to "
+            f"{diff:.3g} and was not carried over (Sora has no segment embeddings yet), so transformers would give "
+            "second-segment inputs other outputs than the original; --one-segment exports it anyway, reading "
+            "every segment as the first"
+        ]
     return []
 
 
-def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = False, verify: bool | None = None,
-              one_segment: bool = False) -> dict:
+def export_hf(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    body_only: bool = False,
+    verify: bool | None = None,
+    one_segment: bool = False,
+) -> dict:
     """Write ``out_dir``; return a report (class written, notes, parity figures when verified).
 
     ``one_segment``: export a BERT imported with a second token type that mattered anyway; every segment
@@ -125,8 +155,10 @@ def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = F
     if not one_segment:
         problems += segment_problems(meta)
     if config.arch in ("encoder_classifier", "token_classifier") and config.pooling == "mean" and not body_only:
-        problems.append("add --body-only to export the encoder alone (AutoModel loads it; pool its hidden states "
-                        "by mean, as sentence-transformers does)")
+        problems.append(
+            "add --body-only to export the encoder alone (AutoModel loads it; pool its hidden states "
+            "by mean, as sentence-transformers does)"
+        )
     if problems:
         raise SoraError(f"cannot export {model_dir} as transformers {family.name}: " + "; ".join(problems))
 
@@ -154,15 +186,19 @@ def export_hf(model_dir: str | Path, out_dir: str | Path, *, body_only: bool = F
                 parity = compare_with_transformers(check_model, tmp, tokenizer, segments=True)
                 report["parity"] = parity
                 if not parity["ok"]:
-                    raise SoraError(f"exported {family.name} does not reproduce {model_dir} "
-                                    f"(differences {parity}); nothing written")
+                    raise SoraError(
+                        f"exported {family.name} does not reproduce {model_dir} (differences {parity}); nothing written"
+                    )
     return report
 
 
 def _write(folder: Path, hf_config: dict, hf_state: dict[str, Tensor], tokenizer, config, meta: dict) -> None:
     (folder / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-    save_file({k: v.detach().contiguous().clone() for k, v in hf_state.items()}, str(folder / HF_WEIGHTS),
-              metadata={"format": "pt", **WRITTEN_BY})
+    save_file(
+        {k: v.detach().contiguous().clone() for k, v in hf_state.items()},
+        str(folder / HF_WEIGHTS),
+        metadata={"format": "pt", **WRITTEN_BY},
+    )
     if tokenizer is not None:
         tokenizer.save(str(folder / TOKENIZER))
         files = dict((meta.get("tokenizer") or {}).get("hf_files") or {})
@@ -180,16 +216,22 @@ def _write(folder: Path, hf_config: dict, hf_state: dict[str, Tensor], tokenizer
 
 def _write_sentence_transformers(folder: Path, config, sentence: dict) -> None:
     """The files sentence-transformers reads, so it pools the exported encoder the same way."""
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if sentence.get("normalize"):
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
     (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
     (folder / POOLING_DIR).mkdir()
-    pooling = {"word_embedding_dimension": config.d_model, "pooling_mode_cls_token": sentence["pooling"] == "cls",
-               "pooling_mode_mean_tokens": sentence["pooling"] == "mean", "pooling_mode_max_tokens": False,
-               "pooling_mode_mean_sqrt_len_tokens": False}
+    pooling = {
+        "word_embedding_dimension": config.d_model,
+        "pooling_mode_cls_token": sentence["pooling"] == "cls",
+        "pooling_mode_mean_tokens": sentence["pooling"] == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
     (folder / POOLING_DIR / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
     (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": min(config.max_len, 256), "do_lower_case": False}, indent=2) + "\n")
-
+        json.dumps({"max_seq_length": min(config.max_len, 256), "do_lower_case": False}, indent=2) + "\n"
+    )

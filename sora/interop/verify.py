@@ -74,8 +74,9 @@ def probe_inputs(model: nn.Module, tokenizer=None, *, seed: int = 0) -> tuple[Te
     return ids, valid
 
 
-def compare_with_transformers(model: nn.Module, folder: str | Path, tokenizer=None, *, generate_tokens: int = 8,
-                              segments: bool = False) -> dict:
+def compare_with_transformers(
+    model: nn.Module, folder: str | Path, tokenizer=None, *, generate_tokens: int = 8, segments: bool = False
+) -> dict:
     """Run ``model`` and the transformers model in ``folder`` on the same inputs; return the max differences.
 
     ``segments``: where the transformers model has token types, also read the second half of every row as
@@ -88,16 +89,20 @@ def compare_with_transformers(model: nn.Module, folder: str | Path, tokenizer=No
     report: dict = {"inputs": _describe(inputs, valid, tokenizer)}
     try:
         with _quiet_transformers() as transformers, torch.no_grad():
-            _compare(model, folder, transformers, inputs, valid, report, generate_tokens=generate_tokens,
-                     segments=segments)
+            _compare(
+                model, folder, transformers, inputs, valid, report, generate_tokens=generate_tokens, segments=segments
+            )
     except SoraError:
         raise
     except Exception as e:  # noqa: BLE001  whatever transformers raises on a folder it cannot load or run
-        raise SoraError(f"{folder}: transformers could not load or run it to check parity ({type(e).__name__}: "
-                        f"{first_line(e)}); nothing written (--no-verify writes it without this check)") from None
+        raise SoraError(
+            f"{folder}: transformers could not load or run it to check parity ({type(e).__name__}: "
+            f"{first_line(e)}); nothing written (--no-verify writes it without this check)"
+        ) from None
     report["tolerance"] = TOLERANCE
-    report["ok"] = all(report[k] <= TOLERANCE for k in FIGURES if k in report) and \
-        report.get("greedy_tokens_equal", True)
+    report["ok"] = all(report[k] <= TOLERANCE for k in FIGURES if k in report) and report.get(
+        "greedy_tokens_equal", True
+    )
     return report
 
 
@@ -105,11 +110,21 @@ def compare_with_transformers(model: nn.Module, folder: str | Path, tokenizer=No
 FIGURES = ("last_hidden_state", "logits", "second_segment_hidden_state", "second_segment_logits")
 
 
-def _compare(model: nn.Module, folder: str | Path, transformers, inputs: Tensor, valid: Tensor | None, report: dict,
-             *, generate_tokens: int, segments: bool) -> None:
+def _compare(
+    model: nn.Module,
+    folder: str | Path,
+    transformers,
+    inputs: Tensor,
+    valid: Tensor | None,
+    report: dict,
+    *,
+    generate_tokens: int,
+    segments: bool,
+) -> None:
     config = model.config
-    kwargs = {"pixel_values": inputs} if config.input == "image" else {"input_ids": inputs,
-                                                                       "attention_mask": valid.long()}
+    kwargs = (
+        {"pixel_values": inputs} if config.input == "image" else {"input_ids": inputs, "attention_mask": valid.long()}
+    )
     base = transformers.AutoModel.from_pretrained(str(folder)).eval()
     types = None
     if segments and config.input == "text" and getattr(base.config, "type_vocab_size", 0) > 1:
@@ -162,9 +177,14 @@ def _same_greedy_tokens(model: nn.Module, hf_model, inputs: Tensor, valid: Tenso
     length = int(valid.sum(1).min())
     prompts = inputs[:, : max(length, 1)]
     eos = model.config.eos_id
-    ours = model.generate(prompts, n)[:, prompts.shape[1]:]
-    theirs = hf_model.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=n, do_sample=False,
-                               pad_token_id=eos if eos is not None else 0)[:, prompts.shape[1]:]
+    ours = model.generate(prompts, n)[:, prompts.shape[1] :]
+    theirs = hf_model.generate(
+        prompts,
+        attention_mask=torch.ones_like(prompts),
+        max_new_tokens=n,
+        do_sample=False,
+        pad_token_id=eos if eos is not None else 0,
+    )[:, prompts.shape[1] :]
     return all(_until_eos(a.tolist(), eos) == _until_eos(b.tolist(), eos) for a, b in zip(ours, theirs))
 
 

@@ -9,6 +9,20 @@ from sora.models.folder import load_config, load_meta, load_model, load_tokenize
 from sora.models.seq2seq import Seq2Seq
 
 __all__ = [
-    "DecoderLM", "Encoder", "EncoderClassifier", "ModelConfig", "Seq2Seq", "StackConfig", "TokenClassifier", "build_model",
-    "load_config", "load_meta", "load_model", "load_tokenizer", "mermaid", "particles", "save_model", "summary",
+    "DecoderLM",
+    "Encoder",
+    "EncoderClassifier",
+    "ModelConfig",
+    "Seq2Seq",
+    "StackConfig",
+    "TokenClassifier",
+    "build_model",
+    "load_config",
+    "load_meta",
+    "load_model",
+    "load_tokenizer",
+    "mermaid",
+    "particles",
+    "save_model",
+    "summary",
 ]

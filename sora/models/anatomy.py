@@ -110,8 +110,10 @@ def print_particles(model: nn.Module, console: Console, title: str = "particles"
         table.add_row(p.name, p.kind, f"{p.params:,}", p.shape, style=style)
     console.print(table)
     s = summary(model)
-    console.print(f"total: {s['parameters']:,} parameters, {s['layers']} layers, "
-                  f"{s['heads']} attention heads, {s['neurons']:,} feed-forward neurons")
+    console.print(
+        f"total: {s['parameters']:,} parameters, {s['layers']} layers, "
+        f"{s['heads']} attention heads, {s['neurons']:,} feed-forward neurons"
+    )
 
 
 def block_parts(block: nn.Module) -> list[str]:

@@ -48,32 +48,55 @@ class LMStep:
             layer.reorder(rows)
 
 
-def beam_search(model, memory: Tensor, memory_valid: Tensor | None, *, beam: int, max_new_tokens: int,
-                bos_id: int, eos_id: int, length_penalty: float = 1.0) -> list[list[int]]:
+def beam_search(
+    model,
+    memory: Tensor,
+    memory_valid: Tensor | None,
+    *,
+    beam: int,
+    max_new_tokens: int,
+    bos_id: int,
+    eos_id: int,
+    length_penalty: float = 1.0,
+) -> list[list[int]]:
     """seq2seq: the best target for each source (without bos and eos)."""
     memory = memory.repeat_interleave(beam, dim=0)  # (B*beam, S, d)
     if memory_valid is not None:
         memory_valid = memory_valid.repeat_interleave(beam, dim=0)
     start = torch.full((memory.shape[0] // beam, 1), bos_id, dtype=torch.long, device=memory.device)
-    return search(Seq2SeqStep(model, memory, memory_valid), start, beam=beam, max_new_tokens=max_new_tokens,
-                  eos_id=eos_id, length_penalty=length_penalty)
+    return search(
+        Seq2SeqStep(model, memory, memory_valid),
+        start,
+        beam=beam,
+        max_new_tokens=max_new_tokens,
+        eos_id=eos_id,
+        length_penalty=length_penalty,
+    )
 
 
 @torch.no_grad()
-def lm_beam_search(model, ids: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None = None,
-                   length_penalty: float = 1.0) -> list[list[int]]:
+def lm_beam_search(
+    model, ids: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None = None, length_penalty: float = 1.0
+) -> list[list[int]]:
     """Decoder LM: the best continuation of each prompt in ``ids`` (B, T), without the prompt and eos."""
     was_training = model.training
     model.eval()
     try:
-        return search(LMStep(model), ids, beam=beam, max_new_tokens=max_new_tokens,
-                      eos_id=model.config.eos_id if eos_id is None else eos_id, length_penalty=length_penalty)
+        return search(
+            LMStep(model),
+            ids,
+            beam=beam,
+            max_new_tokens=max_new_tokens,
+            eos_id=model.config.eos_id if eos_id is None else eos_id,
+            length_penalty=length_penalty,
+        )
     finally:
         model.train(was_training)
 
 
-def search(step, start: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None,
-           length_penalty: float = 1.0) -> list[list[int]]:
+def search(
+    step, start: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None, length_penalty: float = 1.0
+) -> list[list[int]]:
     """The best continuation of each row of ``start`` (B, T0); ``step`` gives logits and keeps rows."""
     B, T0 = start.shape
     device = start.device

@@ -40,8 +40,10 @@ def require_finite(model: nn.Module, source: str | Path) -> None:
     found = first_nonfinite(model)
     if found is not None:
         name, nan, inf = found
-        raise SoraError(f"{source}: tensor '{name}' has non-finite values ({nan} NaN, {inf} inf); the weights are "
-                        "damaged or training diverged")
+        raise SoraError(
+            f"{source}: tensor '{name}' has non-finite values ({nan} NaN, {inf} inf); the weights are "
+            "damaged or training diverged"
+        )
 
 
 def model_labels(meta: dict[str, Any]) -> list[str] | None:
@@ -50,8 +52,14 @@ def model_labels(meta: dict[str, Any]) -> list[str] | None:
     return [str(x) for x in labels] if isinstance(labels, list) and labels else None
 
 
-def require_same_labels(model: nn.Module, meta: dict[str, Any], data_labels: Sequence[str] | None, *,
-                        model_where: str | Path, data_where: str | Path) -> None:
+def require_same_labels(
+    model: nn.Module,
+    meta: dict[str, Any],
+    data_labels: Sequence[str] | None,
+    *,
+    model_where: str | Path,
+    data_where: str | Path,
+) -> None:
     """Refuse data whose labels are not the model's: other names (meta.json) or another count (n_classes)."""
     if not data_labels:
         return
@@ -59,17 +67,26 @@ def require_same_labels(model: nn.Module, meta: dict[str, Any], data_labels: Seq
     trained = model_labels(meta)
     if trained is not None and trained != data_labels:
         order = " (the same labels in another order)" if sorted(trained) == sorted(data_labels) else ""
-        raise SoraError(f"{data_where}: labels {_show(data_labels)} do not match the labels {model_where} was "
-                        f"trained on {_show(trained)}{order}")
+        raise SoraError(
+            f"{data_where}: labels {_show(data_labels)} do not match the labels {model_where} was "
+            f"trained on {_show(trained)}{order}"
+        )
     n_classes = getattr(model.config, "n_classes", None)
     if trained is None and n_classes is not None and n_classes != len(data_labels):
-        raise SoraError(f"{data_where}: {len(data_labels)} labels {_show(data_labels)}, but {model_where} predicts "
-                        f"{n_classes} classes")
+        raise SoraError(
+            f"{data_where}: {len(data_labels)} labels {_show(data_labels)}, but {model_where} predicts "
+            f"{n_classes} classes"
+        )
 
 
 # The data task each assembly is trained and measured on (a bare encoder takes any: it only embeds).
-TASKS_OF = {"encoder_classifier": ("classification",), "decoder_lm": ("lm",), "seq2seq": ("seq2seq",),
-            "token_classifier": ("ctc",), "encoder": ("classification", "lm", "seq2seq", "ctc")}
+TASKS_OF = {
+    "encoder_classifier": ("classification",),
+    "decoder_lm": ("lm",),
+    "seq2seq": ("seq2seq",),
+    "token_classifier": ("ctc",),
+    "encoder": ("classification", "lm", "seq2seq", "ctc"),
+}
 
 
 def require_fits(config: ModelConfig, data, where: str | Path) -> None:
@@ -79,12 +96,18 @@ def require_fits(config: ModelConfig, data, where: str | Path) -> None:
         raise SoraError(f"{where}: the data is {data.modality} but the model takes {config.input} input")
     wants = TASKS_OF.get(config.arch, ())
     if wants and data.task not in wants:
-        raise SoraError(f"{where}: {data.task} data does not fit a {config.arch} model (it takes "
-                        f"{' or '.join(wants)} data)")
-    if data.labels is not None and config.n_classes is not None and data.task == "classification" \
-            and len(data.labels) != config.n_classes:
-        raise SoraError(f"{where}: the data has {len(data.labels)} labels but the model predicts "
-                        f"{config.n_classes} classes")
+        raise SoraError(
+            f"{where}: {data.task} data does not fit a {config.arch} model (it takes {' or '.join(wants)} data)"
+        )
+    if (
+        data.labels is not None
+        and config.n_classes is not None
+        and data.task == "classification"
+        and len(data.labels) != config.n_classes
+    ):
+        raise SoraError(
+            f"{where}: the data has {len(data.labels)} labels but the model predicts {config.n_classes} classes"
+        )
 
 
 def _show(labels: list[str]) -> str:

@@ -95,7 +95,9 @@ class ModelConfig(StrictModel):
     n_classes: int | None = Field(None, gt=0, description="classes (classifiers, taggers)")
     pooling: Literal["cls", "mean"] = "cls"
     pooler: bool = Field(False, description="BERT's dense+tanh before the classifier")
-    pooler_activation: Literal["tanh", "relu"] = Field("tanh", description="the pooler's nonlinearity (DistilBERT: relu)")
+    pooler_activation: Literal["tanh", "relu"] = Field(
+        "tanh", description="the pooler's nonlinearity (DistilBERT: relu)"
+    )
     tie_embeddings: bool = Field(True, description="LM head shares the token embedding")
     pad_id: int = Field(0, ge=0)
     bos_id: int | None = Field(None, ge=0)

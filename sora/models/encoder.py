@@ -16,8 +16,14 @@ class EncoderClassifier(Stack):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config, config.encoder)
-        self.head = ClassifierHead(config.d_model, config.n_classes, config.pooling, config.pooler, config.dropout,
-                                   pooler_activation=config.pooler_activation)
+        self.head = ClassifierHead(
+            config.d_model,
+            config.n_classes,
+            config.pooling,
+            config.pooler,
+            config.dropout,
+            pooler_activation=config.pooler_activation,
+        )
 
     def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, n_classes)
         h, valid = self.run_stack(inputs, valid)

@@ -31,16 +31,28 @@ from sora.paths import existing_file
 CONFIG, WEIGHTS, TOKENIZER, META = "config.json", "model.safetensors", "tokenizer.json", "meta.json"
 
 
-def save_model(model: nn.Module, out_dir: str | Path, *, tokenizer=None, meta: dict[str, Any] | None = None,
-               write_weights: Callable[[nn.Module, Path], None] | None = None) -> Path:
+def save_model(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    tokenizer=None,
+    meta: dict[str, Any] | None = None,
+    write_weights: Callable[[nn.Module, Path], None] | None = None,
+) -> Path:
     """Write ``model`` (and its tokenizer and metadata) to ``out_dir`` atomically, replacing what was there."""
     with staged_dir(out_dir) as tmp:
         write_model_files(model, tmp, tokenizer=tokenizer, meta=meta, write_weights=write_weights)
     return Path(out_dir)
 
 
-def write_model_files(model: nn.Module, folder: Path, *, tokenizer=None, meta: dict[str, Any] | None = None,
-                      write_weights: Callable[[nn.Module, Path], None] | None = None) -> None:
+def write_model_files(
+    model: nn.Module,
+    folder: Path,
+    *,
+    tokenizer=None,
+    meta: dict[str, Any] | None = None,
+    write_weights: Callable[[nn.Module, Path], None] | None = None,
+) -> None:
     """The model folder's files, written into an existing (staging) folder."""
     (folder / CONFIG).write_text(json.dumps(model.config.model_dump(mode="json"), indent=2) + "\n")
     (write_weights or _write_safetensors)(model, folder / WEIGHTS)
@@ -77,8 +89,10 @@ def _required_files(model_dir: Path) -> tuple[Path, Path]:
     config, weights = existing_file(model_dir, CONFIG), existing_file(model_dir, WEIGHTS)
     missing = [name for name, path in ((CONFIG, config), (WEIGHTS, weights)) if path is None]
     if missing:
-        raise SoraError(f"{model_dir}: not a model folder (needs {CONFIG} and {WEIGHTS}; "
-                        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing)")
+        raise SoraError(
+            f"{model_dir}: not a model folder (needs {CONFIG} and {WEIGHTS}; "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing)"
+        )
     return config, weights
 
 
@@ -123,12 +137,19 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except Exception as e:  # noqa: BLE001  safetensors' parser raises its own and plain errors on bad bytes
-        raise SoraError(f"{path}: not a readable safetensors file ({first_line(e)}); it is truncated or "
-                        "damaged") from None
+        raise SoraError(
+            f"{path}: not a readable safetensors file ({first_line(e)}); it is truncated or damaged"
+        ) from None
 
 
-def load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path, *, optional: tuple[str, ...] = (),
-                 file_names: dict[str, str] | None = None) -> None:
+def load_weights(
+    model: nn.Module,
+    state: dict[str, Tensor],
+    source: str | Path,
+    *,
+    optional: tuple[str, ...] = (),
+    file_names: dict[str, str] | None = None,
+) -> None:
     """Copy ``state`` into ``model``, naming the first tensor whose name, shape or kind the config does not expect.
 
     ``optional``: name endings the state may lack (buffers that start as ones); ``file_names``: the name a
@@ -139,15 +160,22 @@ def load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path,
         tensor = state.get(name)
         if tensor is not None and (tensor.shape, tensor.is_floating_point()) != (want.shape, want.is_floating_point()):
             named = f"'{file_names[name]}' (Sora's '{name}')" if name in (file_names or {}) else f"'{name}'"
-            raise SoraError(f"{source}: does not match {CONFIG}: tensor {named} is {_describe(tensor)} in the file, "
-                            f"{_describe(want)} in the model {CONFIG} describes")
+            raise SoraError(
+                f"{source}: does not match {CONFIG}: tensor {named} is {_describe(tensor)} in the file, "
+                f"{_describe(want)} in the model {CONFIG} describes"
+            )
     present = {id(params[name]) for name in state if name in params}  # tied weights are stored once
-    missing = [name for name, p in params.items()
-               if name not in state and id(p) not in present and not name.endswith(optional)]
+    missing = [
+        name for name, p in params.items() if name not in state and id(p) not in present and not name.endswith(optional)
+    ]
     unexpected = [name for name in state if name not in params]
     if missing or unexpected:
-        raise SoraError(f"{source}: does not match {CONFIG}: " + "; ".join(
-            f"{what} {_names(names)}" for what, names in (("missing", missing), ("unexpected", unexpected)) if names))
+        raise SoraError(
+            f"{source}: does not match {CONFIG}: "
+            + "; ".join(
+                f"{what} {_names(names)}" for what, names in (("missing", missing), ("unexpected", unexpected)) if names
+            )
+        )
     model.load_state_dict(state, strict=False)
 
 
@@ -181,13 +209,23 @@ def _check_vocabulary(model_dir: Path, tokenizer, path: Path) -> None:
     vocab_size = load_config(model_dir).vocab_size
     n = tokenizer.get_vocab_size(with_added_tokens=True)
     if vocab_size is not None and n > vocab_size:
-        raise SoraError(f"{path}: has {n:,} tokens but {CONFIG} gives the model a vocabulary of {vocab_size:,}: "
-                        "this tokenizer belongs to another model")
+        raise SoraError(
+            f"{path}: has {n:,} tokens but {CONFIG} gives the model a vocabulary of {vocab_size:,}: "
+            "this tokenizer belongs to another model"
+        )
 
 
 # meta.json values other code reads as a list or an object (dotted: inside another object)
-META_TYPES = {"labels": list, "source": dict, "source.config": dict, "tokenizer": dict, "tokenizer.hf_files": dict,
-              "sentence_embedding": dict, "image_preprocessing": dict, "token_types": dict}
+META_TYPES = {
+    "labels": list,
+    "source": dict,
+    "source.config": dict,
+    "tokenizer": dict,
+    "tokenizer.hf_files": dict,
+    "sentence_embedding": dict,
+    "image_preprocessing": dict,
+    "token_types": dict,
+}
 
 
 def load_meta(model_dir: str | Path) -> dict[str, Any]:
@@ -198,8 +236,9 @@ def load_meta(model_dir: str | Path) -> dict[str, Any]:
     for key, kind in META_TYPES.items():
         value = _lookup(meta, key)
         if value is not None and not isinstance(value, kind):
-            raise SoraError(f"{path}: {key}: expected {'a list' if kind is list else 'an object'}, "
-                            f"got {type(value).__name__}")
+            raise SoraError(
+                f"{path}: {key}: expected {'a list' if kind is list else 'an object'}, got {type(value).__name__}"
+            )
     return meta
 
 

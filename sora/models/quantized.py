@@ -55,8 +55,9 @@ def int8_skeleton(model: nn.Module, quantization: dict, where: str) -> None:
 def _empty_int8_linear(old: nn.Module, quantization: dict, name: str, where: str) -> Int8Linear:
     if not isinstance(old, nn.Linear):
         raise SoraError(f"{where}.linear: {name!r} is not a Linear in this architecture")
-    return Int8Linear(old.in_features, old.out_features, bias=old.bias is not None,
-                      compute=linear_compute(quantization, name))
+    return Int8Linear(
+        old.in_features, old.out_features, bias=old.bias is not None, compute=linear_compute(quantization, name)
+    )
 
 
 def with_tied(state: dict[str, Tensor], quantization: dict) -> dict[str, Tensor]:

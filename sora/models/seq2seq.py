@@ -41,7 +41,9 @@ class Seq2Seq(nn.Module):
         h, _ = self.decoder.run_stack(tgt, tgt_valid, memory=memory, memory_valid=memory_valid, cache=cache)
         return self.head(h)
 
-    def forward(self, src: Tensor, tgt: Tensor, src_valid: Tensor | None = None, tgt_valid: Tensor | None = None) -> Tensor:
+    def forward(
+        self, src: Tensor, tgt: Tensor, src_valid: Tensor | None = None, tgt_valid: Tensor | None = None
+    ) -> Tensor:
         memory, memory_valid = self.encode(src, src_valid)
         return self.decode(tgt, memory, memory_valid, tgt_valid=tgt_valid)
 
@@ -63,8 +65,16 @@ class Seq2Seq(nn.Module):
         self.eval()
         memory, memory_valid = self.encode(src, src_valid)
         if beam > 1:
-            out = beam_search(self, memory, memory_valid, beam=beam, max_new_tokens=max_new_tokens,
-                              bos_id=bos, eos_id=eos, length_penalty=length_penalty)
+            out = beam_search(
+                self,
+                memory,
+                memory_valid,
+                beam=beam,
+                max_new_tokens=max_new_tokens,
+                bos_id=bos,
+                eos_id=eos,
+                length_penalty=length_penalty,
+            )
         else:
             out = self._greedy(memory, memory_valid, max_new_tokens, bos, eos, use_cache)
         self.train(was_training)

@@ -9,7 +9,16 @@ from torch import Tensor, nn
 
 from sora.models.config import ModelConfig, StackConfig
 from sora.models.embedder import Embedder
-from sora.particles import AdaptiveSpan, Block, FeedForward, LayerCache, MultiHeadAttention, Rotary, attention_mask, make_norm
+from sora.particles import (
+    AdaptiveSpan,
+    Block,
+    FeedForward,
+    LayerCache,
+    MultiHeadAttention,
+    Rotary,
+    attention_mask,
+    make_norm,
+)
 
 
 def build_blocks(config: ModelConfig, stack: StackConfig, *, cross: bool = False) -> nn.ModuleList:
@@ -18,7 +27,12 @@ def build_blocks(config: ModelConfig, stack: StackConfig, *, cross: bool = False
     for n_heads, d_ff, n_cross in zip(stack.heads(), stack.widths(), stack.cross()):
         span = config.adaptive_span
         attn = MultiHeadAttention(
-            config.d_model, n_heads, config.head_dim, bias=config.bias, dropout=config.attn_dropout, rotary=rotary,
+            config.d_model,
+            n_heads,
+            config.head_dim,
+            bias=config.bias,
+            dropout=config.attn_dropout,
+            rotary=rotary,
             adaptive_span=AdaptiveSpan(n_heads, span.max_span, span.ramp, span.init) if span else None,
         )
         cross_attn = None
@@ -29,8 +43,14 @@ def build_blocks(config: ModelConfig, stack: StackConfig, *, cross: bool = False
         ffn = FeedForward(config.d_model, d_ff, config.activation, bias=config.bias, dropout=config.dropout)
         blocks.append(
             Block(
-                config.d_model, attn, ffn, cross_attn=cross_attn, norm=config.norm, norm_eps=config.norm_eps,
-                norm_position=config.norm_position, dropout=config.dropout,
+                config.d_model,
+                attn,
+                ffn,
+                cross_attn=cross_attn,
+                norm=config.norm,
+                norm_eps=config.norm_eps,
+                norm_position=config.norm_position,
+                dropout=config.dropout,
             )
         )
     return nn.ModuleList(blocks)
@@ -70,15 +90,20 @@ class Stack(nn.Module):
             raise ValueError("incremental decoding takes no padding mask after the first step")
         # A purely causal square mask goes to SDPA as is_causal (its faster kernel), not as a tensor.
         is_causal = self.causal and key_valid is None and offset == 0
-        mask = None if is_causal else attention_mask(
-            key_valid, q_len=T, k_len=offset + T, causal=self.causal, dtype=x.dtype, device=x.device
+        mask = (
+            None
+            if is_causal
+            else attention_mask(
+                key_valid, q_len=T, k_len=offset + T, causal=self.causal, dtype=x.dtype, device=x.device
+            )
         )
         memory_mask = None
         if memory is not None and memory_valid is not None:
             memory_mask = attention_mask(memory_valid, q_len=T, k_len=memory.shape[1], causal=False, dtype=x.dtype)
         for i, block in enumerate(self.layers):
-            x = block(x, mask, memory=memory, memory_mask=memory_mask, cache=cache[i] if cache else None,
-                      is_causal=is_causal)
+            x = block(
+                x, mask, memory=memory, memory_mask=memory_mask, cache=cache[i] if cache else None, is_causal=is_causal
+            )
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, valid

@@ -15,8 +15,24 @@ from sora.particles.patches import AudioPatchEmbedding, ImagePatchEmbedding
 from sora.particles.position import LearnedPosition, Rotary, SinusoidalPosition
 
 __all__ = [
-    "AdaptiveSpan", "AudioPatchEmbedding", "Block", "ClassifierHead", "FeedForward", "HookPoint",
-    "ImagePatchEmbedding", "Int8Embedding", "Int8Linear", "KVCache", "LMHead", "LayerCache", "LearnedPosition",
-    "MultiHeadAttention", "Rotary", "SinusoidalPosition", "TokenClassifierHead", "TokenEmbedding", "attention_mask",
+    "AdaptiveSpan",
+    "AudioPatchEmbedding",
+    "Block",
+    "ClassifierHead",
+    "FeedForward",
+    "HookPoint",
+    "ImagePatchEmbedding",
+    "Int8Embedding",
+    "Int8Linear",
+    "KVCache",
+    "LMHead",
+    "LayerCache",
+    "LearnedPosition",
+    "MultiHeadAttention",
+    "Rotary",
+    "SinusoidalPosition",
+    "TokenClassifierHead",
+    "TokenEmbedding",
+    "attention_mask",
     "make_norm",
 ]

@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from sora.particles.adaptive_span import AdaptiveSpan
 from sora.particles.hookpoint import HookPoint
+from sora.particles.kv_cache import KVCache
 from sora.particles.linear import GateCheck, is_plain_linear, linear, project
 from sora.particles.masks import attention_mask
-from sora.particles.kv_cache import KVCache
 from sora.particles.position import Rotary
 
 
@@ -107,7 +107,9 @@ class MultiHeadAttention(nn.Module):
         if need_weights or self.explicit or self.adaptive_span is not None or self.hook_pattern.active:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, S)
             if is_causal and mask is None:
-                mask = attention_mask(None, q_len=T, k_len=k.shape[2], causal=True, dtype=scores.dtype, device=scores.device)
+                mask = attention_mask(
+                    None, q_len=T, k_len=k.shape[2], causal=True, dtype=scores.dtype, device=scores.device
+                )
             if mask is not None:
                 scores = scores + mask
             weights = scores.softmax(dim=-1)
@@ -116,13 +118,17 @@ class MultiHeadAttention(nn.Module):
             weights = self.hook_pattern(weights)
             z = F.dropout(weights, dropout, self.training) @ v  # (B, H, T, dh)
         else:
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None)
+            z = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None
+            )
         z = z.transpose(1, 2)  # (B, T, H, dh)
         gated = self._gate_check(self.head_gate)
         if gated and not self.hook_z.active and is_plain_linear(self.out_proj):
             # the same product, cheaper: gate the projection's H*dh columns, not every position's z
             gate = self.head_gate.repeat_interleave(self.head_dim)  # (H*dh,)
-            return self.hook_out(F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)), weights
+            return self.hook_out(
+                F.linear(z.reshape(B, T, -1), self.out_proj.weight * gate, self.out_proj.bias)
+            ), weights
         if self.hook_z.active or gated:
             z = self.hook_z(z * self.head_gate.view(1, 1, -1, 1))
         out = self.out_proj(z.reshape(B, T, self.n_heads * self.head_dim))  # (B, T, d)

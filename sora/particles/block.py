@@ -56,7 +56,9 @@ class Block(nn.Module):
     ) -> Tensor:
         x = self.hook_resid_pre(x)
         self_cache = cache.self_attn if cache is not None else None
-        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal)[0])
+        x = self._residual(
+            x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal)[0]
+        )
         if self.cross_attn is not None:
             cross = cache.cross_attn if cache is not None else None
             x = self._residual(x, self.cross_norm, lambda h: self.cross_attn(h, memory, memory_mask, cross)[0])

@@ -28,13 +28,22 @@ class ClassifierHead(nn.Module):
 
     kind = "classifier_head"
 
-    def __init__(self, d_model: int, n_classes: int, pooling: str = "cls", pooler: bool = False, dropout: float = 0.0,
-                 pooler_activation: str = "tanh"):
+    def __init__(
+        self,
+        d_model: int,
+        n_classes: int,
+        pooling: str = "cls",
+        pooler: bool = False,
+        dropout: float = 0.0,
+        pooler_activation: str = "tanh",
+    ):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         if pooler_activation not in POOLER_ACTIVATIONS:
-            raise ValueError(f"pooler_activation must be one of {sorted(POOLER_ACTIVATIONS)}, got {pooler_activation!r}")
+            raise ValueError(
+                f"pooler_activation must be one of {sorted(POOLER_ACTIVATIONS)}, got {pooler_activation!r}"
+            )
         self.pooling, self.pooler_activation = pooling, pooler_activation
         self.pooler = nn.Linear(d_model, d_model) if pooler else None
         self.dropout = nn.Dropout(dropout)

@@ -66,8 +66,7 @@ REDUCE_RANGE = not _cpu_has("vnni")
 # With AMX, oneDNN's kernel is 1.2-1.9x faster than fbgemm's from 512 rows (tokens) on, but at 256 rows
 # it lost on most shapes and at 40 it is up to 2x slower (bench/compress.py, linear_shapes).
 # Without AMX oneDNN is unmeasured here, so fbgemm alone runs (None).
-ONEDNN_FROM_ROWS = (512 if _cpu_has("amx_tile") and "onednn" in torch.backends.quantized.supported_engines
-                    else None)
+ONEDNN_FROM_ROWS = 512 if _cpu_has("amx_tile") and "onednn" in torch.backends.quantized.supported_engines else None
 # One or two rows (a token at a time, as in decoding) run fp32 maths on the dequantized weights (kept after
 # first use) unless the matrix is large: there quantizing the input costs more than the GEMM saves, and int8
 # measured 0.45-0.55x fp32 on 65k-150k weights and 0.7-1.0x on 590k; from 2.4M weights on int8 wins 4x.
@@ -76,16 +75,22 @@ FP32_UP_TO_ROWS, FP32_UNDER_WEIGHTS = 2, 1_000_000
 
 def kernel_choice() -> dict:
     """What this CPU gives the int8 GEMM (speed and activation bits depend on it)."""
-    return {"vnni": _cpu_has("vnni"), "amx": _cpu_has("amx_tile"), "activation_bits": 7 if REDUCE_RANGE else 8,
-            "onednn_from_rows": ONEDNN_FROM_ROWS, "fp32_up_to_rows": FP32_UP_TO_ROWS}
+    return {
+        "vnni": _cpu_has("vnni"),
+        "amx": _cpu_has("amx_tile"),
+        "activation_bits": 7 if REDUCE_RANGE else 8,
+        "onednn_from_rows": ONEDNN_FROM_ROWS,
+        "fp32_up_to_rows": FP32_UP_TO_ROWS,
+    }
 
 
 def describe_kernels() -> str:
     choice = kernel_choice()
-    gemm = (f"fbgemm, oneDNN from {choice['onednn_from_rows']} rows (AMX)" if choice["onednn_from_rows"]
-            else "fbgemm")
-    return (f"{choice['activation_bits']}-bit activations ({'VNNI' if choice['vnni'] else 'no VNNI'}), {gemm}, "
-            f"fp32 maths for {choice['fp32_up_to_rows']} rows or fewer")
+    gemm = f"fbgemm, oneDNN from {choice['onednn_from_rows']} rows (AMX)" if choice["onednn_from_rows"] else "fbgemm"
+    return (
+        f"{choice['activation_bits']}-bit activations ({'VNNI' if choice['vnni'] else 'no VNNI'}), {gemm}, "
+        f"fp32 maths for {choice['fp32_up_to_rows']} rows or fewer"
+    )
 
 
 @contextmanager
@@ -128,7 +133,7 @@ class Int8Linear(nn.Module):
         if kernel == "fp32":
             return self.dequantized()
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings(), (_quantized_engine(kernel) if kernel != "default" else nullcontext()):
+        with warnings.catch_warnings(), _quantized_engine(kernel) if kernel != "default" else nullcontext():
             warnings.simplefilter("ignore")  # quantized tensors are deprecated in name, still the fastest path here
             qweight = torch._make_per_channel_quantized_tensor(self.weight, self.scale.double(), zero_points, 0)
             # row-scaled outputs are rescaled before the bias goes on, so the kernel must not add it
@@ -186,8 +191,10 @@ class Int8Linear(nn.Module):
         the saving is per call (about half the time of three calls for one sentence). The
         stacked matrix is packed on first use and again whenever a weight changes."""
         first = modules[0]
-        if any(m.compute != first.compute or m.in_features != first.in_features
-               for m in modules) or first.kernel_for(first._rows(x)) == "fp32":  # fp32 compute included
+        if (
+            any(m.compute != first.compute or m.in_features != first.in_features for m in modules)
+            or first.kernel_for(first._rows(x)) == "fp32"
+        ):  # fp32 compute included
             return [m(x) for m in modules]
         key = tuple((id(m), m.compute, m._tensors_key()) for m in modules)
         cached = getattr(first, "_together", None)
@@ -195,8 +202,9 @@ class Int8Linear(nn.Module):
             stacked = Int8Linear(first.in_features, sum(m.out_features for m in modules), compute=first.compute)
             stacked.weight = torch.cat([m.weight for m in modules])
             stacked.scale = torch.cat([m.scale for m in modules])
-            stacked.bias = torch.cat([m.bias if m.bias is not None else m.scale.new_zeros(m.out_features)
-                                      for m in modules])
+            stacked.bias = torch.cat(
+                [m.bias if m.bias is not None else m.scale.new_zeros(m.out_features) for m in modules]
+            )
             first._together = cached = (key, stacked)
         return list(cached[1](x).split([m.out_features for m in modules], dim=-1))
 
@@ -210,8 +218,10 @@ class Int8Linear(nn.Module):
         return state
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"compute={self.compute}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"compute={self.compute}"
+        )
 
 
 class Int8Embedding(nn.Module):

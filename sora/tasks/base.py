@@ -92,8 +92,10 @@ class Task:
             raise SoraError(f"{where}: expected a dict of tensors, got {type(batch).__name__}")
         missing = [k for k in self.required if k not in batch]
         if missing:
-            raise SoraError(f"{where}: a {self.name} batch needs keys {', '.join(self.required)}; "
-                            f"missing {', '.join(missing)} (has {', '.join(sorted(batch)) or 'none'})")
+            raise SoraError(
+                f"{where}: a {self.name} batch needs keys {', '.join(self.required)}; "
+                f"missing {', '.join(missing)} (has {', '.join(sorted(batch)) or 'none'})"
+            )
 
     def _lacks(self, what: str) -> SoraError:
         return SoraError(f"the {self.name} task has no {what}")
@@ -113,5 +115,10 @@ def token_score(logits: Tensor, labels: Tensor) -> Score:
 
 def summed_token_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy summed over every position with a target (``labels`` (B, T), IGNORE where none)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
-                           reduction="sum", label_smoothing=label_smoothing)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(),
+        labels.flatten(),
+        ignore_index=IGNORE,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )

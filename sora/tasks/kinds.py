@@ -42,9 +42,11 @@ class Classification(Task):
         C = self.n_classes or logits.shape[-1]
         labels = batch["labels"]
         confusion = torch.bincount(labels * C + logits.argmax(-1), minlength=C * C).view(C, C)
-        return {"nats": F.cross_entropy(logits, labels, reduction="sum").double().cpu(),
-                "count": torch.tensor(float(labels.numel()), dtype=torch.float64),
-                "confusion": confusion.double().cpu()}
+        return {
+            "nats": F.cross_entropy(logits, labels, reduction="sum").double().cpu(),
+            "count": torch.tensor(float(labels.numel()), dtype=torch.float64),
+            "confusion": confusion.double().cpu(),
+        }
 
     def finish(self, stats):
         out = {"loss": float(stats["nats"] / stats["count"].clamp_min(1))}
@@ -114,7 +116,8 @@ class LanguageModel(Task):
             return None
         if self._char_lengths is None:
             self._char_lengths = torch.tensor(
-                [len(self.tokenizer.decode([i])) for i in range(vocab_size)], dtype=torch.float64)
+                [len(self.tokenizer.decode([i])) for i in range(vocab_size)], dtype=torch.float64
+            )
         return self._char_lengths
 
 
@@ -141,8 +144,10 @@ class Seq2SeqTask(Task):
     def stats(self, model, batch, budget):
         logits = self.forward(model, batch)
         tgt = batch["tgt_out"]
-        out = {"nats": summed_token_loss(logits, tgt).double().cpu(),
-               "count": torch.tensor(float((tgt != IGNORE).sum()), dtype=torch.float64)}
+        out = {
+            "nats": summed_token_loss(logits, tgt).double().cpu(),
+            "count": torch.tensor(float((tgt != IGNORE).sum()), dtype=torch.float64),
+        }
         n = max(0, min(budget, tgt.shape[0])) if self.monitor == "bleu" else 0
         if self.monitor == "bleu":  # the same keys on every process, so sums line up
             out["bleu"] = M.bleu_stats([], [])
@@ -201,8 +206,11 @@ class CTC(Task):
         hyps = greedy_ctc(log_probs, lengths)
         refs = self._references(batch)
         count = torch.tensor(float(batch["target_lengths"].sum()), dtype=torch.float64)
-        return {"nats": nats.double().cpu(), "count": count,
-                "errors": M.error_rate_stats([self.text(h) for h in hyps], [self.text(r) for r in refs])}
+        return {
+            "nats": nats.double().cpu(),
+            "count": count,
+            "errors": M.error_rate_stats([self.text(h) for h in hyps], [self.text(r) for r in refs]),
+        }
 
     def finish(self, stats):
         out = {"loss": float(stats["nats"] / stats["count"].clamp_min(1))}
@@ -236,8 +244,15 @@ class CTC(Task):
 
     @staticmethod
     def _ctc_loss(log_probs: Tensor, lengths: Tensor, batch: dict, reduction: str) -> Tensor:
-        return F.ctc_loss(log_probs.transpose(0, 1), batch["targets"], lengths, batch["target_lengths"],
-                          blank=0, reduction=reduction, zero_infinity=True)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1),
+            batch["targets"],
+            lengths,
+            batch["target_lengths"],
+            blank=0,
+            reduction=reduction,
+            zero_infinity=True,
+        )
 
     @staticmethod
     def _references(batch: dict) -> list[list[int]]:
@@ -251,8 +266,10 @@ class Features(Task):
     required = ("inputs",)
 
     def score(self, model, batch, logits=None):
-        raise SoraError("a feature extractor (arch 'encoder') has no loss: gradient, ablation and pruning "
-                        "analyses need a model with a task head")
+        raise SoraError(
+            "a feature extractor (arch 'encoder') has no loss: gradient, ablation and pruning "
+            "analyses need a model with a task head"
+        )
 
 
 def greedy_ctc(scores: Tensor, lengths: Tensor) -> list[list[int]]:

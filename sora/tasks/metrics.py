@@ -56,8 +56,10 @@ def error_rate_stats(hypotheses: list[str], references: list[str]) -> Tensor:
     """(char edits, ref chars, word edits, ref words): sums for CER and WER."""
     stats = torch.zeros(4, dtype=torch.float64)
     for hyp, ref in zip(hypotheses, references):
-        stats += torch.tensor([edit_distance(list(hyp), list(ref)), len(ref),
-                               edit_distance(hyp.split(), ref.split()), len(ref.split())], dtype=torch.float64)
+        stats += torch.tensor(
+            [edit_distance(list(hyp), list(ref)), len(ref), edit_distance(hyp.split(), ref.split()), len(ref.split())],
+            dtype=torch.float64,
+        )
     return stats
 
 

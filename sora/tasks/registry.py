@@ -12,16 +12,29 @@ from sora.tasks.kinds import CTC, Classification, Features, LanguageModel, Seq2S
 
 TASKS = ("classification", "token_classification", "lm", "seq2seq", "ctc", "features")
 ALIASES = {  # names other parts of Sora (or people) may use for the same task
-    "text_classification": "classification", "image_classification": "classification",
-    "audio_classification": "classification", "sequence_classification": "classification",
-    "language_modelling": "lm", "language_modeling": "lm", "causal_lm": "lm",
-    "translation": "seq2seq", "speech_recognition": "ctc", "asr": "ctc",
+    "text_classification": "classification",
+    "image_classification": "classification",
+    "audio_classification": "classification",
+    "sequence_classification": "classification",
+    "language_modelling": "lm",
+    "language_modeling": "lm",
+    "causal_lm": "lm",
+    "translation": "seq2seq",
+    "speech_recognition": "ctc",
+    "asr": "ctc",
     "tagging": "token_classification",
 }
 
 
-def make_task(kind: str, *, labels: list[str] | None = None, tokenizer=None, n_classes: int | None = None,
-              decode: bool = True, max_new_tokens: int = 96) -> Task:
+def make_task(
+    kind: str,
+    *,
+    labels: list[str] | None = None,
+    tokenizer=None,
+    n_classes: int | None = None,
+    decode: bool = True,
+    max_new_tokens: int = 96,
+) -> Task:
     """The task named ``kind`` (one of TASKS), with what its metrics need."""
     if kind == "classification":
         return Classification(labels, n_classes)
@@ -72,12 +85,19 @@ def check_batch(batch: dict, task: Task | str, where: str = "batch") -> None:
     as_task(task).check(batch, where)
 
 
-def task_for(data: TaskData, model: nn.Module | None = None, *, decode_examples: int = 200,
-             max_new_tokens: int = 96) -> Task:
+def task_for(
+    data: TaskData, model: nn.Module | None = None, *, decode_examples: int = 200, max_new_tokens: int = 96
+) -> Task:
     """The task of prepared data (sora.data), with its labels and tokenizer; ``model`` gives the class count."""
     n_classes = model.config.n_classes if model is not None else None
-    return make_task(data.task, labels=data.labels, tokenizer=data.tokenizer, n_classes=n_classes,
-                     decode=decode_examples > 0, max_new_tokens=max_new_tokens)
+    return make_task(
+        data.task,
+        labels=data.labels,
+        tokenizer=data.tokenizer,
+        n_classes=n_classes,
+        decode=decode_examples > 0,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 def _unknown(task: str) -> SoraError:

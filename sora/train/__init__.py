@@ -15,10 +15,29 @@ Layout: ``config`` (the ``train:`` section), ``optim`` (optimizers, schedules), 
 
 from sora.tasks import Task, evaluate, make_task, task_for
 from sora.train.config import EarlyStopping, TrainConfig
-from sora.train.job import TrainedRun, complete_model_config, evaluate_folder, prepare_recipe_data, train_and_test, train_recipe
+from sora.train.job import (
+    TrainedRun,
+    complete_model_config,
+    evaluate_folder,
+    prepare_recipe_data,
+    train_and_test,
+    train_recipe,
+)
 from sora.train.trainer import Trainer, TrainResult
 
 __all__ = [
-    "EarlyStopping", "Task", "TrainConfig", "TrainResult", "TrainedRun", "Trainer", "complete_model_config",
-    "evaluate", "evaluate_folder", "make_task", "prepare_recipe_data", "task_for", "train_and_test", "train_recipe",
+    "EarlyStopping",
+    "Task",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedRun",
+    "Trainer",
+    "complete_model_config",
+    "evaluate",
+    "evaluate_folder",
+    "make_task",
+    "prepare_recipe_data",
+    "task_for",
+    "train_and_test",
+    "train_recipe",
 ]

@@ -19,9 +19,17 @@ from sora.tasks.metrics import classification_metrics
 METHOD = "tfidf+logreg"  # how an unavailable baseline is named; a computed one names its settings too
 
 
-def tfidf_logreg(train_texts: list[str], train_labels, test_texts: list[str], test_labels,
-                 labels: list[str] | None = None, *, ngrams: tuple[int, int] = (1, 2), C: float = 4.0,
-                 seed: int = 0) -> dict[str, Any]:
+def tfidf_logreg(
+    train_texts: list[str],
+    train_labels,
+    test_texts: list[str],
+    test_labels,
+    labels: list[str] | None = None,
+    *,
+    ngrams: tuple[int, int] = (1, 2),
+    C: float = 4.0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fit on the training texts, score on the test texts: accuracy, macro-F1, per-class F1."""
     from sklearn.feature_extraction.text import TfidfVectorizer  # sklearn: 1.7 s to import, for this alone
     from sklearn.linear_model import LogisticRegression
@@ -36,7 +44,9 @@ def tfidf_logreg(train_texts: list[str], train_labels, test_texts: list[str], te
     n = len(labels) if labels else int(max(truth.max(), predicted.max())) + 1
     confusion = torch.bincount(torch.as_tensor(truth * n + predicted), minlength=n * n).view(n, n)
     out = classification_metrics(confusion, labels)
-    out.update(method=f"tfidf({ngrams[0]}-{ngrams[1]}gram)+logreg(C={C})", seconds=round(time.perf_counter() - start, 2))
+    out.update(
+        method=f"tfidf({ngrams[0]}-{ngrams[1]}gram)+logreg(C={C})", seconds=round(time.perf_counter() - start, 2)
+    )
     return out
 
 
@@ -69,8 +79,12 @@ def _text_baseline(data, split: str) -> dict[str, Any] | None:
     chooser = splits.get("validation") if splits.get("validation") is not None and len(splits["validation"]) else None
     settings = (((1, 1), 4.0), ((1, 2), 10.0))  # what did best on this machine's sets (DATA.md)
     if chooser is not None:  # pick the setting on validation, never on the split reported
-        scores = [tfidf_logreg(train.texts, train.labels, chooser.texts, chooser.labels, data.labels,
-                               ngrams=g, C=c)["accuracy"] for g, c in settings]
+        scores = [
+            tfidf_logreg(train.texts, train.labels, chooser.texts, chooser.labels, data.labels, ngrams=g, C=c)[
+                "accuracy"
+            ]
+            for g, c in settings
+        ]
         settings = (settings[int(np.argmax(scores))],)
     ngrams, C = settings[0]
     result = tfidf_logreg(train.texts, train.labels, test.texts, test.labels, data.labels, ngrams=ngrams, C=C)

@@ -28,7 +28,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model as load_weights_into, save_file
+from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as load_weights_into
 from torch import Tensor, nn
 
 from sora.atomic import clean_stale, staged_dir
@@ -44,6 +45,7 @@ DISCARDED = ".old-"  # an old checkpoint is renamed to .old-step-N before it is 
 
 
 # -- optimizer state <-> tensors + JSON ------------------------------------------------------------
+
 
 def flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """A name-keyed optimizer state dict (torch.distributed.checkpoint.state_dict) as tensors + JSON."""
@@ -62,7 +64,7 @@ def flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], dict[str, Any]]:
 def unflatten_optimizer(tensors: dict[str, Tensor], info: dict[str, Any]) -> dict:
     state: dict[str, dict[str, Any]] = {}
     for key, value in list(tensors.items()) + list(info.get("scalars", {}).items()):
-        name, field = key[len("state."):].rsplit(".", 1)
+        name, field = key[len("state.") :].rsplit(".", 1)
         state.setdefault(name, {})[field] = value
     groups = []
     for g in info["param_groups"]:
@@ -75,6 +77,7 @@ def unflatten_optimizer(tensors: dict[str, Tensor], info: dict[str, Any]) -> dic
 
 # -- random number generators -------------------------------------------------------------------------
 
+
 def local_rng_tensors() -> dict[str, Tensor]:
     out = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -85,8 +88,10 @@ def local_rng_tensors() -> dict[str, Tensor]:
 def host_rng_json() -> dict[str, Any]:
     version, words, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(words), gauss],
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return {
+        "python": [version, list(words), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
 
 
 def restore_rng(tensors: dict[str, Tensor], info: dict[str, Any], rank: int) -> None:
@@ -124,6 +129,7 @@ def _numpy_state(info: dict[str, Any]) -> tuple:
 
 # -- folders ---------------------------------------------------------------------------------------
 
+
 def save_checkpoint(
     root: Path,
     model: nn.Module,
@@ -141,8 +147,13 @@ def save_checkpoint(
     """Write ``root/step-N`` (N: ``state.step``) atomically, then delete all but the newest ``keep_last``
     of run ``run_id``."""
     target = root / f"step-{state.step}"
-    trainer = {**state.to_json(), "version": STATE_VERSION, "run_id": run_id, "world_size": world_size,
-               "train_config": train_config}
+    trainer = {
+        **state.to_json(),
+        "version": STATE_VERSION,
+        "run_id": run_id,
+        "world_size": world_size,
+        "train_config": train_config,
+    }
     clean_stale(root)  # what saves of earlier steps, killed mid-write, left
     with staged_dir(target) as folder:
         write_model_files(model, folder, tokenizer=tokenizer, meta=meta)
@@ -182,8 +193,10 @@ def latest_checkpoint(root: Path, run_id: str | None = None) -> Path | None:
 # -- reading a checkpoint: every file checked --------------------------------------------------------
 
 #: trainer.json fields a resume reads, each with the check its value must pass (REQUIRED must be there)
-TRAINER_FIELDS = {**TrainState.checks(),
-                  "world_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0}
+TRAINER_FIELDS = {
+    **TrainState.checks(),
+    "world_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+}
 REQUIRED = ("step", "epoch", "batch")
 
 

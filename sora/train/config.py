@@ -69,7 +69,9 @@ class TrainConfig(StrictModel):
     decode_examples: int = Field(200, ge=0, description="seq2seq/ctc: validation examples decoded for BLEU/CER")
     decode_max_tokens: int = Field(96, gt=0, description="seq2seq: longest greedy decode in validation")
     early_stopping: EarlyStopping | None = None
-    best_metric: str | None = Field(None, description="metric that picks the best model (default: early_stopping's, else per task)")
+    best_metric: str | None = Field(
+        None, description="metric that picks the best model (default: early_stopping's, else per task)"
+    )
     keep_last: int = Field(2, ge=1, description="checkpoints kept in OUT/checkpoints")
     checkpoint_every_steps: int | None = Field(None, gt=0, description="checkpoint besides every validation")
     # reproducibility and logging
@@ -87,8 +89,10 @@ class TrainConfig(StrictModel):
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
         if self.early_stopping and self.best_metric and self.best_metric != self.early_stopping.metric:
-            raise ValueError(f"best_metric '{self.best_metric}' differs from early_stopping.metric "
-                             f"'{self.early_stopping.metric}': one metric both picks the best model and stops the run")
+            raise ValueError(
+                f"best_metric '{self.best_metric}' differs from early_stopping.metric "
+                f"'{self.early_stopping.metric}': one metric both picks the best model and stops the run"
+            )
         return self
 
     def selection(self, task_default: str) -> tuple[str, str]:

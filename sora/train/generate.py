@@ -19,9 +19,19 @@ from sora.models.beam import lm_beam_search
 SHOWN_CHARS = 10  # unencodable characters named in a warning; the rest are counted
 
 
-def generate_text(model: nn.Module, tokenizer, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
-                  top_k: int | None = None, top_p: float | None = None, beam: int = 1, seed: int | None = None,
-                  samples: int = 1) -> list[str]:
+def generate_text(
+    model: nn.Module,
+    tokenizer,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    beam: int = 1,
+    seed: int | None = None,
+    samples: int = 1,
+) -> list[str]:
     """``samples`` continuations of ``prompt`` (decoder LM), or its translation (seq2seq), as text.
 
     ``beam`` > 1 searches for the most likely output instead of sampling (one output, same every time)."""
@@ -31,17 +41,31 @@ def generate_text(model: nn.Module, tokenizer, prompt: str, *, max_new_tokens: i
     if arch not in ("decoder_lm", "seq2seq"):
         raise SoraError(f"generate needs a decoder_lm or seq2seq model; this one is '{arch}' (use `sora eval`)")
     if beam > 1 and samples > 1:
-        raise SoraError(f"--samples {samples} with --beam {beam}: beam search gives the one most likely output; "
-                        "sample several with --beam 1")
+        raise SoraError(
+            f"--samples {samples} with --beam {beam}: beam search gives the one most likely output; "
+            "sample several with --beam 1"
+        )
     ids = prompt_ids(tokenizer, prompt)
     if arch == "decoder_lm":
-        return _continue(model, tokenizer, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                         top_p=top_p, beam=beam, seed=seed, samples=samples)
+        return _continue(
+            model,
+            tokenizer,
+            ids,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            beam=beam,
+            seed=seed,
+            samples=samples,
+        )
     if not ids:
         raise SoraError("--prompt: empty; give the text to translate")
     if samples > 1 or top_k is not None or top_p is not None or seed is not None:
-        raise SoraError("--samples, --top-k, --top-p and --seed sample a language model's continuations; a seq2seq "
-                        "model translates greedily or by beam search (--beam), one output")
+        raise SoraError(
+            "--samples, --top-k, --top-p and --seed sample a language model's continuations; a seq2seq "
+            "model translates greedily or by beam search (--beam), one output"
+        )
     ids = tokenizer.encode(prompt).ids  # with what training added (the end-of-sequence token)
     src = torch.tensor([_window(ids, model.config.max_len)])
     out = model.generate(src, _decoder_room(max_new_tokens, model.config.max_len), beam=beam)
@@ -51,21 +75,40 @@ def generate_text(model: nn.Module, tokenizer, prompt: str, *, max_new_tokens: i
 def _window(ids: list[int], max_len: int) -> list[int]:
     """The last ``max_len`` ids of a prompt: what the model can read; a longer prompt is said, not cut quietly."""
     if len(ids) > max_len:
-        warnings.warn(f"--prompt: {len(ids)} tokens, but the model reads at most {max_len} (max_len): the first "
-                      f"{len(ids) - max_len} are left out", SoraWarning, stacklevel=3)
+        warnings.warn(
+            f"--prompt: {len(ids)} tokens, but the model reads at most {max_len} (max_len): the first "
+            f"{len(ids) - max_len} are left out",
+            SoraWarning,
+            stacklevel=3,
+        )
     return ids[-max_len:]
 
 
 def _decoder_room(max_new_tokens: int, max_len: int) -> int:
     """A seq2seq decoder holds ``max_len`` positions, its start token included: more new tokens cannot fit."""
     if max_new_tokens > max_len - 1:
-        warnings.warn(f"--max-new-tokens {max_new_tokens}: this model writes at most {max_len - 1} tokens "
-                      f"(max_len {max_len}, one for the start token)", SoraWarning, stacklevel=3)
+        warnings.warn(
+            f"--max-new-tokens {max_new_tokens}: this model writes at most {max_len - 1} tokens "
+            f"(max_len {max_len}, one for the start token)",
+            SoraWarning,
+            stacklevel=3,
+        )
     return min(max_new_tokens, max_len - 1)
 
 
-def _continue(model: nn.Module, tokenizer, ids: list[int], *, max_new_tokens: int, temperature: float,
-              top_k: int | None, top_p: float | None, beam: int, seed: int | None, samples: int) -> list[str]:
+def _continue(
+    model: nn.Module,
+    tokenizer,
+    ids: list[int],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    beam: int,
+    seed: int | None,
+    samples: int,
+) -> list[str]:
     """Continuations of a decoder LM: sampled (``samples`` of them), or the beam search's best."""
     if not ids:
         if model.config.bos_id is None:
@@ -77,8 +120,9 @@ def _continue(model: nn.Module, tokenizer, ids: list[int], *, max_new_tokens: in
         return [tokenizer.decode(ids + best, skip_special_tokens=True)]
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     prompts = torch.tensor([ids] * samples)  # (samples, T)
-    out = model.generate(prompts, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         generator=generator)
+    out = model.generate(
+        prompts, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+    )
     return [tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in out]
 
 

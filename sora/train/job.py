@@ -36,7 +36,8 @@ from sora.models.checks import require_fits, require_same_labels
 from sora.models.folder import TOKENIZER
 from sora.tasks import Task, evaluate, task_for
 from sora.train import distributed
-from sora.train.baseline import describe as describe_baseline, text_baseline
+from sora.train.baseline import describe as describe_baseline
+from sora.train.baseline import text_baseline
 from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
 from sora.train.killpoints import kill_point
@@ -58,8 +59,14 @@ class TrainedRun:
     main: bool = True  # rank 0 (only it should run later stages that write files)
 
 
-def prepare_recipe_data(data_section: dict[str, Any] | Any, out_dir: Path, *, dist: distributed.Dist | None = None,
-                        resume: bool = False, tokenizer=None):
+def prepare_recipe_data(
+    data_section: dict[str, Any] | Any,
+    out_dir: Path,
+    *,
+    dist: distributed.Dist | None = None,
+    resume: bool = False,
+    tokenizer=None,
+):
     """Prepare the recipe's data once: on resume, reuse the run's newest checkpoint's tokenizer; under
     torchrun, rank 0 trains the tokenizer and the other ranks load it."""
     cfg = _data_config(data_section)
@@ -89,8 +96,15 @@ def complete_model_config(config: ModelConfig, data, note: Callable[[str], None]
 
     The data wins where they differ (a model must fit its tokenizer); each change is noted.
     """
-    fields = data.model_fields() if hasattr(data, "model_fields") else {
-        k: getattr(data, k) for k in ("vocab_size", "pad_id", "bos_id", "eos_id") if getattr(data, k, None) is not None}
+    fields = (
+        data.model_fields()
+        if hasattr(data, "model_fields")
+        else {
+            k: getattr(data, k)
+            for k in ("vocab_size", "pad_id", "bos_id", "eos_id")
+            if getattr(data, k, None) is not None
+        }
+    )
     if data.labels and "n_classes" not in fields and data.task == "classification":
         fields["n_classes"] = len(data.labels)
     current = config.model_dump()
@@ -112,9 +126,15 @@ def complete_model_config(config: ModelConfig, data, note: Callable[[str], None]
         raise ConfigError(f"model: does not fit the data ({e})") from None
 
 
-def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
-                 on_model: Callable[[nn.Module], None] | None = None, log: Callable[[str], None] | None = None,
-                 stop_after_steps: int | None = None) -> TrainedRun:
+def train_recipe(
+    recipe,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    on_model: Callable[[nn.Module], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> TrainedRun:
     """Prepare data, build the model (``on_model`` sees it first), train, test, write the files."""
     if recipe.train is None:
         raise ConfigError(f"recipe '{recipe.name}': no train section")
@@ -140,17 +160,36 @@ def train_recipe(recipe, out_dir: str | Path, *, resume: bool = False,
         if on_model is not None and d.main:
             on_model(model)
         meta = {"recipe": recipe.name}
-        run = train_and_test(model, data, cfg, out_dir, dist=d, resume=resume, meta=meta,
-                             stop_after_steps=stop_after_steps, log=say, run_spec=run_spec)
+        run = train_and_test(
+            model,
+            data,
+            cfg,
+            out_dir,
+            dist=d,
+            resume=resume,
+            meta=meta,
+            stop_after_steps=stop_after_steps,
+            log=say,
+            run_spec=run_spec,
+        )
         return run
     finally:
         d.close()
 
 
-def train_and_test(model: nn.Module, data: TaskData, cfg: TrainConfig, out_dir: Path, *,
-                   dist: distributed.Dist | None = None, resume: bool = False, meta: dict | None = None,
-                   stop_after_steps: int | None = None,
-                   log: Callable[[str], None] = print, run_spec: dict[str, Any] | None = None) -> TrainedRun:
+def train_and_test(
+    model: nn.Module,
+    data: TaskData,
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    dist: distributed.Dist | None = None,
+    resume: bool = False,
+    meta: dict | None = None,
+    stop_after_steps: int | None = None,
+    log: Callable[[str], None] = print,
+    run_spec: dict[str, Any] | None = None,
+) -> TrainedRun:
     """Train ``model`` on ``data``, then evaluate the selected model on the test split and save it.
 
     ``run_spec`` (recipe, data) joins the run's identity, which a resume must match (sora.train.run_folder)."""
@@ -163,17 +202,26 @@ def train_and_test(model: nn.Module, data: TaskData, cfg: TrainConfig, out_dir: 
         return run
     kill_point("trained", result.step)
     final = result.model.to(d.device)
-    metrics: dict[str, Any] = {"recipe": (meta or {}).get("recipe"), "task": task.name, "dataset": data.name,
-                               "parameters": sum(p.numel() for p in final.parameters())}
+    metrics: dict[str, Any] = {
+        "recipe": (meta or {}).get("recipe"),
+        "task": task.name,
+        "dataset": data.name,
+        "parameters": sum(p.numel() for p in final.parameters()),
+    }
     best_validation = result.best_validation()
     if best_validation is not None:
         metrics["validation"] = best_validation
     if data.has_split("test"):
-        loader = data.loader("test", trainer.eval_bs, rank=d.rank, world_size=d.world_size,
-                             num_workers=cfg.num_workers)
-        metrics["test"] = evaluate(final, loader, task, device=d.device, precision=cfg.precision,
-                                   decode_examples=-(-cfg.decode_examples // d.world_size),
-                                   reduce=d.sum if d.enabled else None)
+        loader = data.loader("test", trainer.eval_bs, rank=d.rank, world_size=d.world_size, num_workers=cfg.num_workers)
+        metrics["test"] = evaluate(
+            final,
+            loader,
+            task,
+            device=d.device,
+            precision=cfg.precision,
+            decode_examples=-(-cfg.decode_examples // d.world_size),
+            reduce=d.sum if d.enabled else None,
+        )
         log(f"test: {_short(metrics['test'])}")
     run.model = final = final.cpu().eval()
     if d.main:
@@ -182,8 +230,12 @@ def train_and_test(model: nn.Module, data: TaskData, cfg: TrainConfig, out_dir: 
             metrics["baseline"] = baseline
             log(describe_baseline(baseline))
     metrics["train"] = {
-        "steps": result.step, "epochs": round(result.epoch, 3), "stopped": result.stopped,
-        "minutes": round(result.elapsed_s / 60, 2), "world_size": d.world_size, "precision": cfg.precision,
+        "steps": result.step,
+        "epochs": round(result.epoch, 3),
+        "stopped": result.stopped,
+        "minutes": round(result.elapsed_s / 60, 2),
+        "world_size": d.world_size,
+        "precision": cfg.precision,
         "examples_per_s": round(result.throughput["examples_per_s"], 1),
         "tokens_per_s": round(result.throughput["tokens_per_s"], 1),
     }
@@ -192,9 +244,13 @@ def train_and_test(model: nn.Module, data: TaskData, cfg: TrainConfig, out_dir: 
     run.metrics = metrics
     if d.main:
         provenance = {**_provenance(data, cfg, result, d), "run_id": trainer.run_id}
-        model_meta = {**(meta or {}), "task": task.name, "labels": data.labels,
-                      "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
-                      "provenance": provenance}
+        model_meta = {
+            **(meta or {}),
+            "task": task.name,
+            "labels": data.labels,
+            "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
+            "provenance": provenance,
+        }
         run.model_dir = save_model(final, out_dir / "model", tokenizer=data.tokenizer, meta=model_meta)
         kill_point("saved", result.step)
         metrics["model_dir"] = str(run.model_dir)
@@ -207,8 +263,15 @@ def train_and_test(model: nn.Module, data: TaskData, cfg: TrainConfig, out_dir: 
 # -- evaluation of a saved model ----------------------------------------------------------------------
 
 
-def evaluate_folder(model_dir: str | Path, data: DataConfig | dict[str, Any], *, split: str = "test",
-                    batch_size: int = 64, decode_examples: int = 200, max_batches: int | None = None) -> dict[str, Any]:
+def evaluate_folder(
+    model_dir: str | Path,
+    data: DataConfig | dict[str, Any],
+    *,
+    split: str = "test",
+    batch_size: int = 64,
+    decode_examples: int = 200,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
     """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer.
 
     ``data`` is a validated DataConfig (``sora.data.read_data_config``) or a recipe's data section."""
@@ -218,24 +281,32 @@ def evaluate_folder(model_dir: str | Path, data: DataConfig | dict[str, Any], *,
     _require_tokenizer(model, tokenizer, cfg, model_dir)
     data = prepare_data(cfg, tokenizer=tokenizer)
     if not data.has_split(split):
-        raise SoraError(unusable_split(split, {k: len(v) for k, v in data.splits.items()}, data.name or "the data",
-                                       getattr(cfg.split, split, None)))
+        raise SoraError(
+            unusable_split(
+                split,
+                {k: len(v) for k, v in data.splits.items()},
+                data.name or "the data",
+                getattr(cfg.split, split, None),
+            )
+        )
     require_same_labels(model, load_meta(model_dir), data.labels, model_where=model_dir, data_where=data.name)
     require_fits(model.config, data, data.name)  # after: a label mismatch is named label by label
     task = task_for(data, model, decode_examples=decode_examples)
-    metrics = evaluate(model, data.loader(split, batch_size), task, max_batches=max_batches,
-                       decode_examples=decode_examples)
-    return {"model": str(model_dir), "dataset": data.name, "split": split, "task": task.name,
-            "metrics": metrics}
+    metrics = evaluate(
+        model, data.loader(split, batch_size), task, max_batches=max_batches, decode_examples=decode_examples
+    )
+    return {"model": str(model_dir), "dataset": data.name, "split": split, "task": task.name, "metrics": metrics}
 
 
 def _require_tokenizer(model: nn.Module, tokenizer, cfg: DataConfig, model_dir: str | Path) -> None:
     """A text model reads the ids of the tokenizer it was trained with: one trained anew on the data
     would give other ids, and metrics that look plausible but mean nothing."""
     if tokenizer is None and model.config.input == "text" and cfg.tokenizer.kind != "pretrained":
-        raise SoraError(f"{model_dir}: the folder lacks {TOKENIZER}, which a text model needs (a tokenizer trained "
-                        "anew would give other ids); copy it from the training run, or name one with "
-                        "data.tokenizer: {kind: pretrained, path: ...}")
+        raise SoraError(
+            f"{model_dir}: the folder lacks {TOKENIZER}, which a text model needs (a tokenizer trained "
+            "anew would give other ids); copy it from the training run, or name one with "
+            "data.tokenizer: {kind: pretrained, path: ...}"
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -246,8 +317,9 @@ def _train_config(section: dict[str, Any]) -> TrainConfig:
 
 
 def _data_config(section: dict[str, Any] | DataConfig) -> DataConfig:
-    return section if isinstance(section, DataConfig) else validate(
-        DataConfig, section, source="recipe", prefix=("data",))
+    return (
+        section if isinstance(section, DataConfig) else validate(DataConfig, section, source="recipe", prefix=("data",))
+    )
 
 
 def _resumed_tokenizer(out_dir: Path):
@@ -267,17 +339,23 @@ def _provenance(data, cfg: TrainConfig, result: TrainResult, d: distributed.Dist
         "dataset": data.name,
         "data_config": data_cfg.model_dump(mode="json") if hasattr(data_cfg, "model_dump") else None,
         "train_config": cfg.model_dump(mode="json"),
-        "steps": result.step, "stopped": result.stopped, "best": result.best,
-        "world_size": d.world_size, "device": str(d.device),
-        "sora": sora_version, "torch": torch.__version__, "git_commit": _git_commit(),
+        "steps": result.step,
+        "stopped": result.stopped,
+        "best": result.best,
+        "world_size": d.world_size,
+        "device": str(d.device),
+        "sora": sora_version,
+        "torch": torch.__version__,
+        "git_commit": _git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

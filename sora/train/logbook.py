@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 
 class RunLog:
-    def __init__(self, out_dir: Path, *, enabled: bool = True, quiet: bool = False, total: int | None = None,
-                 initial: int = 0):
+    def __init__(
+        self, out_dir: Path, *, enabled: bool = True, quiet: bool = False, total: int | None = None, initial: int = 0
+    ):
         self.enabled, self.quiet = enabled, quiet or not enabled
         self.writer = self.bar = self.jsonl = None
         if not enabled:

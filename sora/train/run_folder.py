@@ -23,8 +23,21 @@ from sora.train.config import TrainConfig
 RUN_FILE = "run.json"
 
 #: train keys a resume may change: when the run ends, how it reports, where and how fast it runs
-FREE_ON_RESUME = frozenset({"epochs", "max_steps", "max_minutes", "quiet", "log_every", "keep_last",
-                            "checkpoint_every_steps", "num_workers", "device", "threads", "compile"})
+FREE_ON_RESUME = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "max_minutes",
+        "quiet",
+        "log_every",
+        "keep_last",
+        "checkpoint_every_steps",
+        "num_workers",
+        "device",
+        "threads",
+        "compile",
+    }
+)
 #: data keys that are not part of a run's identity (and may hold secrets: never written to run.json)
 DATA_NOT_IDENTITY = frozenset({"storage_options"})
 
@@ -41,8 +54,10 @@ def start_run(out_dir: Path, spec: dict[str, Any]) -> str:
     """Make ``out_dir`` belong to a new run; its id."""
     run_id = uuid.uuid4().hex[:16]
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / RUN_FILE, {
-        "run_id": run_id, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "spec": spec})
+    write_json(
+        out_dir / RUN_FILE,
+        {"run_id": run_id, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "spec": spec},
+    )
     return run_id
 
 
@@ -54,8 +69,10 @@ def resumed_run(out_dir: Path, spec: dict[str, Any]) -> str:
     difference = first_difference(saved["spec"], spec)
     if difference is not None:
         key, was, now = difference
-        raise SoraError(f"--resume: {out_dir / RUN_FILE}: the run was trained with {key}={was}, the recipe now says "
-                        f"{now}; resume with the run's recipe, or start a new run")
+        raise SoraError(
+            f"--resume: {out_dir / RUN_FILE}: the run was trained with {key}={was}, the recipe now says "
+            f"{now}; resume with the run's recipe, or start a new run"
+        )
     return saved["run_id"]
 
 
@@ -78,8 +95,11 @@ def first_difference(saved: Any, now: Any, path: str = "") -> tuple[str, str, st
     if isinstance(saved, dict) and isinstance(now, dict):
         for key in now:
             where = f"{path}.{key}" if path else str(key)
-            found = first_difference(saved[key], now[key], where) if key in saved else (
-                where, "(not recorded)", _show(now[key]))
+            found = (
+                first_difference(saved[key], now[key], where)
+                if key in saved
+                else (where, "(not recorded)", _show(now[key]))
+            )
             if found is not None:
                 return found
         return None

@@ -22,6 +22,7 @@ SAVED_STOP_REASONS = (None, "epochs", "max_steps", "max_minutes", "early_stoppin
 
 # -- checks of saved values (trainer.json is read from disk: any value may be damaged) -------------
 
+
 def _count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
@@ -31,8 +32,13 @@ def _number(v: Any) -> bool:
 
 
 def _best(v: Any) -> bool:
-    return v is None or (isinstance(v, dict) and isinstance(v.get("metric"), str) and v.get("mode") in ("min", "max")
-                         and _number(v.get("value")) and _count(v.get("step")))
+    return v is None or (
+        isinstance(v, dict)
+        and isinstance(v.get("metric"), str)
+        and v.get("mode") in ("min", "max")
+        and _number(v.get("value"))
+        and _count(v.get("step"))
+    )
 
 
 def _history(v: Any) -> bool:
@@ -88,6 +94,7 @@ class TrainState:
 
 # -- when a run ends ------------------------------------------------------------------------------------
 
+
 def total_steps(cfg: TrainConfig, n_batches: int) -> int | None:
     """The run's length in optimizer steps: the smaller of max_steps and epochs' (None: only time ends it)."""
     total = cfg.max_steps
@@ -102,8 +109,15 @@ def over_time(cfg: TrainConfig, elapsed_s: float) -> bool:
     return bool(cfg.max_minutes) and elapsed_s >= cfg.max_minutes * 60
 
 
-def stop_reason(cfg: TrainConfig, step: int, total: int | None, *, time_up: bool = False, halted: bool = False,
-                early_stopped: bool = False) -> str | None:
+def stop_reason(
+    cfg: TrainConfig,
+    step: int,
+    total: int | None,
+    *,
+    time_up: bool = False,
+    halted: bool = False,
+    early_stopped: bool = False,
+) -> str | None:
     """Why the run ends at ``step`` (None: it goes on), first reason first: an early stop already
     decided, the run's length, its time budget, an interruption."""
     if early_stopped:
@@ -118,6 +132,7 @@ def stop_reason(cfg: TrainConfig, step: int, total: int | None, *, time_up: bool
 
 
 # -- the best model and early stopping -------------------------------------------------------------------
+
 
 def validation_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """A validation record's metrics, without its step and epoch."""
@@ -144,8 +159,10 @@ class BestTracker:
     def observe(self, state: TrainState, record: dict[str, Any], task: str) -> bool:
         """Count validation ``record`` into ``state``; True when it is the best so far."""
         if self.metric not in record:
-            raise ConfigError(f"train.best_metric / train.early_stopping.metric: {self.metric!r} is not a validation "
-                              f"metric of the {task} task (has: {', '.join(validation_metrics(record))})")
+            raise ConfigError(
+                f"train.best_metric / train.early_stopping.metric: {self.metric!r} is not a validation "
+                f"metric of the {task} task (has: {', '.join(validation_metrics(record))})"
+            )
         value = record[self.metric]
         if not self._better(value, state.best):
             state.bad_validations += 1

@@ -21,10 +21,14 @@ def require_trainable(data: Prepared) -> None:
     columns = data.config.columns
     texts = getattr(train, "texts", None)
     if data.modality == "text" and texts is not None and not any(str(t).strip() for t in texts):
-        raise SoraError(f"{data.name}: column '{columns.get('text', 'text')}': every text of the training split is "
-                        "empty; a classifier needs text to learn from")
+        raise SoraError(
+            f"{data.name}: column '{columns.get('text', 'text')}': every text of the training split is "
+            "empty; a classifier needs text to learn from"
+        )
     present = np.unique(train.labels)
     if len(present) < 2:
         only = data.labels[int(present[0])] if data.labels else str(present[0])
-        raise SoraError(f"{data.name}: column '{columns.get('label', 'label')}': the training split has one class "
-                        f"({only!r}); a classifier needs at least two")
+        raise SoraError(
+            f"{data.name}: column '{columns.get('label', 'label')}': the training split has one class "
+            f"({only!r}); a classifier needs at least two"
+        )

@@ -148,8 +148,9 @@ class Trainer:
         values; a resume must match it."""
         self.model, self.data, self.config = model, data, config
         self.out_dir = Path(out_dir)
-        self.task = task or task_for(data, model, decode_examples=config.decode_examples,
-                                     max_new_tokens=config.decode_max_tokens)
+        self.task = task or task_for(
+            data, model, decode_examples=config.decode_examples, max_new_tokens=config.decode_max_tokens
+        )
         self.resume = resume
         self.run_spec = dict(run_spec or {})
         self.meta = dict(meta or {})
@@ -178,9 +179,10 @@ class Trainer:
         restored = self._load_checkpoint(model, d) if self.resume else None
         state = restored.state if restored is not None else TrainState()
         parts = self._parts(model, d, restored, state)
+        if restored is not None:
+            self._check_position(state, restored)
         tracker = BestTracker.from_config(self.config, self.task.monitor)
-        self.log = RunLog(self.out_dir, enabled=d.main, quiet=self.config.quiet, total=self.total,
-                          initial=state.step)
+        self.log = RunLog(self.out_dir, enabled=d.main, quiet=self.config.quiet, total=self.total, initial=state.step)
         loop = _Loop(parts, state, tracker, _Clock(state.elapsed_s), stop_after_steps)
         previous_handler = self._catch_sigint()
         try:
@@ -206,8 +208,9 @@ class Trainer:
         self.total = total_steps(cfg, self.n_batches)
         self.validates = self.data.has_split("validation")
 
-    def _parts(self, model: nn.Module, d: distributed.Dist, restored: ckpt.Checkpoint | None,
-               state: TrainState) -> _Parts:
+    def _parts(
+        self, model: nn.Module, d: distributed.Dist, restored: ckpt.Checkpoint | None, state: TrainState
+    ) -> _Parts:
         """The wrapped model, optimizer and scaler, restored from ``restored`` when resuming."""
         cfg = self.config
         wrapped = distributed.wrap(model, d, cfg.strategy)
@@ -225,8 +228,13 @@ class Trainer:
     def _train(self, loop: _Loop, rng: tuple | None) -> None:
         """Epoch after epoch until ``loop.stopped``; ``rng``: a checkpoint's generators, restored once."""
         state = loop.state
-        loop.stopped = stop_reason(self.config, state.step, self.total, early_stopped=state.stopped == "early_stopping",
-                                   time_up=over_time(self.config, state.elapsed_s))
+        loop.stopped = stop_reason(
+            self.config,
+            state.step,
+            self.total,
+            early_stopped=state.stopped == "early_stopping",
+            time_up=over_time(self.config, state.elapsed_s),
+        )
         while loop.stopped is None:
             self._train_epoch(loop, self._epoch_batches(state, rng))
             rng = None
@@ -238,9 +246,17 @@ class Trainer:
         if rng is not None and state.batch == 0:
             ckpt.restore_rng(*rng, d.rank)
             rng = None
-        loader = self.data.loader("train", self.local_bs, shuffle=True, seed=cfg.seed, epoch=state.epoch,
-                                  start_batch=state.batch, rank=d.rank, world_size=d.world_size,
-                                  num_workers=cfg.num_workers)
+        loader = self.data.loader(
+            "train",
+            self.local_bs,
+            shuffle=True,
+            seed=cfg.seed,
+            epoch=state.epoch,
+            start_batch=state.batch,
+            rank=d.rank,
+            world_size=d.world_size,
+            num_workers=cfg.num_workers,
+        )
         batches = iter(loader)
         if rng is not None:
             ckpt.restore_rng(*rng, d.rank)
@@ -276,8 +292,11 @@ class Trainer:
         validate = self._validation_due(loop, end_of_epoch)
         if validate:
             self._validate_and_select(loop)
-        if validate or loop.stopped is not None or (
-                cfg.checkpoint_every_steps is not None and state.step % cfg.checkpoint_every_steps == 0):
+        if (
+            validate
+            or loop.stopped is not None
+            or (cfg.checkpoint_every_steps is not None and state.step % cfg.checkpoint_every_steps == 0)
+        ):
             self._checkpoint(loop)
         return end_of_epoch
 
@@ -296,16 +315,21 @@ class Trainer:
 
     def _stop_after_step(self, loop: _Loop) -> str | None:
         """Why the run stops after this step, agreed by every process (None: it goes on)."""
-        time_up, halt = self._agree(over_time(self.config, loop.clock.elapsed()),
-                                    self._stop_requested or loop.state.step == loop.stop_after_steps)
+        time_up, halt = self._agree(
+            over_time(self.config, loop.clock.elapsed()),
+            self._stop_requested or loop.state.step == loop.stop_after_steps,
+        )
         return stop_reason(self.config, loop.state.step, self.total, time_up=time_up, halted=halt)
 
     def _validation_due(self, loop: _Loop, end_of_epoch: bool) -> bool:
         """After every epoch, every ``validate_every_steps`` and a stop decision. Scheduled validations
         run even when interrupted, so a resumed run's history matches."""
         every = self.config.validate_every_steps
-        return self.validates and (end_of_epoch or loop.stopped not in (None, "interrupted")
-                                   or (every is not None and loop.state.step % every == 0))
+        return self.validates and (
+            end_of_epoch
+            or loop.stopped not in (None, "interrupted")
+            or (every is not None and loop.state.step % every == 0)
+        )
 
     def _validate_and_select(self, loop: _Loop) -> None:
         """Validate, keep the model in OUT/best when it is the best so far, stop early when patience runs out."""
@@ -318,8 +342,10 @@ class Trainer:
             loop.stopped = loop.stopped or "early_stopping"
             loop.early_stopped = True
             best = state.best
-            self.log.say(f"early stopping: no {loop.tracker.metric} improvement in {loop.tracker.patience} "
-                         f"validations (best {best['value']:.4g} at step {best['step']})")
+            self.log.say(
+                f"early stopping: no {loop.tracker.metric} improvement in {loop.tracker.patience} "
+                f"validations (best {best['value']:.4g} at step {best['step']})"
+            )
         kill_point("validated", state.step)
 
     def _checkpoint(self, loop: _Loop) -> None:
@@ -342,10 +368,18 @@ class Trainer:
             self.log.say(f"stopped at step {state.step}: checkpoint {loop.checkpoint}; continue with --resume")
         final = self._final_model(loop.parts.model, self.dist, state)
         return TrainResult(
-            model=final, step=state.step, epoch=state.position(self.n_batches), stopped=loop.stopped,
-            best=state.best, history=state.history, elapsed_s=elapsed, checkpoint=loop.checkpoint,
-            throughput={"examples_per_s": state.examples / max(elapsed, 1e-9),
-                        "tokens_per_s": state.tokens / max(elapsed, 1e-9)},
+            model=final,
+            step=state.step,
+            epoch=state.position(self.n_batches),
+            stopped=loop.stopped,
+            best=state.best,
+            history=state.history,
+            elapsed_s=elapsed,
+            checkpoint=loop.checkpoint,
+            throughput={
+                "examples_per_s": state.examples / max(elapsed, 1e-9),
+                "tokens_per_s": state.tokens / max(elapsed, 1e-9),
+            },
         )
 
     def _agree(self, *flags: bool) -> list[bool]:
@@ -355,15 +389,16 @@ class Trainer:
 
     def _step(self, parts: _Parts, group: list) -> dict[str, Any]:
         """One optimizer step over ``group`` (the micro-batches of one accumulation)."""
-        cfg, d, task = self.config, self.dist, self.task
+        d, task = self.dist, self.task
         parts.model.train()
         local = sum(task.targets(b) for b in group)
         total = float(d.sum(torch.tensor([float(local)], dtype=torch.float64)).item())
         scale = d.world_size / max(total, 1.0)  # DDP averages over processes: undo that, divide by all targets
         loss_sum, examples, tokens = 0.0, 0, 0
         for i, raw in enumerate(group):
-            loss = self._backward(parts, to_device(raw, d.device), scale, last=i == len(group) - 1,
-                                  micro_batches=len(group))
+            loss = self._backward(
+                parts, to_device(raw, d.device), scale, last=i == len(group) - 1, micro_batches=len(group)
+            )
             loss_sum += float(loss.detach())
             examples += task.examples(raw)
             tokens += task.tokens(raw)
@@ -410,27 +445,40 @@ class Trainer:
 
     def _log_train(self, window: _Window, step: int, lr: float, grad_norm: Tensor, epoch: float) -> None:
         d = self.dist
-        sums = d.sum(torch.tensor([window.loss, window.count, window.examples, window.tokens],
-                                  dtype=torch.float64)).tolist()
+        sums = d.sum(
+            torch.tensor([window.loss, window.count, window.examples, window.tokens], dtype=torch.float64)
+        ).tolist()
         if hasattr(grad_norm, "full_tensor"):  # FSDP: a sharded norm
             grad_norm = grad_norm.full_tensor()
         seconds = max(time.monotonic() - window.t, 1e-9)
-        values = {"loss": sums[0] / max(sums[1], 1), "lr": lr, "grad_norm": float(grad_norm),
-                  "examples_per_s": sums[2] / seconds, "tokens_per_s": sums[3] / seconds,
-                  "steps_per_s": window.steps / seconds}
+        values = {
+            "loss": sums[0] / max(sums[1], 1),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "examples_per_s": sums[2] / seconds,
+            "tokens_per_s": sums[3] / seconds,
+            "steps_per_s": window.steps / seconds,
+        }
         self.log.scalars("train", values, step)
         self.log.event("train", step, epoch=round(epoch, 4), **values)
         self.log.advance(0, loss=values["loss"], lr=lr, **{"ex/s": round(values["examples_per_s"], 1)})
 
     def _validate(self, model: nn.Module, step: int, epoch: float) -> dict[str, Any]:
         cfg, d = self.config, self.dist
-        loader = self.data.loader("validation", self.eval_bs, shuffle=False, rank=d.rank, world_size=d.world_size,
-                                  num_workers=cfg.num_workers)
+        loader = self.data.loader(
+            "validation", self.eval_bs, shuffle=False, rank=d.rank, world_size=d.world_size, num_workers=cfg.num_workers
+        )
         with distributed.gathered(model):
-            metrics = evaluate(model, loader, self.task, device=d.device, precision=cfg.precision,
-                               max_batches=cfg.eval_max_batches,
-                               decode_examples=math.ceil(cfg.decode_examples / d.world_size),
-                               reduce=d.sum if d.enabled else None)
+            metrics = evaluate(
+                model,
+                loader,
+                self.task,
+                device=d.device,
+                precision=cfg.precision,
+                max_batches=cfg.eval_max_batches,
+                decode_examples=math.ceil(cfg.decode_examples / d.world_size),
+                reduce=d.sum if d.enabled else None,
+            )
         self.log.scalars("val", metrics, step)
         self.log.event("validation", step, epoch=round(epoch, 4), **metrics)
         self.log.say(f"step {step} (epoch {epoch:.2f}) validation: {format_metrics(metrics)}")
@@ -459,8 +507,12 @@ class Trainer:
     def _save_best(self, model: nn.Module, d: distributed.Dist, record: dict) -> None:
         plain = self._plain(model, d)
         if d.main:
-            save_model(plain, self.out_dir / "best", tokenizer=self.tokenizer,
-                       meta=self._model_meta(stage="best", step=record["step"], validation=record))
+            save_model(
+                plain,
+                self.out_dir / "best",
+                tokenizer=self.tokenizer,
+                meta=self._model_meta(stage="best", step=record["step"], validation=record),
+            )
         d.barrier()
 
     def _save_checkpoint(self, model, optimizer, d: distributed.Dist, state: TrainState) -> Path:
@@ -475,10 +527,18 @@ class Trainer:
         path = self.out_dir / "checkpoints" / f"step-{state.step}"
         if d.main:
             path = ckpt.save_checkpoint(
-                self.out_dir / "checkpoints", plain, state, run_id=self.run_id, world_size=d.world_size,
-                train_config=self.config.model_dump(mode="json"), optimizer=ckpt.flatten_optimizer(optim_state),
-                rng=(rng, ckpt.host_rng_json()), tokenizer=self.tokenizer,
-                meta=self._model_meta(stage="checkpoint", step=state.step), keep_last=self.config.keep_last)
+                self.out_dir / "checkpoints",
+                plain,
+                state,
+                run_id=self.run_id,
+                world_size=d.world_size,
+                train_config=self.config.model_dump(mode="json"),
+                optimizer=ckpt.flatten_optimizer(optim_state),
+                rng=(rng, ckpt.host_rng_json()),
+                tokenizer=self.tokenizer,
+                meta=self._model_meta(stage="checkpoint", step=state.step),
+                keep_last=self.config.keep_last,
+            )
         d.barrier()
         return path
 
@@ -492,18 +552,30 @@ class Trainer:
         d.barrier()
         return run_folder.read_run(self.out_dir)["run_id"]
 
+    def _check_position(self, state: TrainState, restored: ckpt.Checkpoint) -> None:
+        """A damaged data position would skip (or loop over) batches for ever: every epoch takes a step."""
+        if state.batch > self.n_batches or state.epoch > state.step:
+            raise SoraError(
+                f"{restored.folder}/{ckpt.TRAINER}: epoch {state.epoch}, batch {state.batch} cannot follow "
+                f"step {state.step} with {self.n_batches} batches an epoch; the checkpoint is damaged"
+            )
+
     def _load_checkpoint(self, model: nn.Module, d: distributed.Dist) -> ckpt.Checkpoint | None:
         """The run's newest checkpoint, its weights loaded into ``model`` (None before its first)."""
         folder = ckpt.latest_checkpoint(self.out_dir / "checkpoints", self.run_id)
         if folder is None:
             if d.main and not self.config.quiet:
-                print(f"resume: run {self.run_id} has no checkpoint in {self.out_dir / 'checkpoints'} yet; "
-                      f"starting it from step 0")
+                print(
+                    f"resume: run {self.run_id} has no checkpoint in {self.out_dir / 'checkpoints'} yet; "
+                    f"starting it from step 0"
+                )
             return None
         restored = ckpt.read_checkpoint(folder)
         if restored.world_size != d.world_size:
-            raise SoraError(f"{folder}: written by {restored.world_size} processes; resume with the same "
-                            f"number (torchrun --nproc_per_node={restored.world_size}), now {d.world_size}")
+            raise SoraError(
+                f"{folder}: written by {restored.world_size} processes; resume with the same "
+                f"number (torchrun --nproc_per_node={restored.world_size}), now {d.world_size}"
+            )
         ckpt.load_weights(model, folder, str(d.device))
         state = restored.state
         if d.main and not self.config.quiet:
@@ -517,8 +589,10 @@ class Trainer:
             state = ckpt.unflatten_optimizer(*flat)
             set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
         except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
-            raise SoraError(f"{folder}: its optimizer state (optimizer.safetensors, optimizer.json) does not match "
-                            f"this model/optimizer ({ckpt.one_line(e)})") from None
+            raise SoraError(
+                f"{folder}: its optimizer state (optimizer.safetensors, optimizer.json) does not match "
+                f"this model/optimizer ({ckpt.one_line(e)})"
+            ) from None
 
     def _final_model(self, model: nn.Module, d: distributed.Dist, state: TrainState) -> nn.Module:
         if state.best is not None and (self.out_dir / "best").is_dir():

@@ -8,9 +8,14 @@ from tests.helpers import tiny
 # name -> (config overrides, task)
 ASSEMBLIES = {
     "text_classifier": (dict(arch="encoder_classifier"), "classification"),
-    "image_classifier": (dict(arch="encoder_classifier", input="image", image={"size": 8, "patch": 4}), "classification"),
-    "audio_classifier": (dict(arch="encoder_classifier", input="audio", audio={"n_mels": 8, "patch_frames": 2}),
-                         "classification"),
+    "image_classifier": (
+        dict(arch="encoder_classifier", input="image", image={"size": 8, "patch": 4}),
+        "classification",
+    ),
+    "audio_classifier": (
+        dict(arch="encoder_classifier", input="audio", audio={"n_mels": 8, "patch_frames": 2}),
+        "classification",
+    ),
     "tagger": (dict(arch="token_classifier"), "token_classification"),
     "ctc": (dict(arch="token_classifier", input="audio", audio={"n_mels": 8, "patch_frames": 2}, n_classes=6), "ctc"),
     "lm": (dict(arch="decoder_lm"), "lm"),

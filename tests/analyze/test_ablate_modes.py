@@ -25,8 +25,11 @@ def setting():
 def test_resampling_from_a_source_batch_takes_the_source_activation(setting):
     model, task, batch, source = setting
     _, from_source = run_with_cache(model, source, task)
-    with torch.no_grad(), ablate(model, ["layers.0.attn.head.3", "layers.1"], "resample", source=source, task=task), \
-            caching(model, ["layers.0.attn.hook_z", "layers.1.hook_resid_*"]) as cache:
+    with (
+        torch.no_grad(),
+        ablate(model, ["layers.0.attn.head.3", "layers.1"], "resample", source=source, task=task),
+        caching(model, ["layers.0.attn.hook_z", "layers.1.hook_resid_*"]) as cache,
+    ):
         run_model(model, batch, task)
     assert torch.equal(cache["layers.0.attn.hook_z"][:, :, 3], from_source["layers.0.attn.hook_z"][:, :, 3])
     contribution = from_source["layers.1.hook_resid_post"] - from_source["layers.1.hook_resid_pre"]
@@ -49,8 +52,11 @@ def test_mean_ablation_of_a_block_and_of_a_layer_puts_their_mean_output(setting)
     particles = ["layers.0", "layers.1.attn"]
     means = activation_means(model, [batch, source], task, particles)
     assert means["layers.0"].shape == means["layers.1.attn"].shape == (32,)
-    with torch.no_grad(), ablate(model, particles, "mean", batches=[batch, source], task=task), \
-            caching(model, ["layers.0.hook_resid_*", "layers.1.attn.hook_out"]) as cache:
+    with (
+        torch.no_grad(),
+        ablate(model, particles, "mean", batches=[batch, source], task=task),
+        caching(model, ["layers.0.hook_resid_*", "layers.1.attn.hook_out"]) as cache,
+    ):
         run_model(model, batch, task)
     added = cache["layers.0.hook_resid_post"] - cache["layers.0.hook_resid_pre"]
     torch.testing.assert_close(added, means["layers.0"].expand_as(added))

@@ -1,4 +1,5 @@
 import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -12,16 +13,26 @@ def text_model_and_data(tmp_path):
     """A tiny classifier saved with the tokenizer its (tiny CSV) data was prepared with."""
     from sora.data import prepare_data
 
-    rows = [f"the {w} film was {w},{'pos' if w in ('good', 'great') else 'neg'}"
-            for i in range(80) for w in (("good", "bad", "great", "dull")[i % 4],)]
+    rows = [
+        f"the {w} film was {w},{'pos' if w in ('good', 'great') else 'neg'}"
+        for i in range(80)
+        for w in (("good", "bad", "great", "dull")[i % 4],)
+    ]
     (tmp_path / "reviews.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"name: t\nmodel: {{arch: encoder_classifier, vocab_size: 50, n_classes: 2}}\n"
-                      f"data:\n  source: {tmp_path / 'reviews.csv'}\n  columns: {{text: text, label: label}}\n"
-                      "  tokenizer: {kind: wordpiece, vocab_size: 40, min_frequency: 1}\n"
-                      "analyze: {max_batches: 2, batch_size: 4, pruning_seeds: 1, methods: [gradient, attention, pruning]}\n")
-    data = prepare_data({"source": str(tmp_path / "reviews.csv"), "columns": {"text": "text", "label": "label"},
-                         "tokenizer": {"kind": "wordpiece", "vocab_size": 40, "min_frequency": 1}})
+    recipe.write_text(
+        f"name: t\nmodel: {{arch: encoder_classifier, vocab_size: 50, n_classes: 2}}\n"
+        f"data:\n  source: {tmp_path / 'reviews.csv'}\n  columns: {{text: text, label: label}}\n"
+        "  tokenizer: {kind: wordpiece, vocab_size: 40, min_frequency: 1}\n"
+        "analyze: {max_batches: 2, batch_size: 4, pruning_seeds: 1, methods: [gradient, attention, pruning]}\n"
+    )
+    data = prepare_data(
+        {
+            "source": str(tmp_path / "reviews.csv"),
+            "columns": {"text": "text", "label": "label"},
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 40, "min_frequency": 1},
+        }
+    )
     model = build_model(tiny(**data.model_fields()))
     save_model(model, tmp_path / "model", tokenizer=data.tokenizer, meta={"labels": data.labels})
     return tmp_path / "model", recipe
@@ -29,8 +40,9 @@ def text_model_and_data(tmp_path):
 
 def test_analyze_a_saved_model_on_a_recipe(tmp_path, capsys, text_model_and_data):
     model_dir, recipe = text_model_and_data
-    code, out, err = run_cli(capsys, "analyze", model_dir, "--data", recipe, "--out", tmp_path / "an",
-                             "--example", "the good film")
+    code, out, err = run_cli(
+        capsys, "analyze", model_dir, "--data", recipe, "--out", tmp_path / "an", "--example", "the good film"
+    )
     assert code == 0, err
     assert out.strip().endswith("report.html") and "25% of heads removed" in err
     result = json.loads((tmp_path / "an" / "analysis.json").read_text())
@@ -42,9 +54,22 @@ def test_analyze_a_saved_model_on_a_recipe(tmp_path, capsys, text_model_and_data
 def test_analyze_on_a_tensor_file(tmp_path, capsys):
     model = build_model(tiny(input="image", image={"size": 8, "patch": 4}))
     save_model(model, tmp_path / "model")
-    save_file({"inputs": torch.randn(6, 1, 8, 8), "labels": torch.randint(0, 3, (6,))}, str(tmp_path / "batches.safetensors"))
-    code, _, err = run_cli(capsys, "analyze", tmp_path / "model", "--data", tmp_path / "batches.safetensors",
-                           "--out", tmp_path / "an", "--batch-size", "3", "--methods", "gradient,ablation,attention")
+    save_file(
+        {"inputs": torch.randn(6, 1, 8, 8), "labels": torch.randint(0, 3, (6,))}, str(tmp_path / "batches.safetensors")
+    )
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        tmp_path / "model",
+        "--data",
+        tmp_path / "batches.safetensors",
+        "--out",
+        tmp_path / "an",
+        "--batch-size",
+        "3",
+        "--methods",
+        "gradient,ablation,attention",
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "an" / "analysis.json").read_text())
     assert result["task"] == "classification" and result["data"]["batches"] == 2 and "pruning" not in result

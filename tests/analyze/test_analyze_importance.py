@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from sora.analyze import ablation_scores, agreement, gradient_scores, loss_and_metric, score, spearman
-from sora.models.names import block_paths
-from sora.models.names import head_names
+from sora.models.names import block_paths, head_names
 from tests.analyze.batches import ASSEMBLIES, CARRIER, batch_for, model_for, one_head_model
 
 

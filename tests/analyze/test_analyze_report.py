@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from sora.analyze import AnalyzeConfig, analyze_model
-from sora.analyze.stage import measure
 from sora.analyze.pruning import gates_off, prunable_fraction, removal_counts
+from sora.analyze.stage import measure
 from sora.errors import SoraError
 from tests.analyze.batches import ASSEMBLIES, batch_for, model_for, one_head_model
 

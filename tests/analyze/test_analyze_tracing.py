@@ -63,7 +63,9 @@ def test_select_hooks_by_glob_list_and_predicate():
     cross = select_hooks(model, "decoder.layers.*.cross_attn.hook_z")
     assert cross == ["decoder.layers.0.cross_attn.hook_z", "decoder.layers.1.cross_attn.hook_z"]
     assert select_hooks(model, ["encoder.embed.hook_out", "decoder.layers.1.hook_resid_post"]) == [
-        "encoder.embed.hook_out", "decoder.layers.1.hook_resid_post"]
+        "encoder.embed.hook_out",
+        "decoder.layers.1.hook_resid_post",
+    ]
     assert all(n.endswith("hook_post") for n in select_hooks(model, lambda n: n.endswith("ffn.hook_post")))
     with pytest.raises(SoraError, match="matches no hook point"):
         select_hooks(model, "layers.9.*")
@@ -83,9 +85,14 @@ def test_replacing_hooks_change_outputs_only_inside_the_context():
             pass
 
 
-@pytest.mark.parametrize("name,head", [("text_classifier", "layers.1.attn.head.2"),
-                                       ("seq2seq", "decoder.layers.0.cross_attn.head.1"),
-                                       ("image_classifier", "layers.0.attn.head.0")])
+@pytest.mark.parametrize(
+    "name,head",
+    [
+        ("text_classifier", "layers.1.attn.head.2"),
+        ("seq2seq", "decoder.layers.0.cross_attn.head.1"),
+        ("image_classifier", "layers.0.attn.head.0"),
+    ],
+)
 def test_zero_ablating_a_head_equals_gate_zero(name, head):
     model, task = model_for(name)
     batch = batch_for(name)
@@ -107,8 +114,10 @@ def test_mean_and_resample_ablation_replace_exactly_that_slice():
     assert means["layers.0.attn.head.1"].shape == (4, 8) and means["layers.1.ffn.neuron.5"].shape == (64,)
     batch = batches[0]
     _, intact = run_with_cache(model, batch, task)
-    with ablate(model, ["layers.0.attn.head.1", "layers.1.ffn.neuron.5"], "mean", means=means), \
-            caching(model, ["layers.0.attn.hook_z", "layers.1.ffn.hook_post"]) as cache:
+    with (
+        ablate(model, ["layers.0.attn.head.1", "layers.1.ffn.neuron.5"], "mean", means=means),
+        caching(model, ["layers.0.attn.hook_z", "layers.1.ffn.hook_post"]) as cache,
+    ):
         run_model(model, batch, task)
     z = cache["layers.0.attn.hook_z"]
     assert torch.equal(z[:, :, 1], means["layers.0.attn.head.1"][1].expand_as(z[:, :, 1]))

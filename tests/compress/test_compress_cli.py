@@ -28,8 +28,10 @@ def folder(tmp_path_factory):
             words = rng.choices(filler, k=4) + rng.choices(pos if label == "pos" else neg, k=2)
             rng.shuffle(words)
             w.writerow([" ".join(words), label])
-    (root / "data.yaml").write_text(f"source: {root / 'reviews.csv'}\ncolumns: {{text: text, label: label}}\n"
-                                    "tokenizer: {kind: char}\nmax_len: 64\n")
+    (root / "data.yaml").write_text(
+        f"source: {root / 'reviews.csv'}\ncolumns: {{text: text, label: label}}\n"
+        "tokenizer: {kind: char}\nmax_len: 64\n"
+    )
     data = prepare_data(load(DataConfig, root / "data.yaml"))
     model = build_model(tiny(vocab_size=data.vocab_size, n_classes=2, pooling="mean"))
     fit_classifier(model, data, epochs=3)
@@ -38,8 +40,15 @@ def folder(tmp_path_factory):
 
 
 def test_prune_by_names_then_reload(capsys, folder, tmp_path):
-    code, out, err = run_cli(capsys, "prune", folder / "model", "--out", tmp_path / "p",
-                             "--heads", "layers.0.attn.head.1, layers.1.attn.head.0,layers.1.ffn.neuron.3")
+    code, out, err = run_cli(
+        capsys,
+        "prune",
+        folder / "model",
+        "--out",
+        tmp_path / "p",
+        "--heads",
+        "layers.0.attn.head.1, layers.1.attn.head.0,layers.1.ffn.neuron.3",
+    )
     assert code == 0, err
     assert "heads 8 -> 6" in out
     pruned = load_model(tmp_path / "p")
@@ -49,23 +58,29 @@ def test_prune_by_names_then_reload(capsys, folder, tmp_path):
 
 
 def test_prune_by_fraction_per_layer_and_by_plan(capsys, folder, tmp_path):
-    code, out, err = run_cli(capsys, "prune", folder / "model", "--out", tmp_path / "p", "--fraction", "0.5",
-                             "--per-layer")
+    code, out, err = run_cli(
+        capsys, "prune", folder / "model", "--out", tmp_path / "p", "--fraction", "0.5", "--per-layer"
+    )
     assert code == 0, err
     assert "weight magnitudes" in out and load_model(tmp_path / "p").config.encoder.n_heads == 2
     (tmp_path / "plan.yaml").write_text("remove: [layers.1]\nneurons: 0.5\nscope: per_layer\nsparsity: 0.3\n")
-    code, out, err = run_cli(capsys, "prune", folder / "model", "--out", tmp_path / "q", "--plan", tmp_path / "plan.yaml")
+    code, out, err = run_cli(
+        capsys, "prune", folder / "model", "--out", tmp_path / "q", "--plan", tmp_path / "plan.yaml"
+    )
     assert code == 0, err
     config = load_model(tmp_path / "q").config.encoder
     assert config.n_layers == 1 and config.d_ff == 32
     assert "block weights zero: 30.0%" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--heads", "layers.0.attn.head.7"], "--heads: unknown particle 'layers.0.attn.head.7'"),
-    (["--fraction", "1.5"], "options: heads: .*150% is over 100% of the heads"),
-    ([], "nothing to prune"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--heads", "layers.0.attn.head.7"], "--heads: unknown particle 'layers.0.attn.head.7'"),
+        (["--fraction", "1.5"], "options: heads: .*150% is over 100% of the heads"),
+        ([], "nothing to prune"),
+    ],
+)
 def test_bad_prune_requests_fail_clearly(capsys, folder, tmp_path, args, message):
     import re
 
@@ -75,8 +90,9 @@ def test_bad_prune_requests_fail_clearly(capsys, folder, tmp_path, args, message
 
 
 def test_quantize_writes_an_int8_folder(capsys, folder, tmp_path):
-    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "q", "--min-weights", "0",
-                             "--min-side", "0")
+    code, out, err = run_cli(
+        capsys, "quantize", folder / "model", "--out", tmp_path / "q", "--min-weights", "0", "--min-side", "0"
+    )
     assert code == 0, err
     assert "x smaller" in out
     assert "-bit activations" in out  # which kernel this CPU runs
@@ -88,14 +104,25 @@ def test_quantize_writes_an_int8_folder(capsys, folder, tmp_path):
 
 def test_quantize_with_data_gives_the_sensitive_linears_row_scales_or_per_token_for_all(capsys, folder, tmp_path):
     common = ("--min-weights", "0", "--min-side", "0")
-    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "s", "--data",
-                             folder / "data.yaml", "--sensitive", "2", *common)
+    code, out, err = run_cli(
+        capsys,
+        "quantize",
+        folder / "model",
+        "--out",
+        tmp_path / "s",
+        "--data",
+        folder / "data.yaml",
+        "--sensitive",
+        "2",
+        *common,
+    )
     assert code == 0, err
     info = load_model(tmp_path / "s").config.quantization
     assert len(info["linear_row_scaled"]) == 2 and set(info["linear_row_scaled"]) <= set(info["linear"])
     assert "per-row activation scales for" in out
-    code, out, err = run_cli(capsys, "quantize", folder / "model", "--out", tmp_path / "r", "--activations", "row",
-                             *common)
+    code, out, err = run_cli(
+        capsys, "quantize", folder / "model", "--out", tmp_path / "r", "--activations", "row", *common
+    )
     assert code == 0, err
     info = load_model(tmp_path / "r").config.quantization
     assert info["linear_row_scaled"] == info["linear"]
@@ -104,15 +131,43 @@ def test_quantize_with_data_gives_the_sensitive_linears_row_scales_or_per_token_
 
 
 def test_compress_from_a_data_yaml(capsys, folder, tmp_path):
-    code, out, err = run_cli(capsys, "compress", folder / "model", "--data", folder / "data.yaml", "--out",
-                             tmp_path / "c", "--heads", "0.5", "--finetune", "0.5", "--lora", "--hidden", "0.5",
-                             "--set", "latency_repeats=2", "--set", "quantize.min_weights=0", "--set", "quantize.min_side=0")
+    code, out, err = run_cli(
+        capsys,
+        "compress",
+        folder / "model",
+        "--data",
+        folder / "data.yaml",
+        "--out",
+        tmp_path / "c",
+        "--heads",
+        "0.5",
+        "--finetune",
+        "0.5",
+        "--lora",
+        "--hidden",
+        "0.5",
+        "--set",
+        "latency_repeats=2",
+        "--set",
+        "quantize.min_weights=0",
+        "--set",
+        "quantize.min_side=0",
+    )
     assert code == 0, err
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert report["variants"]["pruned"]["heads"] == 4
     assert report["config"]["finetune"]["lora"]["rank"] == 8
     assert report["config"]["finetune"]["hidden"] == 0.5
     assert "| pruned+int8 |" in out
-    code, _, err = run_cli(capsys, "compress", folder / "model", "--data", folder / "data.yaml", "--out",
-                           tmp_path / "d", "--set", "prune.scope=sideways")
+    code, _, err = run_cli(
+        capsys,
+        "compress",
+        folder / "model",
+        "--data",
+        folder / "data.yaml",
+        "--out",
+        tmp_path / "d",
+        "--set",
+        "prune.scope=sideways",
+    )
     assert code == 2 and "prune.scope" in err and not (tmp_path / "d").exists()

@@ -29,19 +29,31 @@ def trained(tmp_path_factory):
 
 
 def _config(**overrides):
-    base = dict(prune=PruneConfig(heads=0.5, neurons=0.25), quantize=QuantizeConfig(min_weights=0, min_side=0),
-                importance_batches=2, latency_repeats=2, eval_batch_size=48)
+    base = dict(
+        prune=PruneConfig(heads=0.5, neurons=0.25),
+        quantize=QuantizeConfig(min_weights=0, min_side=0),
+        importance_batches=2,
+        latency_repeats=2,
+        eval_batch_size=48,
+    )
     return CompressConfig(**{**base, **overrides})
 
 
 def test_compress_writes_every_variant_a_report_and_a_plot(trained, tmp_path):
     folder, data = trained
     logs = []
-    report = compress_model(folder, data, _config(finetune=FinetuneConfig(epochs=1, lr=1e-3)), tmp_path / "c",
-                            log=logs.append)
+    report = compress_model(
+        folder, data, _config(finetune=FinetuneConfig(epochs=1, lr=1e-3)), tmp_path / "c", log=logs.append
+    )
     out = tmp_path / "c"
-    assert sorted(p.name for p in out.iterdir()) == ["int8", "plot.png", "pruned", "pruned_int8", "report.json",
-                                                     "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "int8",
+        "plot.png",
+        "pruned",
+        "pruned_int8",
+        "report.json",
+        "report.md",
+    ]
     assert json.loads((out / "report.json").read_text())["variants"].keys() == report["variants"].keys()
     assert report["int8_kernel"]["activation_bits"] in (7, 8)  # the timings depend on the CPU's int8 GEMM
     v = report["variants"]
@@ -63,8 +75,12 @@ def test_compress_writes_every_variant_a_report_and_a_plot(trained, tmp_path):
 
 def test_iterative_pruning_reaches_the_budget_in_rounds(trained, tmp_path):
     folder, data = trained
-    config = _config(prune=PruneConfig(heads=0.75, scope="per_layer"), steps=3, quantize=None,
-                     finetune=FinetuneConfig(epochs=0.5, lora=LoRAConfig(rank=2, targets=["attn"])))
+    config = _config(
+        prune=PruneConfig(heads=0.75, scope="per_layer"),
+        steps=3,
+        quantize=None,
+        finetune=FinetuneConfig(epochs=0.5, lora=LoRAConfig(rank=2, targets=["attn"])),
+    )
     report = compress_model(folder, data, config, tmp_path / "c", log=lambda _: None)
     rounds = report["pruning"]["rounds"]
     assert [r["heads_removed"] for r in rounds] == [2, 2, 2]  # 8 heads -> 6 -> 4 -> 2
@@ -84,11 +100,18 @@ def test_scores_from_a_file_and_explicit_names(trained, tmp_path):
     folder, data = trained
     scores = {f"layers.{l}.attn.head.{h}": float(h + 4 * l) for l in range(2) for h in range(4)}
     (tmp_path / "analysis.json").write_text(json.dumps(scores))
-    config = _config(prune=PruneConfig(heads=0.25, remove=["layers.1.ffn.neuron.0"],
-                                       scores=str(tmp_path / "analysis.json"), normalize=False), quantize=None)
+    config = _config(
+        prune=PruneConfig(
+            heads=0.25, remove=["layers.1.ffn.neuron.0"], scores=str(tmp_path / "analysis.json"), normalize=False
+        ),
+        quantize=None,
+    )
     report = compress_model(folder, data, config, tmp_path / "c", log=lambda _: None)
     assert sorted(report["pruning"]["rounds"][0]["removed"]) == [
-        "layers.0.attn.head.0", "layers.0.attn.head.1", "layers.1.ffn.neuron.0"]
+        "layers.0.attn.head.0",
+        "layers.0.attn.head.1",
+        "layers.1.ffn.neuron.0",
+    ]
 
 
 def test_failures_leave_no_half_written_folder(trained, tmp_path):
@@ -118,8 +141,13 @@ def test_finetune_seed_is_a_reproducible_sample(trained):
 
     def tuned(seed: int):
         model = load_model(folder)
-        finetune(model, data, task_for(data, model), FinetuneConfig(epochs=0.5, lr=3e-3, batch_size=16, seed=seed),
-                 log=lambda _: None)
+        finetune(
+            model,
+            data,
+            task_for(data, model),
+            FinetuneConfig(epochs=0.5, lr=3e-3, batch_size=16, seed=seed),
+            log=lambda _: None,
+        )
         return model.layers[0].ffn.fc_in.weight
 
     assert torch.equal(tuned(0), tuned(0)) and not torch.equal(tuned(0), tuned(1))
@@ -134,9 +162,11 @@ def test_distillation_pulls_a_damaged_model_towards_its_teacher(trained):
     assert float(distillation(logits, logits, batch, 2.0)) == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
         model.layers[1].ffn.fc_out.weight.mul_(-3)
+
     def gap():
         with torch.no_grad():
             return float(distillation(model.eval()(batch["inputs"], batch["valid"]), logits, batch, 2.0))
+
     before = gap()
     task = task_for(data, model)
     config = FinetuneConfig(epochs=1, lr=3e-3, batch_size=16, distill=1.0)  # the teacher's outputs alone
@@ -148,8 +178,9 @@ def test_distillation_pulls_a_damaged_model_towards_its_teacher(trained):
 
 def test_dropping_the_least_useful_block_measured_by_ablation(trained, tmp_path):
     folder, data = trained
-    config = _config(prune=PruneConfig(layers=1, heads=0.5), quantize=None,
-                     finetune=FinetuneConfig(epochs=0.5, lr=1e-3, hidden=1.0))  # the kept block matches layers.1
+    config = _config(
+        prune=PruneConfig(layers=1, heads=0.5), quantize=None, finetune=FinetuneConfig(epochs=0.5, lr=1e-3, hidden=1.0)
+    )  # the kept block matches layers.1
     report = compress_model(folder, data, config, tmp_path / "c", log=lambda _: None)
     first = report["pruning"]["rounds"][0]
     assert first["finetune"]["steps"] > 0
@@ -170,7 +201,8 @@ def test_the_pruned_model_may_have_its_own_int8_settings(trained, tmp_path):
     compress_model(folder, data, config, tmp_path / "both", log=lambda m: None)
     assert row_scaled(tmp_path / "both/int8") == 2 and row_scaled(tmp_path / "both/pruned_int8") == 0
 
-    alone = compress_model(folder, data, _config(quantize=None, pruned_quantize=quantize), tmp_path / "alone",
-                           log=lambda m: None)  # only the pruned model is quantized
+    alone = compress_model(
+        folder, data, _config(quantize=None, pruned_quantize=quantize), tmp_path / "alone", log=lambda m: None
+    )  # only the pruned model is quantized
     assert list(alone["variants"]) == ["fp32", "pruned", "pruned+int8"]
     assert row_scaled(tmp_path / "alone/pruned_int8") == 2

@@ -22,9 +22,11 @@ def _rel_error(a, b):
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("config", [tiny(), tiny(activation="swiglu", norm_position="post"),
-                                    tiny("decoder_lm", position="rotary"), tiny("seq2seq")],
-                         ids=["encoder", "swiglu-post", "decoder", "seq2seq"])
+@pytest.mark.parametrize(
+    "config",
+    [tiny(), tiny(activation="swiglu", norm_position="post"), tiny("decoder_lm", position="rotary"), tiny("seq2seq")],
+    ids=["encoder", "swiglu-post", "decoder", "seq2seq"],
+)
 def test_int8_outputs_stay_close_and_the_folder_reloads(tmp_path, config):
     model = build_model(config).eval()
     q = quantize_model(model, ALL)
@@ -84,7 +86,9 @@ def test_small_linears_are_int8_on_disk_but_compute_in_fp32(tmp_path):
     assert torch.equal(load_model(tmp_path / "q")(ids), q(ids))
     assert count_weights(q) == count_weights(model)
     kept = quantize_model(model, QuantizeConfig(small_linears="fp32"))
-    assert kept.config.quantization["linear_fp32_compute"] == [] and isinstance(kept.layers[0].attn.q_proj, torch.nn.Linear)
+    assert kept.config.quantization["linear_fp32_compute"] == [] and isinstance(
+        kept.layers[0].attn.q_proj, torch.nn.Linear
+    )
     assert isinstance(q.embed.tokens, Int8Embedding) and isinstance(kept.embed.tokens, Int8Embedding)
 
 
@@ -154,7 +158,9 @@ def test_the_linear_int8_hurts_most_is_found_and_given_fp32_maths_or_row_scales(
     assert loaded.layers[1].ffn.fc_in.compute == "int8"
     assert torch.equal(loaded(ids), q(ids))
     with pytest.raises(SoraError, match="not a Linear"):
-        quantize_model(model, ALL, **{"fp32_compute" if sensitive_as == "fp32" else "row_scaled": ["layers.9.ffn.fc_out"]})
+        quantize_model(
+            model, ALL, **{"fp32_compute" if sensitive_as == "fp32" else "row_scaled": ["layers.9.ffn.fc_out"]}
+        )
 
 
 def test_row_scales_keep_one_outlier_token_from_coarsening_the_others():
@@ -218,8 +224,9 @@ def test_q_k_v_in_int8_run_as_one_gemm_with_the_separate_calls_outputs(activatio
         for fused, alone in zip(together, (attn.q_proj(x), attn.k_proj(x), attn.v_proj(x))):
             torch.testing.assert_close(fused, alone, atol=atol, rtol=0)
         attn.v_proj.weight[0, 0] = 7  # a changed weight repacks the stacked matrix
-        assert torch.equal(type(attn.q_proj).project_together((attn.q_proj, attn.k_proj, attn.v_proj), x)[2],
-                           attn.v_proj(x))
+        assert torch.equal(
+            type(attn.q_proj).project_together((attn.q_proj, attn.k_proj, attn.v_proj), x)[2], attn.v_proj(x)
+        )
 
 
 def test_q_k_v_count_together_for_the_int8_threshold():

@@ -21,8 +21,10 @@ def test_a_block_before_dropped_ones_stands_in_for_the_last_of_them():
     assert teacher_blocks(origins, teacher) == {"layers.0": "layers.1", "layers.1": "layers.2", "layers.2": "layers.4"}
     seq2seq = ["encoder.layers.0", "encoder.layers.1", "decoder.layers.0", "decoder.layers.1"]
     origins = {"encoder.layers.0": "encoder.layers.0", "decoder.layers.0": "decoder.layers.1"}
-    assert teacher_blocks(origins, seq2seq) == {"encoder.layers.0": "encoder.layers.1",  # never a decoder block
-                                                "decoder.layers.0": "decoder.layers.1"}
+    assert teacher_blocks(origins, seq2seq) == {
+        "encoder.layers.0": "encoder.layers.1",  # never a decoder block
+        "decoder.layers.0": "decoder.layers.1",
+    }
 
 
 def test_hidden_loss_is_relative_and_ignores_padding():
@@ -37,8 +39,9 @@ def test_hidden_loss_is_relative_and_ignores_padding():
     assert float(hidden_loss(s, t, {"layers.0": "layers.0"}, batch)) == 0.0
     scaled_s, scaled_t = {"layers.0": 10 * (t["layers.0"] + 0.1)}, {"layers.0": 10 * t["layers.0"]}
     shifted = {"layers.0": t["layers.0"] + 0.1}
-    assert float(hidden_loss(scaled_s, scaled_t, {"layers.0": "layers.0"}, batch)) == \
-        pytest.approx(float(hidden_loss(shifted, t, {"layers.0": "layers.0"}, batch)), rel=1e-5)
+    assert float(hidden_loss(scaled_s, scaled_t, {"layers.0": "layers.0"}, batch)) == pytest.approx(
+        float(hidden_loss(shifted, t, {"layers.0": "layers.0"}, batch)), rel=1e-5
+    )
 
 
 def _pruned_gap_after_finetune(hidden: float) -> tuple[float, float]:
@@ -62,8 +65,15 @@ def _pruned_gap_after_finetune(hidden: float) -> tuple[float, float]:
 
     before = gap()
     config = FinetuneConfig(epochs=2, lr=3e-3, batch_size=16, hidden=hidden)
-    finetune(student, data, task_for(data, student), config, teacher=teacher if hidden else None,
-             origins=origins, log=lambda _: None)
+    finetune(
+        student,
+        data,
+        task_for(data, student),
+        config,
+        teacher=teacher if hidden else None,
+        origins=origins,
+        log=lambda _: None,
+    )
     hooks = [m for model in (student, teacher) for m in model.modules() if m._forward_hooks]
     assert not hooks  # fine-tuning leaves no hook behind
     return before, gap()

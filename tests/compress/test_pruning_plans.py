@@ -65,23 +65,36 @@ def test_scores_must_cover_the_model():
 def test_read_scores_from_analysis_json_sections(tmp_path):
     analysis = {
         "task": "classification",
-        "heads": [{"name": "layers.0.attn.head.0", "gradient": 0.3, "ablation": {"loss": 0.1}},
-                  {"name": "layers.0.attn.head.1", "ablation": {"loss": 0.02}}],
-        "neurons": {"layers.0.ffn": {"neurons": 2, "taylor": [0.5, 0.25],
-                                     "top": [{"name": "layers.0.ffn.neuron.0", "taylor": 0.5}]}},
+        "heads": [
+            {"name": "layers.0.attn.head.0", "gradient": 0.3, "ablation": {"loss": 0.1}},
+            {"name": "layers.0.attn.head.1", "ablation": {"loss": 0.02}},
+        ],
+        "neurons": {
+            "layers.0.ffn": {
+                "neurons": 2,
+                "taylor": [0.5, 0.25],
+                "top": [{"name": "layers.0.ffn.neuron.0", "taylor": 0.5}],
+            }
+        },
     }
     (tmp_path / "analysis.json").write_text(json.dumps(analysis))
     assert read_scores(tmp_path / "analysis.json") == {
-        "layers.0.attn.head.0": 0.3, "layers.0.attn.head.1": 0.02,
-        "layers.0.ffn.neuron.0": 0.5, "layers.0.ffn.neuron.1": 0.25}
+        "layers.0.attn.head.0": 0.3,
+        "layers.0.attn.head.1": 0.02,
+        "layers.0.ffn.neuron.0": 0.5,
+        "layers.0.ffn.neuron.1": 0.25,
+    }
     (tmp_path / "flat.json").write_text(json.dumps({"importance": {"layers.1.attn.head.3": 1.5}}))
     assert read_scores(tmp_path / "flat.json") == {"layers.1.attn.head.3": 1.5}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{not json", "flat.json:1: not valid JSON"),
-    ('{"task": "lm"}', "no importance scores found"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "flat.json:1: not valid JSON"),
+        ('{"task": "lm"}', "no importance scores found"),
+    ],
+)
 def test_bad_score_files_fail_clearly(tmp_path, text, message):
     (tmp_path / "flat.json").write_text(text)
     with pytest.raises(SoraError, match=message):

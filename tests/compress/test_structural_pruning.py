@@ -33,8 +33,15 @@ CASES = {
     "post-norm": (tiny(norm_position="post"), ["layers.1.attn.head.2", "layers.0.ffn.neuron.3"]),
     "rotary-lm": (tiny("decoder_lm", position="rotary"), ["layers.0.attn.head.0", "layers.1.ffn.neuron.9"]),
     "adaptive-span": (tiny(adaptive_span={"max_span": 16, "init": 0.7}), ["layers.0.attn.head.1"]),
-    "cross-heads": (tiny("seq2seq"), ["decoder.layers.0.cross_attn.head.1", "decoder.layers.1.cross_attn.head.0",
-                                      "encoder.layers.1.attn.head.3", "decoder.layers.0.ffn.neuron.4"]),
+    "cross-heads": (
+        tiny("seq2seq"),
+        [
+            "decoder.layers.0.cross_attn.head.1",
+            "decoder.layers.1.cross_attn.head.0",
+            "encoder.layers.1.attn.head.3",
+            "decoder.layers.0.ffn.neuron.4",
+        ],
+    ),
     "layers": (tiny(encoder={"n_layers": 3, "n_heads": 4, "d_ff": 64}), ["layers.1"]),
     "seq2seq-layers": (tiny("seq2seq"), ["encoder.layers.0", "decoder.layers.1"]),
     "whole-attention": (tiny(), ["layers.1.attn"]),
@@ -69,8 +76,15 @@ def test_matrices_really_shrink_and_config_records_each_layer():
 
 def test_pruned_folder_reloads_alone(tmp_path):
     model = _trained_like(build_model(tiny("seq2seq")))
-    plan = plan_from_names(model, ["encoder.layers.1", "decoder.layers.0.cross_attn.head.0",
-                                   "decoder.layers.1.attn.head.2", "encoder.layers.0.ffn.neuron.1"])
+    plan = plan_from_names(
+        model,
+        [
+            "encoder.layers.1",
+            "decoder.layers.0.cross_attn.head.0",
+            "decoder.layers.1.attn.head.2",
+            "encoder.layers.0.ffn.neuron.1",
+        ],
+    )
     pruned = prune_model(model, plan)
     save_model(pruned, tmp_path / "p")
     loaded = load_model(tmp_path / "p")
@@ -102,13 +116,16 @@ def test_pruning_twice_uses_the_new_numbering():
     torch.testing.assert_close(twice.layers[1].attn.k_proj.weight, model.layers[2].attn.k_proj.weight[8:])
 
 
-@pytest.mark.parametrize("name, message", [
-    ("layers.7.attn.head.0", "no module at 'layers.7.attn'"),
-    ("layers.0.attn.head.9", "has 4 heads"),
-    ("layers.0.ffn.neuron.64", "has 64 neurons"),
-    ("embed.tokens", "cannot prune 'embed.tokens'"),
-    ("layers.0.attn_norm", "cannot prune"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("layers.7.attn.head.0", "no module at 'layers.7.attn'"),
+        ("layers.0.attn.head.9", "has 4 heads"),
+        ("layers.0.ffn.neuron.64", "has 64 neurons"),
+        ("embed.tokens", "cannot prune 'embed.tokens'"),
+        ("layers.0.attn_norm", "cannot prune"),
+    ],
+)
 def test_bad_names_fail_clearly(name, message):
     model = build_model(tiny())
     with pytest.raises(SoraError, match=message) as err:

@@ -17,8 +17,13 @@ from tests.data.util import sentiment_rows, write_csv
 from tests.helpers import run_cli, tiny
 
 # the tokenizer's corpus is broader than the task's texts, like a pretrained vocabulary
-OTHER = ["quantum zebras juggle xylophones", "a velvet harbour at midnight", "kilowatts of yellow jazz",
-         "the physician's zeppelin", "overwhelmingly quixotic"] * 3
+OTHER = [
+    "quantum zebras juggle xylophones",
+    "a velvet harbour at midnight",
+    "kilowatts of yellow jazz",
+    "the physician's zeppelin",
+    "overwhelmingly quixotic",
+] * 3
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,9 @@ def data_yaml(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(data_yaml):
     texts = [t for _, t in sentiment_rows(60)] + OTHER
-    broad = train_tokenizer(texts, TokenizerConfig(kind="wordpiece", vocab_size=400, min_frequency=1), NormalizeConfig())
+    broad = train_tokenizer(
+        texts, TokenizerConfig(kind="wordpiece", vocab_size=400, min_frequency=1), NormalizeConfig()
+    )
     return prepare_data(load(DataConfig, data_yaml), tokenizer=broad)
 
 
@@ -89,8 +96,9 @@ def test_a_language_model_head_loses_the_same_rows(data):
 
 
 def test_bpe_and_quantized_models_are_refused_clearly(data):
-    bpe = train_tokenizer(data.texts("train"), TokenizerConfig(kind="bpe", vocab_size=200, min_frequency=1),
-                          NormalizeConfig())
+    bpe = train_tokenizer(
+        data.texts("train"), TokenizerConfig(kind="bpe", vocab_size=200, min_frequency=1), NormalizeConfig()
+    )
     model = build_model(tiny(vocab_size=bpe.get_vocab_size()))
     with pytest.raises(SoraError, match="WordPiece"):
         prune_vocabulary(model, bpe, data.texts("train"))

@@ -13,8 +13,9 @@ class ToyClassification(TaskData):
 
     def __init__(self, n_train: int = 96, n_eval: int = 48, seq_len: int = 10, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
-        self.splits = {s: self._examples(n, seq_len, g)
-                       for s, n in (("train", n_train), ("validation", n_eval), ("test", n_eval))}
+        self.splits = {
+            s: self._examples(n, seq_len, g) for s, n in (("train", n_train), ("validation", n_eval), ("test", n_eval))
+        }
 
     @staticmethod
     def _examples(n, T, g):
@@ -31,8 +32,11 @@ class ToyClassification(TaskData):
 
     def loader(self, split, batch_size, *, shuffle=False, seed=0, epoch=0, **_):
         ids, labels = self.splits[split]
-        order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed * 1000 + epoch)) if shuffle \
+        order = (
+            torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            if shuffle
             else torch.arange(len(ids))
+        )
         for start in range(0, len(ids), batch_size):
             rows = order[start : start + batch_size]
             yield {"inputs": ids[rows], "valid": ids[rows] != 0, "labels": labels[rows]}

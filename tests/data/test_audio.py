@@ -40,7 +40,7 @@ def test_noise_hits_the_requested_snr_and_shift_keeps_length():
     rng = np.random.default_rng(0)
     clean = np.sin(np.linspace(0, 200, 16000)).astype(np.float32)
     noisy = add_noise(clean, 10.0, rng)
-    snr = 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
+    snr = 10 * np.log10(np.mean(clean**2) / np.mean((noisy - clean) ** 2))
     assert snr == pytest.approx(10.0, abs=0.3)
     shifted = time_shift(clean, 800, rng)
     assert len(shifted) == len(clean) and not np.array_equal(shifted, clean)

@@ -24,8 +24,11 @@ def test_rotten_tomatoes_counts_and_stratified_slice():
     folder = ready("rotten_tomatoes")
     assert cache.is_complete(folder, verify=True)
     data = prepare_data(DataConfig(dataset="rotten_tomatoes", limit=200))
-    assert data.labels == ["rotten", "fresh"] and {k: len(v) for k, v in data.splits.items()} == \
-        {"train": 200, "validation": 200, "test": 200}
+    assert data.labels == ["rotten", "fresh"] and {k: len(v) for k, v in data.splits.items()} == {
+        "train": 200,
+        "validation": 200,
+        "test": 200,
+    }
     raw = builtin.load("rotten_tomatoes", DataConfig(dataset="rotten_tomatoes"), "classification").tables["all"]
     assert Counter(raw.columns["label"]) == {"fresh": 7403, "rotten": 5405}  # 'plot' rows dropped
     assert len(set(raw.columns["movie"])) == 508  # films, for `split: {group: movie}`
@@ -43,8 +46,11 @@ def test_austen_is_one_corpus_split_contiguously():
     folder = ready("austen")
     info = cache.read_manifest(folder)
     assert info["characters"] > 4_000_000 and info["lines"] > 70_000
-    data = prepare_data(DataConfig.model_validate({"dataset": "austen", "tokenizer": {"kind": "char"},
-                                                   "split": {"validation": 0.1, "test": 0.0}, "limit": 50}))
+    data = prepare_data(
+        DataConfig.model_validate(
+            {"dataset": "austen", "tokenizer": {"kind": "char"}, "split": {"validation": 0.1, "test": 0.0}, "limit": 50}
+        )
+    )
     assert data.task == "lm" and data.vocab_size < 100 and len(data.splits["train"]) == 50
     start = data.tokenizer.decode(data.splits["train"].stream[:21].tolist())
     assert start == "SENSE AND SENSIBILITY"  # train is the beginning; validation the last 10%
@@ -130,8 +136,11 @@ def test_missing_debian_package_gives_the_command(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SORA_HOME", str(tmp_path))
     monkeypatch.setattr(images, "FASHION_DIR", tmp_path / "nowhere")
-    with pytest.raises(SoraError, match=r"needs the Debian package dataset-fashion-mnist.*apt-get install -y "
-                                        r"dataset-fashion-mnist"):
+    with pytest.raises(
+        SoraError,
+        match=r"needs the Debian package dataset-fashion-mnist.*apt-get install -y "
+        r"dataset-fashion-mnist",
+    ):
         builtin.fetch("fashion_mnist")
     assert not (tmp_path / "datasets" / "fashion_mnist").exists()  # nothing half-written
     assert not [p for p in (tmp_path / "datasets").iterdir() if p.is_dir()]  # no temporary folder left
@@ -150,8 +159,9 @@ def test_concurrent_fetches_build_once(tmp_path, monkeypatch):
         return original(folder)
 
     monkeypatch.setenv("SORA_HOME", str(tmp_path))
-    monkeypatch.setattr(builtin, "get", lambda name: images.DIGITS.__class__(**{**images.DIGITS.__dict__,
-                                                                              "fetch_into": counting}))
+    monkeypatch.setattr(
+        builtin, "get", lambda name: images.DIGITS.__class__(**{**images.DIGITS.__dict__, "fetch_into": counting})
+    )
     with ThreadPoolExecutor(3) as pool:
         folders = list(pool.map(lambda _: builtin.fetch("digits"), range(3)))
     assert len(set(folders)) == 1 and len(calls) == 1 and cache.is_complete(folders[0], verify=True)

@@ -31,8 +31,10 @@ def test_fetch_and_show_a_builtin(capsys, tmp_path, monkeypatch):
 def test_show_a_recipe_over_a_users_csv(capsys, tmp_path):
     csv = write_csv(tmp_path / "mine.csv")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: mine\nmodel: {{arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {{}}}}\n"
-                      f"data:\n  source: {csv}\n  tokenizer: {{kind: char}}\n")
+    recipe.write_text(
+        f"name: mine\nmodel: {{arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {{}}}}\n"
+        f"data:\n  source: {csv}\n  tokenizer: {{kind: char}}\n"
+    )
     code, out, _ = run_cli(capsys, "data", "show", str(recipe), "--json", "--examples", "1")
     info = json.loads(out)
     assert code == 0 and info["labels"] == ["neg", "pos"] and len(info["examples"]) == 1

@@ -104,12 +104,16 @@ def test_a_recipes_data_section_is_typed(tmp_path):
     from sora.recipe import load_recipe
 
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("name: x\nmodel: {arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {}}\n"
-                      "data:\n  dataset: sms_spam\n  tokenizer: {kind: bpee}\n")
+    recipe.write_text(
+        "name: x\nmodel: {arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {}}\n"
+        "data:\n  dataset: sms_spam\n  tokenizer: {kind: bpee}\n"
+    )
     with pytest.raises(ConfigError, match=r"r.yaml:5: data.tokenizer.kind: Input should be 'bpe', 'wordpiece'"):
         load_recipe(recipe)
-    recipe.write_text("name: x\nmodel: {arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {}}\n"
-                      "data: {dataset: sms_spam, limit: 5}\n")
+    recipe.write_text(
+        "name: x\nmodel: {arch: encoder_classifier, vocab_size: 10, n_classes: 2, encoder: {}}\n"
+        "data: {dataset: sms_spam, limit: 5}\n"
+    )
     assert load_recipe(recipe, overrides=["data.limit=7"]).data.limit == 7
 
 

@@ -14,7 +14,6 @@ import pytest
 from sora.data import DataConfig, prepare_data
 from sora.data.formats import infer_format, parse_idx, read_idx
 from sora.errors import SoraError
-
 from tests.data.util import sentiment_rows, write_csv
 
 ROWS = sentiment_rows(40)
@@ -55,8 +54,11 @@ def test_jsonl_and_parquet_read_back(tmp_path):
 
     jl = tmp_path / "a.jsonl"
     jl.write_text("\n".join(json.dumps({"label": l, "text": t}) for l, t in ROWS) + "\n", encoding="utf-8")
-    pq.write_table(pa.table({"label": [l for l, _ in ROWS], "text": [t for _, t in ROWS]}), tmp_path / "a.parquet",
-                   row_group_size=7)  # several row groups: read as a stream
+    pq.write_table(
+        pa.table({"label": [l for l, _ in ROWS], "text": [t for _, t in ROWS]}),
+        tmp_path / "a.parquet",
+        row_group_size=7,
+    )  # several row groups: read as a stream
     expected = sorted(t for _, t in ROWS)
     assert _texts(_prepare(jl)) == _texts(_prepare(tmp_path / "a.parquet")) == expected
 
@@ -73,9 +75,17 @@ def test_columns_map_roles_and_label_names_fix_the_order(tmp_path):
 def test_text_format_is_a_corpus_for_language_modelling(tmp_path):
     (tmp_path / "a.txt").write_text("hello world\n" * 50, encoding="utf-8")
     (tmp_path / "b.txt").write_text("goodbye moon\n" * 50, encoding="utf-8")
-    data = prepare_data(DataConfig.model_validate({
-        "source": str(tmp_path / "*.txt"), "task": "lm", "tokenizer": {"kind": "char"}, "block_size": 16,
-        "split": {"validation": 0.2, "test": 0.0}}))
+    data = prepare_data(
+        DataConfig.model_validate(
+            {
+                "source": str(tmp_path / "*.txt"),
+                "task": "lm",
+                "tokenizer": {"kind": "char"},
+                "block_size": 16,
+                "split": {"validation": 0.2, "test": 0.0},
+            }
+        )
+    )
     stream = data.splits["train"].stream
     text = data.tokenizer.decode(stream.tolist(), skip_special_tokens=False)
     assert text.startswith("hello world\nhello world")
@@ -116,8 +126,11 @@ def test_idx_rejects_a_bad_header():
 def test_npz_reads_without_pickles(tmp_path):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "d.npz", x=rng.random((20, 3, 4, 4)).astype(np.float32), y=np.arange(20) % 2)
-    data = prepare_data(DataConfig.model_validate({"source": str(tmp_path / "d.npz"), "split": NO_SPLIT,
-                                                   "columns": {"image": "x", "label": "y"}}))
+    data = prepare_data(
+        DataConfig.model_validate(
+            {"source": str(tmp_path / "d.npz"), "split": NO_SPLIT, "columns": {"image": "x", "label": "y"}}
+        )
+    )
     assert data.model_fields()["image"] == {"size": 4, "channels": 3}  # (N, C, H, W) read as channels-first
     assert next(iter(data.loader("train", 5)))["inputs"].shape == (5, 3, 4, 4)
     np.savez(tmp_path / "bad.npz", obj=np.array([{"a": 1}], dtype=object))
@@ -158,8 +171,11 @@ def test_wav_folder_resamples_and_gives_log_mels(tmp_path):
         for i in range(4):
             tone = 0.5 * np.sin(2 * np.pi * freq * t[: 4000 + 1000 * i])
             (tmp_path / "wavs" / label / f"{i}.wav").write_bytes(_wav_bytes(tone, 8000))
-    data = prepare_data(DataConfig.model_validate({"source": str(tmp_path / "wavs"), "split": NO_SPLIT,
-                                                   "sample_rate": 16000, "n_mels": 20}))
+    data = prepare_data(
+        DataConfig.model_validate(
+            {"source": str(tmp_path / "wavs"), "split": NO_SPLIT, "sample_rate": 16000, "n_mels": 20}
+        )
+    )
     assert data.modality == "audio" and data.labels == ["high", "low"]
     assert sorted(len(w) for w in data.splits["train"].waves)[:2] == [8000, 8000]  # 0.5 s at 16 kHz
     batch = next(iter(data.loader("train", 8, bucket=False)))

@@ -15,8 +15,9 @@ from tests.data.util import sentiment_rows, write_csv
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = write_csv(tmp_path_factory.mktemp("loader") / "r.csv", sentiment_rows(203))
-    return prepare_data(DataConfig.model_validate({"source": str(path), "tokenizer": {"kind": "wordpiece",
-                                                                                     "vocab_size": 300}}))
+    return prepare_data(
+        DataConfig.model_validate({"source": str(path), "tokenizer": {"kind": "wordpiece", "vocab_size": 300}})
+    )
 
 
 def _ids(batches) -> list[tuple]:
@@ -47,12 +48,24 @@ def test_start_batch_resumes_exactly(data):
     assert len(resumed) == len(full) - 5 and _ids(resumed) == full[5:]
 
 
-@pytest.mark.parametrize("world_size,batch_size,drop_last", [(2, 8, False), (3, 8, False), (4, 16, False),
-                                                              (3, 7, True)])
+@pytest.mark.parametrize(
+    "world_size,batch_size,drop_last", [(2, 8, False), (3, 8, False), (4, 16, False), (3, 7, True)]
+)
 def test_ddp_shards_are_disjoint_complete_and_equal(world_size, batch_size, drop_last):
     lengths = np.random.default_rng(0).integers(1, 60, size=163)
-    plans = [Loader(_FakeText(lengths), batch_size, shuffle=True, seed=5, epoch=1, rank=r, world_size=world_size,
-                    drop_last=drop_last).batches for r in range(world_size)]
+    plans = [
+        Loader(
+            _FakeText(lengths),
+            batch_size,
+            shuffle=True,
+            seed=5,
+            epoch=1,
+            rank=r,
+            world_size=world_size,
+            drop_last=drop_last,
+        ).batches
+        for r in range(world_size)
+    ]
     counts = {len(p) for p in plans}
     assert counts == {count_batches(163, batch_size, world_size, drop_last)}  # same number of steps on every rank
     seen = [i for p in plans for _, b in p for i in b.tolist()]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sora.data
 from sora.data import DataConfig, StreamingData, prepare_data, train_stream_tokenizer
@@ -33,9 +34,14 @@ DATA = Path(sora.data.__file__).parent
 
 def table(n: int, n_labels: int = 3, offset: int = 0) -> Table:
     labels = np.arange(offset, offset + n) % n_labels
-    return Table({"label": labels, "group": [f"g{i % 5}" for i in range(n)],
-                  "split": [("train", "val", "dev", "test", "TRAIN ")[i % 5] for i in range(n)]},
-                 [f"f.csv:{offset + i + 2}" for i in range(n)])
+    return Table(
+        {
+            "label": labels,
+            "group": [f"g{i % 5}" for i in range(n)],
+            "split": [("train", "val", "dev", "test", "TRAIN ")[i % 5] for i in range(n)],
+        },
+        [f"f.csv:{offset + i + 2}" for i in range(n)],
+    )
 
 
 fractions = st.tuples(st.sampled_from([0.0, 0.1, 0.25]), st.sampled_from([0.0, 0.1, 0.3]))
@@ -43,8 +49,9 @@ limits = st.none() | st.integers(1, 30)
 
 
 def config(validation, test, seed, limit, **split) -> DataConfig:
-    return DataConfig.model_validate({"source": "x.csv", "limit": limit,
-                                      "split": {"validation": validation, "test": test, "seed": seed, **split}})
+    return DataConfig.model_validate(
+        {"source": "x.csv", "limit": limit, "split": {"validation": validation, "test": test, "seed": seed, **split}}
+    )
 
 
 def check_selection(chosen, raw: Raw, limit: int | None, full: bool) -> None:
@@ -64,8 +71,13 @@ def check_selection(chosen, raw: Raw, limit: int | None, full: bool) -> None:
 
 
 @FAST
-@given(n=st.integers(6, 80), fr=fractions, seed=st.integers(0, 3), limit=limits,
-       how=st.sampled_from(["random", "stratified", "group", "column"]))
+@given(
+    n=st.integers(6, 80),
+    fr=fractions,
+    seed=st.integers(0, 3),
+    limit=limits,
+    how=st.sampled_from(["random", "stratified", "group", "column"]),
+)
 def test_one_table_splits_into_disjoint_deterministic_parts(n, fr, seed, limit, how):
     raw = Raw({"all": table(n)})
     labels = {"all": raw.tables["all"].columns["label"]} if how == "stratified" else None
@@ -78,8 +90,10 @@ def test_one_table_splits_into_disjoint_deterministic_parts(n, fr, seed, limit, 
     assert all(np.array_equal(chosen[k].rows, again[k].rows) for k in SPLITS)
     if how == "column":  # names from the column, aliases and case folded; limit takes the first rows
         names = [str(v).strip().lower() for v in raw.tables["all"].columns["split"]]
-        wanted = {k: [i for i, v in enumerate(names) if {"val": "validation", "dev": "validation"}.get(v, v) == k]
-                  for k in SPLITS}
+        wanted = {
+            k: [i for i, v in enumerate(names) if {"val": "validation", "dev": "validation"}.get(v, v) == k]
+            for k in SPLITS
+        }
         assert {k: chosen[k].rows.tolist() for k in SPLITS} == {k: v[:limit] for k, v in wanted.items()}
     if how == "group":  # a group never straddles two splits
         groups = raw.tables["all"].columns["group"]
@@ -88,8 +102,14 @@ def test_one_table_splits_into_disjoint_deterministic_parts(n, fr, seed, limit, 
 
 
 @FAST
-@given(n_train=st.integers(4, 60), n_test=st.integers(0, 20), fr=fractions, seed=st.integers(0, 3), limit=limits,
-       stratify=st.booleans())
+@given(
+    n_train=st.integers(4, 60),
+    n_test=st.integers(0, 20),
+    fr=fractions,
+    seed=st.integers(0, 3),
+    limit=limits,
+    stratify=st.booleans(),
+)
 def test_given_splits_are_kept_and_missing_ones_carved_from_train(n_train, n_test, fr, seed, limit, stratify):
     tables = {"train": table(n_train)} | ({"test": table(n_test, offset=1000)} if n_test else {})
     raw = Raw(tables)
@@ -124,8 +144,15 @@ def test_every_task_has_one_builder():
 
 
 def test_the_package_still_exports_what_it_did():
-    assert set(sora.data.__all__) >= {"Prepared", "UnseenLabelsWarning", "prepare_data", "StreamingData",
-                                      "train_stream_tokenizer", "DataConfig", "SkippedRowsWarning"}
+    assert set(sora.data.__all__) >= {
+        "Prepared",
+        "UnseenLabelsWarning",
+        "prepare_data",
+        "StreamingData",
+        "train_stream_tokenizer",
+        "DataConfig",
+        "SkippedRowsWarning",
+    }
     assert sora.data.Prepared.__module__ == "sora.data.prepared"
 
 
@@ -141,14 +168,17 @@ def _data_imports(module: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("module,never", [
-    ("prepared", {"builders", "prepare", "splits", "rows"}),  # the ready dataset does not know how it was built
-    ("splits", {"builders", "prepared", "prepare", "rows", "encoding"}),
-    ("rows", {"builders", "prepared", "prepare", "splits", "encoding"}),
-    ("encoding", {"builders", "prepared", "prepare", "splits", "rows"}),
-    ("builders", {"prepare", "stream"}),
-    ("stream", {"builders", "prepared", "prepare"}),
-])
+@pytest.mark.parametrize(
+    "module,never",
+    [
+        ("prepared", {"builders", "prepare", "splits", "rows"}),  # the ready dataset does not know how it was built
+        ("splits", {"builders", "prepared", "prepare", "rows", "encoding"}),
+        ("rows", {"builders", "prepared", "prepare", "splits", "encoding"}),
+        ("encoding", {"builders", "prepared", "prepare", "splits", "rows"}),
+        ("builders", {"prepare", "stream"}),
+        ("stream", {"builders", "prepared", "prepare"}),
+    ],
+)
 def test_the_split_modules_import_downwards_only(module, never):
     assert not _data_imports(module) & never
 
@@ -156,8 +186,12 @@ def test_the_split_modules_import_downwards_only(module, never):
 def test_streamed_rows_need_no_streaming_object(tmp_path):
     """The tokenizer for a stream reads its rows with a plain function: a config that StreamingData
     refuses (classification without label_names) still gives its training rows and a tokenizer."""
-    cfg = DataConfig.model_validate({"source": str(write_csv(tmp_path / "r.csv")),
-                                     "tokenizer": {"kind": "wordpiece", "vocab_size": 60, "min_frequency": 1}})
+    cfg = DataConfig.model_validate(
+        {
+            "source": str(write_csv(tmp_path / "r.csv")),
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 60, "min_frequency": 1},
+        }
+    )
     with pytest.raises(SoraError, match="label_names"):
         StreamingData(cfg, None)
     rows = list(stream_rows(cfg, "train"))

@@ -15,8 +15,13 @@ EXPECTED = sorted(t for _, t in ROWS)
 
 
 def _texts(source, **extra) -> list[str]:
-    cfg = {"source": source, "format": "csv", "tokenizer": {"kind": "char"},
-           "split": {"validation": 0.0, "test": 0.0}, **extra}
+    cfg = {
+        "source": source,
+        "format": "csv",
+        "tokenizer": {"kind": "char"},
+        "split": {"validation": 0.0, "test": 0.0},
+        **extra,
+    }
     return sorted(prepare_data(DataConfig.model_validate(cfg)).splits["train"].texts)
 
 

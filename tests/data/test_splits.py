@@ -54,8 +54,12 @@ def test_prepare_uses_a_group_column_and_limit_is_deterministic(tmp_path):
     path = tmp_path / "r.jsonl"
     with open(path, "w") as f:
         for i in range(300):
-            f.write(json.dumps({"text": f"review {i} of film {i // 10}", "label": ["neg", "pos"][i % 2],
-                                "film": f"film {i // 10}"}) + "\n")
+            f.write(
+                json.dumps(
+                    {"text": f"review {i} of film {i // 10}", "label": ["neg", "pos"][i % 2], "film": f"film {i // 10}"}
+                )
+                + "\n"
+            )
     cfg = {"source": str(path), "tokenizer": {"kind": "char"}, "split": {"group": "film", "seed": 1}}
     data = prepare_data(DataConfig.model_validate(cfg))
     films = {s: {t.split(" of ")[1] for t in ex.texts} for s, ex in data.splits.items()}
@@ -63,23 +67,42 @@ def test_prepare_uses_a_group_column_and_limit_is_deterministic(tmp_path):
     assert not films["validation"] & films["test"]
     limited = [prepare_data(DataConfig.model_validate({**cfg, "limit": 20})) for _ in range(2)]
     assert limited[0].splits["train"].texts == limited[1].splits["train"].texts
-    assert len(limited[0].splits["train"]) == 20 and set(limited[0].splits["train"].texts) <= set(data.splits["train"].texts)
+    assert len(limited[0].splits["train"]) == 20 and set(limited[0].splits["train"].texts) <= set(
+        data.splits["train"].texts
+    )
 
 
 def test_given_splits_from_a_mapping_and_from_a_column(tmp_path):
     for name, n in (("train", 40), ("test", 10)):
-        (tmp_path / f"{name}.csv").write_text("label,text\n" + "".join(f"{['a', 'b'][i % 2]},{name} {i}\n"
-                                                                      for i in range(n)))
-    data = prepare_data(DataConfig.model_validate({
-        "source": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
-        "tokenizer": {"kind": "char"}, "split": {"validation": 0.25}}))
+        (tmp_path / f"{name}.csv").write_text(
+            "label,text\n" + "".join(f"{['a', 'b'][i % 2]},{name} {i}\n" for i in range(n))
+        )
+    data = prepare_data(
+        DataConfig.model_validate(
+            {
+                "source": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
+                "tokenizer": {"kind": "char"},
+                "split": {"validation": 0.25},
+            }
+        )
+    )
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 30, "validation": 10, "test": 10}
     assert all(t.startswith("test") for t in data.splits["test"].texts)
     assert all(t.startswith("train") for t in data.splits["validation"].texts)
-    (tmp_path / "all.csv").write_text("label,text,part\n" + "".join(
-        f"{['a', 'b'][i % 2]},row {i},{['train', 'dev', 'test'][i % 3]}\n" for i in range(30)))
-    data = prepare_data(DataConfig.model_validate({"source": str(tmp_path / "all.csv"), "tokenizer": {"kind": "char"},
-                                                   "columns": {"split": "part"}, "split": {"given": True}}))
+    (tmp_path / "all.csv").write_text(
+        "label,text,part\n"
+        + "".join(f"{['a', 'b'][i % 2]},row {i},{['train', 'dev', 'test'][i % 3]}\n" for i in range(30))
+    )
+    data = prepare_data(
+        DataConfig.model_validate(
+            {
+                "source": str(tmp_path / "all.csv"),
+                "tokenizer": {"kind": "char"},
+                "columns": {"split": "part"},
+                "split": {"given": True},
+            }
+        )
+    )
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 10, "validation": 10, "test": 10}
 
 
@@ -92,8 +115,11 @@ def test_split_fractions_are_validated():
 
 def test_a_split_that_is_missing_is_told_from_one_that_is_empty():
     sizes = {"train": 90, "validation": 10, "test": 0}
-    assert unusable_split("dev", sizes, "austen") == "no split 'dev' in austen (splits: train 90, validation 10, test 0)"
+    assert (
+        unusable_split("dev", sizes, "austen") == "no split 'dev' in austen (splits: train 90, validation 10, test 0)"
+    )
     assert unusable_split("test", sizes, "austen", 0.0) == (
         "the 'test' split of austen is empty (splits: train 90, validation 10, test 0): its split settings hold out "
-        "test: 0; try --split validation")
+        "test: 0; try --split validation"
+    )
     assert "the data is too small to hold any out for it" in unusable_split("test", sizes, "austen", 0.1)

@@ -22,8 +22,14 @@ def shards(tmp_path):
 
 
 def _cfg(glob, **extra):
-    return DataConfig.model_validate({"source": str(glob), "label_names": ["neg", "pos"],
-                                      "tokenizer": {"kind": "wordpiece", "vocab_size": 200}, **extra})
+    return DataConfig.model_validate(
+        {
+            "source": str(glob),
+            "label_names": ["neg", "pos"],
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 200},
+            **extra,
+        }
+    )
 
 
 def test_stream_splits_are_stable_disjoint_and_complete(shards):
@@ -42,12 +48,17 @@ def test_stream_ranks_get_disjoint_equal_shards(shards, world_size):
     glob, _ = shards
     cfg = _cfg(glob, split={"validation": 0.0, "test": 0.0})
     data = StreamingData(cfg, train_stream_tokenizer(cfg))
-    per_rank = [list(data.loader("train", 8, shuffle=True, seed=1, rank=r, world_size=world_size))
-                for r in range(world_size)]
+    per_rank = [
+        list(data.loader("train", 8, shuffle=True, seed=1, rank=r, world_size=world_size)) for r in range(world_size)
+    ]
     assert len({len(b) for b in per_rank}) == 1  # every rank runs the same number of steps
     tok = data.tokenizer
-    numbers = [tok.decode(x[v].tolist()).split("number")[-1].strip()
-               for batches in per_rank for b in batches for x, v in zip(b["inputs"], b["valid"])]
+    numbers = [
+        tok.decode(x[v].tolist()).split("number")[-1].strip()
+        for batches in per_rank
+        for b in batches
+        for x, v in zip(b["inputs"], b["valid"])
+    ]
     assert len(numbers) == len(set(numbers))  # disjoint: no row on two ranks, none twice
     assert 230 - world_size < len(numbers) <= 230  # complete but for fewer than world_size rows
     first = list(data.loader("train", 8, shuffle=True, seed=1, rank=0, world_size=world_size))
@@ -65,8 +76,15 @@ def test_stream_with_workers_and_buffers_keeps_every_row(shards):
 def test_stream_lm_blocks(tmp_path):
     path = tmp_path / "corpus.jsonl"
     path.write_text("".join(json.dumps({"text": f"line {i} of the corpus."}) + "\n" for i in range(300)))
-    cfg = DataConfig.model_validate({"source": str(path), "task": "lm", "block_size": 16,
-                                     "tokenizer": {"kind": "char"}, "split": {"validation": 0.0, "test": 0.0}})
+    cfg = DataConfig.model_validate(
+        {
+            "source": str(path),
+            "task": "lm",
+            "block_size": 16,
+            "tokenizer": {"kind": "char"},
+            "split": {"validation": 0.0, "test": 0.0},
+        }
+    )
     data = StreamingData(cfg, train_stream_tokenizer(cfg))
     batches = list(data.loader("train", 4, rank=1, world_size=2))
     assert batches and all(b["inputs"].shape == (4, 16) for b in batches)

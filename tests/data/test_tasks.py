@@ -15,9 +15,17 @@ NO_SPLIT = {"validation": 0.0, "test": 0.0}
 
 def test_lm_blocks_are_shifted_next_tokens(tmp_path):
     (tmp_path / "c.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40)
-    data = prepare_data(DataConfig.model_validate({"source": str(tmp_path / "c.txt"), "task": "lm", "block_size": 32,
-                                                   "tokenizer": {"kind": "char"}, "split": {"validation": 0.1,
-                                                                                            "test": 0.0}}))
+    data = prepare_data(
+        DataConfig.model_validate(
+            {
+                "source": str(tmp_path / "c.txt"),
+                "task": "lm",
+                "block_size": 32,
+                "tokenizer": {"kind": "char"},
+                "split": {"validation": 0.1, "test": 0.0},
+            }
+        )
+    )
     batch = next(iter(data.loader("train", 4, shuffle=True)))
     assert set(batch) == {"inputs", "labels"} and batch["inputs"].shape == (4, 32)
     assert torch.equal(batch["inputs"][:, 1:], batch["labels"][:, :-1])
@@ -31,9 +39,17 @@ def test_seq2seq_batch(tmp_path):
     with open(path, "w") as f:
         for i in range(40):
             f.write(json.dumps({"en": f"the house number {i}", "es": f"la casa numero {i}", "ch": i // 4}) + "\n")
-    data = prepare_data(DataConfig.model_validate({
-        "source": str(path), "task": "seq2seq", "columns": {"source": "en", "target": "es", "group": "ch"},
-        "tokenizer": {"kind": "wordpiece", "vocab_size": 120, "min_frequency": 1}, "max_target_len": 6}))
+    data = prepare_data(
+        DataConfig.model_validate(
+            {
+                "source": str(path),
+                "task": "seq2seq",
+                "columns": {"source": "en", "target": "es", "group": "ch"},
+                "tokenizer": {"kind": "wordpiece", "vocab_size": 120, "min_frequency": 1},
+                "max_target_len": 6,
+            }
+        )
+    )
     b = next(iter(data.loader("train", 8)))
     assert set(b) == {"src", "src_valid", "tgt_in", "tgt_out", "tgt_valid"}
     assert (b["tgt_in"][:, 0] == data.bos_id).all()
@@ -70,8 +86,9 @@ def test_ctc_batch_from_a_wav_folder_with_transcripts(tmp_path):
 def test_image_augmentation_is_seeded_and_train_only(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", image=rng.integers(0, 255, (40, 8, 8), dtype=np.uint8), label=np.arange(40) % 2)
-    data = prepare_data(DataConfig.model_validate({"source": str(tmp_path / "d.npz"), "augment": {"flip": True,
-                                                                                                   "shift": 2}}))
+    data = prepare_data(
+        DataConfig.model_validate({"source": str(tmp_path / "d.npz"), "augment": {"flip": True, "shift": 2}})
+    )
     a = next(iter(data.loader("train", 8, seed=1)))["inputs"]
     b = next(iter(data.loader("train", 8, seed=1)))["inputs"]
     c = next(iter(data.loader("train", 8, seed=2)))["inputs"]

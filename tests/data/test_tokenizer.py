@@ -36,8 +36,11 @@ def test_task_decides_what_the_tokenizer_adds():
 
 
 def test_normalisation_lives_in_the_tokenizer():
-    tok = train_tokenizer(TEXTS, TokenizerConfig(kind="wordpiece", vocab_size=200, min_frequency=1),
-                          NormalizeConfig(lowercase=True, stopwords=True))
+    tok = train_tokenizer(
+        TEXTS,
+        TokenizerConfig(kind="wordpiece", vocab_size=200, min_frequency=1),
+        NormalizeConfig(lowercase=True, stopwords=True),
+    )
     assert tok.normalizer.normalize_str("  The FILM and the Cast ") == "film cast"
     assert tok.normalizer.normalize_str("ﬁne") == "fine"  # NFKC: the ligature becomes two letters
     custom = NormalizeConfig(stopwords=["film"], nfkc=False)
@@ -50,15 +53,21 @@ def test_pretrained_tokenizer_file_and_reuse(tmp_path):
     base = {"source": str(path), "split": {"validation": 0.0, "test": 0.0}}
     first = prepare_data(DataConfig.model_validate({**base, "tokenizer": {"kind": "bpe", "vocab_size": 400}}))
     first.tokenizer.save(str(tmp_path / "tokenizer.json"))
-    again = prepare_data(DataConfig.model_validate({**base, "tokenizer": {"kind": "pretrained",
-                                                                          "path": str(tmp_path / "tokenizer.json")}}))
-    reused = prepare_data(DataConfig.model_validate(base), tokenizer=Tokenizer.from_file(str(tmp_path / "tokenizer.json")))
+    again = prepare_data(
+        DataConfig.model_validate(
+            {**base, "tokenizer": {"kind": "pretrained", "path": str(tmp_path / "tokenizer.json")}}
+        )
+    )
+    reused = prepare_data(
+        DataConfig.model_validate(base), tokenizer=Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    )
     for other in (again, reused):
         assert [x.tolist() for x in other.splits["train"].ids] == [x.tolist() for x in first.splits["train"].ids]
     with pytest.raises(SoraError, match="not a tokenizer.json"):
         (tmp_path / "bad.json").write_text("{}")
-        prepare_data(DataConfig.model_validate({**base, "tokenizer": {"kind": "pretrained",
-                                                                      "path": str(tmp_path / "bad.json")}}))
+        prepare_data(
+            DataConfig.model_validate({**base, "tokenizer": {"kind": "pretrained", "path": str(tmp_path / "bad.json")}})
+        )
 
 
 def test_tokenizer_without_padding_token_at_zero_is_refused():

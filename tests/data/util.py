@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-POSITIVE = ["a fine and moving film", "great acting and a smart script", "lovely, warm and funny",
-            "a joy from start to finish", "sharp writing, brilliant cast", "wonderful and touching"]
-NEGATIVE = ["a dull and tedious mess", "boring plot, flat acting", "badly written and too long",
-            "a tiresome waste of time", "clumsy, loud and empty", "awful pacing and weak jokes"]
+POSITIVE = [
+    "a fine and moving film",
+    "great acting and a smart script",
+    "lovely, warm and funny",
+    "a joy from start to finish",
+    "sharp writing, brilliant cast",
+    "wonderful and touching",
+]
+NEGATIVE = [
+    "a dull and tedious mess",
+    "boring plot, flat acting",
+    "badly written and too long",
+    "a tiresome waste of time",
+    "clumsy, loud and empty",
+    "awful pacing and weak jokes",
+]
 
 
 def sentiment_rows(n: int = 60) -> list[tuple[str, str]]:

@@ -16,8 +16,10 @@ transformers = pytest.importorskip("transformers", reason="interop parity tests 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-WORDS = ("the a film is good bad dull plot slow strong sequel never loses its nerve beautifully shot "
-         "performances carry through middle hour utterly forgettable , . !").split()
+WORDS = (
+    "the a film is good bad dull plot slow strong sequel never loses its nerve beautifully shot "
+    "performances carry through middle hour utterly forgettable , . !"
+).split()
 SENTENCES = ["The film is good.", "A dull, slow plot!", "Never dull", "The performances carry the slow middle hour."]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 VOCAB += [f"##x{i}" for i in range(99 - len(VOCAB))]  # 99 entries: the tiny models' vocab_size
@@ -25,14 +27,24 @@ VOCAB += [f"##x{i}" for i in range(99 - len(VOCAB))]  # 99 entries: the tiny mod
 TEXT = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 CONFIGS = {
     "bert": lambda: transformers.BertConfig(**TEXT, max_position_embeddings=40, hidden_act="gelu"),
-    "roberta": lambda: transformers.RobertaConfig(**TEXT, max_position_embeddings=42, pad_token_id=1, bos_token_id=0,
-                                                   eos_token_id=2, type_vocab_size=1),
-    "distilbert": lambda: transformers.DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-                                                        max_position_embeddings=40),
-    "gpt2": lambda: transformers.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=40,
-                                            bos_token_id=98, eos_token_id=98),
-    "vit": lambda: transformers.ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32,
-                                          num_hidden_layers=2, num_attention_heads=4, intermediate_size=37),
+    "roberta": lambda: transformers.RobertaConfig(
+        **TEXT, max_position_embeddings=42, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1
+    ),
+    "distilbert": lambda: transformers.DistilBertConfig(
+        vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=40
+    ),
+    "gpt2": lambda: transformers.GPT2Config(
+        vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=40, bos_token_id=98, eos_token_id=98
+    ),
+    "vit": lambda: transformers.ViTConfig(
+        image_size=16,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+    ),
 }
 
 

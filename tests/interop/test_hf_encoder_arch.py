@@ -31,6 +31,8 @@ def test_encoder_has_no_head_in_its_particles_or_graph():
 
 
 def test_image_encoder_keeps_a_cls_token():
-    model = build_model(tiny("encoder", input="image", encoder=STACK, image={"size": 8, "channels": 1, "patch": 4})).eval()
+    model = build_model(
+        tiny("encoder", input="image", encoder=STACK, image={"size": 8, "channels": 1, "patch": 4})
+    ).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 1, 8, 8)).shape == (2, 5, 32)  # 4 patches + CLS

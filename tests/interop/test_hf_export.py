@@ -13,10 +13,16 @@ from tests.interop.hf_models import text_batch
 
 TOL = 1e-4
 ROUND_TRIPS = [
-    ("BertModel", "bert"), ("BertForSequenceClassification", "bert"), ("BertForTokenClassification", "bert"),
-    ("RobertaModel", "roberta"), ("RobertaForSequenceClassification", "roberta"),
-    ("DistilBertModel", "distilbert"), ("DistilBertForSequenceClassification", "distilbert"),
-    ("GPT2LMHeadModel", "gpt2"), ("ViTModel", "vit"), ("ViTForImageClassification", "vit"),
+    ("BertModel", "bert"),
+    ("BertForSequenceClassification", "bert"),
+    ("BertForTokenClassification", "bert"),
+    ("RobertaModel", "roberta"),
+    ("RobertaForSequenceClassification", "roberta"),
+    ("DistilBertModel", "distilbert"),
+    ("DistilBertForSequenceClassification", "distilbert"),
+    ("GPT2LMHeadModel", "gpt2"),
+    ("ViTModel", "vit"),
+    ("ViTForImageClassification", "vit"),
 ]
 
 
@@ -63,7 +69,10 @@ def test_import_then_export_loads_in_transformers_with_the_same_outputs(hf_folde
         assert torch.allclose(again.state_dict()[name], tensor, atol=1e-6), name
     if "labels" in result.meta:
         assert json.loads((tmp_path / "out" / "config.json").read_text())["id2label"] == {
-            "0": "neg", "1": "neutral", "2": "pos"}
+            "0": "neg",
+            "1": "neutral",
+            "2": "pos",
+        }
 
 
 def test_export_verifies_with_transformers_and_reports_parity(hf_folder, tmp_path):
@@ -108,24 +117,30 @@ def test_gated_heads_and_masked_neurons_are_folded_exactly(tmp_path):
     with torch.no_grad():
         assert close(model(ids), logits)
         ungated = build_model(native_bert()).eval()
-        ungated.load_state_dict({k: v for k, v in model.state_dict().items() if "gate" not in k and "mask" not in k},
-                                strict=False)
+        ungated.load_state_dict(
+            {k: v for k, v in model.state_dict().items() if "gate" not in k and "mask" not in k}, strict=False
+        )
         assert not close(ungated(ids), logits)  # the gates did change the outputs
 
 
-@pytest.mark.parametrize("config,reason", [
-    (native_bert(encoder={"n_layers": 2, "n_heads": [4, 2], "d_ff": 64}, head_dim=8),
-     r"heads per layer differ \(\[4, 2\]\)"),
-    (native_bert(encoder={"n_layers": 2, "n_heads": [4, 0], "d_ff": 64}), "layer 1 has no attention heads"),
-    (native_bert(position="rotary"), "learned absolute positions; this model uses rotary"),
-    (native_bert(adaptive_span={"max_span": 16}), "adaptive attention span"),
-    (native_bert(activation="swiglu"), "no swiglu feed-forward"),
-    (native_bert(norm="rmsnorm"), "uses LayerNorm, this model rmsnorm"),
-    (native_bert(encoder={"n_layers": 2, "n_heads": 4, "d_ff": [64, 32]}), "feed-forward widths differ"),
-    (native_bert(pooling="mean"), "--body-only"),
-    (tiny("encoder_classifier"), "BERT is post-norm; this model is pre-norm"),
-    (tiny("seq2seq"), "encoder-decoder"),
-])
+@pytest.mark.parametrize(
+    "config,reason",
+    [
+        (
+            native_bert(encoder={"n_layers": 2, "n_heads": [4, 2], "d_ff": 64}, head_dim=8),
+            r"heads per layer differ \(\[4, 2\]\)",
+        ),
+        (native_bert(encoder={"n_layers": 2, "n_heads": [4, 0], "d_ff": 64}), "layer 1 has no attention heads"),
+        (native_bert(position="rotary"), "learned absolute positions; this model uses rotary"),
+        (native_bert(adaptive_span={"max_span": 16}), "adaptive attention span"),
+        (native_bert(activation="swiglu"), "no swiglu feed-forward"),
+        (native_bert(norm="rmsnorm"), "uses LayerNorm, this model rmsnorm"),
+        (native_bert(encoder={"n_layers": 2, "n_heads": 4, "d_ff": [64, 32]}), "feed-forward widths differ"),
+        (native_bert(pooling="mean"), "--body-only"),
+        (tiny("encoder_classifier"), "BERT is post-norm; this model is pre-norm"),
+        (tiny("seq2seq"), "encoder-decoder"),
+    ],
+)
 def test_what_transformers_cannot_represent_is_refused_and_nothing_is_written(tmp_path, config, reason):
     save_model(build_model(config), tmp_path / "m")
     with pytest.raises(SoraError, match=reason) as err:

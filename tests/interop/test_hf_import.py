@@ -63,8 +63,9 @@ def test_gpt2_logits_hidden_states_and_greedy_tokens_match(hf_folder):
         assert max_diff(hidden, base(input_ids=ids).last_hidden_state, valid) < TOL
     prompts = ids[:, :3]
     ours = model.generate(prompts, 12)
-    theirs = hf_model.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=12, do_sample=False,
-                               pad_token_id=98)
+    theirs = hf_model.generate(
+        prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=12, do_sample=False, pad_token_id=98
+    )
     for a, b in zip(ours.tolist(), theirs.tolist()):
         cut = a.index(98, 3) + 1 if 98 in a[3:] else len(a)  # both stop at EOS
         assert a[:cut] == b[:cut]
@@ -81,7 +82,9 @@ def test_gpt2_untied_head_is_carried_over(hf_folder):
         assert max_diff(model(ids), hf_model(input_ids=ids).logits, valid) < TOL
 
 
-@pytest.mark.parametrize("cls_name,arch", [("ViTModel", "encoder"), ("ViTForImageClassification", "encoder_classifier")])
+@pytest.mark.parametrize(
+    "cls_name,arch", [("ViTModel", "encoder"), ("ViTForImageClassification", "encoder_classifier")]
+)
 def test_vit_matches_transformers(hf_folder, cls_name, arch):
     import transformers
 
@@ -130,7 +133,9 @@ def test_a_pickled_object_in_pytorch_model_bin_is_refused(hf_folder):
 
 def test_unsupported_architectures_fail_listing_the_supported_ones(hf_folder, tmp_path):
     folder, _ = hf_folder("BertForQuestionAnswering", "bert")
-    with pytest.raises(SoraError, match=r"BertForQuestionAnswering is not supported; supported bert classes: BertModel"):
+    with pytest.raises(
+        SoraError, match=r"BertForQuestionAnswering is not supported; supported bert classes: BertModel"
+    ):
         import_hf(folder)
     t5 = tmp_path / "t5"
     t5.mkdir()

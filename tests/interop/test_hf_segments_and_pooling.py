@@ -102,20 +102,26 @@ def pooling_note(folder) -> str:
 
 def write_pooling(folder, name: str = "1_Pooling", mode: str = "mean") -> None:
     (folder / name).mkdir()
-    (folder / name / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
-                                                           f"pooling_mode_{mode}_tokens": True}))
+    (folder / name / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, f"pooling_mode_{mode}_tokens": True})
+    )
 
 
 def test_pooling_says_where_it_came_from(hf_folder, capsys, tmp_path):
     folder, _ = hf_folder("BertModel", "bert")
-    assert pooling_note(folder) == ("pooling: cls (the default: no sentence-transformers pooling settings in the "
-                                    "folder; --pooling mean chooses mean pooling)")
+    assert pooling_note(folder) == (
+        "pooling: cls (the default: no sentence-transformers pooling settings in the "
+        "folder; --pooling mean chooses mean pooling)"
+    )
     (folder / "config_sentence_transformers.json").write_text("{}")
-    assert "a sentence-transformers folder (config_sentence_transformers.json) without modules.json or " \
-           "1_Pooling/config.json, so how it pools is unknown" in pooling_note(folder)
+    assert (
+        "a sentence-transformers folder (config_sentence_transformers.json) without modules.json or "
+        "1_Pooling/config.json, so how it pools is unknown" in pooling_note(folder)
+    )
     write_pooling(folder)
-    assert pooling_note(folder) == ("pooling: mean (from 1_Pooling/config.json; no modules.json, so embeddings are "
-                                    "taken as not normalised)")
+    assert pooling_note(folder) == (
+        "pooling: mean (from 1_Pooling/config.json; no modules.json, so embeddings are taken as not normalised)"
+    )
     code, out, _ = run_cli(capsys, "hf", "import", folder, "--out", tmp_path / "m", "--no-verify", "--pooling", "cls")
     assert code == 0 and "note: pooling: cls (--pooling)" in out
 
@@ -123,9 +129,11 @@ def test_pooling_says_where_it_came_from(hf_folder, capsys, tmp_path):
 def test_modules_json_names_the_pooling_folder_inside_the_model_folder(hf_folder, tmp_path):
     folder, _ = hf_folder("BertModel", "bert")
     write_pooling(folder, "pool")
-    modules = [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "path": "pool", "type": "sentence_transformers.models.Pooling"},
-               {"idx": 2, "path": "norm", "type": "sentence_transformers.models.Normalize"}]
+    modules = [
+        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "pool", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "path": "norm", "type": "sentence_transformers.models.Normalize"},
+    ]
     (folder / "modules.json").write_text(json.dumps(modules))
     result = import_hf(folder)
     assert result.meta["sentence_embedding"] == {"pooling": "mean", "normalize": True}

@@ -32,8 +32,12 @@ def test_vocab_json_and_merges_become_gpt2s_byte_level_bpe(hf_folder):
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.train_from_iterator(SENTENCES * 5, trainers.BpeTrainer(
-        vocab_size=99, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"]))
+    bpe.train_from_iterator(
+        SENTENCES * 5,
+        trainers.BpeTrainer(
+            vocab_size=99, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"]
+        ),
+    )
     folder, _ = hf_folder("GPT2LMHeadModel", "gpt2")
     bpe.model.save(str(folder))  # vocab.json + merges.txt
     result = import_hf(folder)
@@ -67,8 +71,11 @@ def test_a_classifier_starts_from_an_imported_encoder(hf_folder, tmp_path):
 def test_a_mismatched_architecture_names_the_key(hf_folder):
     folder, _ = hf_folder("BertModel", "bert")
     encoder = import_hf(folder).model
-    for overrides, key in (({"d_ff": 64}, "model.encoder.d_ff"), ({"norm_position": "pre"}, "model.norm_position"),
-                           ({"max_len": 999}, "model.max_len")):
+    for overrides, key in (
+        ({"d_ff": 64}, "model.encoder.d_ff"),
+        ({"norm_position": "pre"}, "model.norm_position"),
+        ({"max_len": 999}, "model.max_len"),
+    ):
         stack = {**encoder.config.encoder.model_dump(), **{k: v for k, v in overrides.items() if k == "d_ff"}}
         config = classifier_config(encoder, encoder=stack, **{k: v for k, v in overrides.items() if k != "d_ff"})
         with pytest.raises(ConfigError, match=key):
@@ -78,10 +85,16 @@ def test_a_mismatched_architecture_names_the_key(hf_folder):
 def test_a_recipe_with_init_reads_the_pretrained_tokenizer_and_loads_weights_on_build(hf_folder, tmp_path):
     folder, _ = hf_folder("BertModel", "bert", vocab_txt=True)
     encoder = import_hf(folder).model
+
     def recipe(**data):
-        return Recipe.model_validate({
-            "name": "t", "init": str(folder), "model": classifier_config(encoder).model_dump(),
-            "data": {"dataset": "rotten_tomatoes", "task": "classification", "max_len": 32, **data}})
+        return Recipe.model_validate(
+            {
+                "name": "t",
+                "init": str(folder),
+                "model": classifier_config(encoder).model_dump(),
+                "data": {"dataset": "rotten_tomatoes", "task": "classification", "max_len": 32, **data},
+            }
+        )
 
     seen = []
     new_recipe, on_model = with_pretrained(recipe(), tmp_path, on_model=seen.append, log=lambda _m: None)
@@ -104,8 +117,9 @@ def test_cli_import_and_export(hf_folder, tmp_path, capsys):
     assert "-> encoder_classifier" in out and "tokenizer: from vocab.txt" in out and "(ok)" in out
     parity = load_meta(tmp_path / "m")["parity"]
     assert parity["ok"] and parity["logits"] < 1e-4
-    code, out, _ = run_cli(capsys, "hf", "export", str(tmp_path / "m"), "--out", str(tmp_path / "hf"), "--json",
-                           "--one-segment")
+    code, out, _ = run_cli(
+        capsys, "hf", "export", str(tmp_path / "m"), "--out", str(tmp_path / "hf"), "--json", "--one-segment"
+    )
     assert code == 0 and json.loads(out)["architecture"] == "BertForSequenceClassification"
     assert (tmp_path / "hf" / "tokenizer.json").is_file()
 
@@ -144,4 +158,3 @@ def test_folders_of_the_other_kind_and_overwriting_the_source_are_refused(hf_fol
     with pytest.raises(SoraError, match="model folder being exported"):
         export_hf(sora_dir, sora_dir)
     assert (folder / "model.safetensors").is_file() and (sora_dir / "meta.json").is_file()
-

@@ -16,5 +16,4 @@ def test_the_table_has_a_row_per_particle_and_the_totals():
     assert names == [p.name for p in particles(model)]  # every particle, in order
     assert "layers.0.attn.head.3" in names and "layers.1.attn.head.0" not in names
     s = summary(model)
-    assert lines[-1] == (f"total: {s['parameters']:,} parameters, 2 layers, 4 attention heads, "
-                         "80 feed-forward neurons")
+    assert lines[-1] == (f"total: {s['parameters']:,} parameters, 2 layers, 4 attention heads, 80 feed-forward neurons")

@@ -11,8 +11,16 @@ from tests.helpers import tiny
         (tiny("encoder_classifier"), torch.randint(3, 50, (2, 9)), (2, 3)),
         (tiny("encoder_classifier", input="image", image={"size": 28, "patch": 4}), torch.randn(2, 1, 28, 28), (2, 3)),
         (tiny("encoder_classifier", input="image", image={"size": 8, "patch": 2}), torch.randn(2, 1, 8, 8), (2, 3)),
-        (tiny("encoder_classifier", input="audio", audio={"n_mels": 16, "patch_frames": 4}), torch.randn(2, 16, 40), (2, 3)),
-        (tiny("token_classifier", input="audio", audio={"n_mels": 16, "patch_frames": 4}), torch.randn(2, 16, 40), (2, 10, 3)),
+        (
+            tiny("encoder_classifier", input="audio", audio={"n_mels": 16, "patch_frames": 4}),
+            torch.randn(2, 16, 40),
+            (2, 3),
+        ),
+        (
+            tiny("token_classifier", input="audio", audio={"n_mels": 16, "patch_frames": 4}),
+            torch.randn(2, 16, 40),
+            (2, 10, 3),
+        ),
         (tiny("token_classifier"), torch.randint(3, 50, (2, 9)), (2, 9, 3)),
         (tiny("decoder_lm"), torch.randint(3, 50, (2, 9)), (2, 9, 50)),
     ],
@@ -77,7 +85,9 @@ def test_kv_cache_generation_equals_full_recomputation(position):
     assert torch.equal(with_cache, without)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     sampled = model.generate(prompt, 12, temperature=0.8, top_k=10, top_p=0.9, generator=g1)
-    assert torch.equal(sampled, model.generate(prompt, 12, temperature=0.8, top_k=10, top_p=0.9, use_cache=False, generator=g2))
+    assert torch.equal(
+        sampled, model.generate(prompt, 12, temperature=0.8, top_k=10, top_p=0.9, use_cache=False, generator=g2)
+    )
 
 
 def test_generation_stops_at_eos():

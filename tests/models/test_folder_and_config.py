@@ -12,7 +12,9 @@ from tests.helpers import tiny
 
 @pytest.mark.parametrize("arch", ["encoder_classifier", "decoder_lm", "seq2seq"])
 def test_save_load_round_trip_is_bit_identical(tmp_path, arch):
-    model = build_model(tiny(arch, encoder={"n_layers": 2, "n_heads": [4, 0], "d_ff": [64, 8]}) if arch != "decoder_lm" else tiny(arch)).eval()
+    model = build_model(
+        tiny(arch, encoder={"n_layers": 2, "n_heads": [4, 0], "d_ff": [64, 8]}) if arch != "decoder_lm" else tiny(arch)
+    ).eval()
     if arch != "decoder_lm":
         model.config  # noqa: B018
     save_model(model, tmp_path / "m", meta={"labels": ["a", "b", "c"]})
@@ -70,7 +72,9 @@ def test_config_round_trips_through_json(arch):
 
 def test_config_errors_name_the_key_and_line(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("arch: encoder_classifier\nvocab_size: 10\nn_classes: 2\nencoder:\n  n_layers: 2\n  n_heads: four\n  d_fff: 3\n")
+    path.write_text(
+        "arch: encoder_classifier\nvocab_size: 10\nn_classes: 2\nencoder:\n  n_layers: 2\n  n_heads: four\n  d_fff: 3\n"
+    )
     with pytest.raises(ConfigError) as info:
         load(ModelConfig, path)
     message = str(info.value)

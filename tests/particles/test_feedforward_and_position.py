@@ -10,10 +10,13 @@ def test_neuron_mask_equals_removed_neuron(activation):
     small = FeedForward(16, 7, activation).eval()
     keep = torch.tensor([0, 1, 2, 4, 5, 6, 7])
     with torch.no_grad():
-        small.fc_in.weight.copy_(full.fc_in.weight[keep]); small.fc_in.bias.copy_(full.fc_in.bias[keep])
+        small.fc_in.weight.copy_(full.fc_in.weight[keep])
+        small.fc_in.bias.copy_(full.fc_in.bias[keep])
         if full.fc_gate is not None:
-            small.fc_gate.weight.copy_(full.fc_gate.weight[keep]); small.fc_gate.bias.copy_(full.fc_gate.bias[keep])
-        small.fc_out.weight.copy_(full.fc_out.weight[:, keep]); small.fc_out.bias.copy_(full.fc_out.bias)
+            small.fc_gate.weight.copy_(full.fc_gate.weight[keep])
+            small.fc_gate.bias.copy_(full.fc_gate.bias[keep])
+        small.fc_out.weight.copy_(full.fc_out.weight[:, keep])
+        small.fc_out.bias.copy_(full.fc_out.bias)
     x = torch.randn(2, 5, 16)
     unmasked = full(x)  # all ones: the mask is skipped, and the next in-place write must be seen
     full.neuron_mask[3] = 0
@@ -37,8 +40,10 @@ def test_positions_offset_continue_the_sequence():
 def test_rotary_scores_depend_only_on_relative_position():
     rope = Rotary(8, 32)
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
     def score(i, j):
         return (rope(q, offset=i) * rope(k, offset=j)).sum()
+
     torch.testing.assert_close(score(5, 2), score(13, 10), atol=1e-5, rtol=0)
 
 

@@ -42,8 +42,12 @@ def expected_shape(model, hook: str, lengths: dict[str, int], cached: int = 0) -
     assert dims is not None, f"{hook}: {type(owner).__name__} declares {name} without a (shape) comment"
     stack = next((p for p in ("encoder.", "decoder.") if owner_path.startswith(p)), "")
     T = lengths[stack]
-    size = {"B": B, "T": T, "S": lengths["encoder."] if ".cross_attn" in owner_path else cached + T,
-            "d": model.config.d_model}
+    size = {
+        "B": B,
+        "T": T,
+        "S": lengths["encoder."] if ".cross_attn" in owner_path else cached + T,
+        "d": model.config.d_model,
+    }
     if isinstance(owner, MultiHeadAttention):
         size.update(H=owner.n_heads, dh=owner.head_dim)
     if isinstance(owner, FeedForward):
@@ -67,19 +71,39 @@ def audio(arch: str, **overrides):
 # (config, inputs, the positions of each stack): B=2, T=9 tokens, d=32, H=4, dh=8, F=64 (48 with SwiGLU)
 CASES = {
     "text-classifier": (tiny("encoder_classifier"), (torch.randint(3, 50, (B, 9)),), {"": 9}),
-    "image-classifier": (tiny("encoder_classifier", input="image", image={"size": 8, "patch": 2}),
-                         (torch.randn(B, 1, 8, 8),), {"": 16 + 1}),
+    "image-classifier": (
+        tiny("encoder_classifier", input="image", image={"size": 8, "patch": 2}),
+        (torch.randn(B, 1, 8, 8),),
+        {"": 16 + 1},
+    ),
     "audio-classifier": (audio("encoder_classifier"), (torch.randn(B, 16, 40),), {"": 10 + 1}),
     "audio-ctc": (audio("token_classifier"), (torch.randn(B, 16, 40),), {"": 10}),
-    "tagger-sinusoidal": (tiny("token_classifier", position="sinusoidal", norm_position="post"),
-                          (torch.randint(3, 50, (B, 9)),), {"": 9}),
-    "decoder-rotary-swiglu": (tiny("decoder_lm", position="rotary", activation="swiglu", norm="rmsnorm",
-                                   decoder={"n_layers": 2, "n_heads": 4, "d_ff": 48}),
-                              (torch.randint(3, 50, (B, 9)),), {"": 9}),
-    "decoder-adaptive-span": (tiny("decoder_lm", adaptive_span={"max_span": 16, "ramp": 4}),
-                              (torch.randint(3, 50, (B, 9)),), {"": 9}),
-    "seq2seq": (tiny("seq2seq"), (torch.randint(3, 50, (B, 7)), torch.randint(3, 50, (B, 5))),
-                {"encoder.": 7, "decoder.": 5}),
+    "tagger-sinusoidal": (
+        tiny("token_classifier", position="sinusoidal", norm_position="post"),
+        (torch.randint(3, 50, (B, 9)),),
+        {"": 9},
+    ),
+    "decoder-rotary-swiglu": (
+        tiny(
+            "decoder_lm",
+            position="rotary",
+            activation="swiglu",
+            norm="rmsnorm",
+            decoder={"n_layers": 2, "n_heads": 4, "d_ff": 48},
+        ),
+        (torch.randint(3, 50, (B, 9)),),
+        {"": 9},
+    ),
+    "decoder-adaptive-span": (
+        tiny("decoder_lm", adaptive_span={"max_span": 16, "ramp": 4}),
+        (torch.randint(3, 50, (B, 9)),),
+        {"": 9},
+    ),
+    "seq2seq": (
+        tiny("seq2seq"),
+        (torch.randint(3, 50, (B, 7)), torch.randint(3, 50, (B, 5))),
+        {"encoder.": 7, "decoder.": 5},
+    ),
 }
 
 
@@ -168,8 +192,11 @@ def test_docs_table_states_the_shapes_the_code_declares():
         source = (root / path).read_text()
         declared = {name: tuple(d.strip() for d in dims.split(",")) for name, dims in DECLARED.findall(source)}
         assert row == declared, path
-    particle_files = {f"sora/particles/{p.name}" for p in (root / "sora" / "particles").glob("*.py")
-                      if "HookPoint()" in p.read_text() and p.name != "hookpoint.py"}
+    particle_files = {
+        f"sora/particles/{p.name}"
+        for p in (root / "sora" / "particles").glob("*.py")
+        if "HookPoint()" in p.read_text() and p.name != "hookpoint.py"
+    }
     assert particle_files <= set(documented), f"not in docs/particles.md: {particle_files - set(documented)}"
 
 

@@ -46,31 +46,81 @@ class World:
         }[name]
 
 
-KIND_OF = {"prune": "model", "quantize": "model", "hf import": "model", "hf export": "hf", "analyze": "analysis",
-           "compress": "compress", "train": "run", "run": "run"}
+KIND_OF = {
+    "prune": "model",
+    "quantize": "model",
+    "hf import": "model",
+    "hf export": "hf",
+    "analyze": "analysis",
+    "compress": "compress",
+    "train": "run",
+    "run": "run",
+}
 
 
 def build_world(root: Path) -> World:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     write_reviews(root / "reviews.csv", WORDS, 60, filler=3)
-    data = {"source": str(root / "reviews.csv"), "columns": {"text": "text", "label": "label"},
-            "tokenizer": {"kind": "char"}, "max_len": 32, "split": {"validation": 0.2, "test": 0.2, "seed": 0}}
+    data = {
+        "source": str(root / "reviews.csv"),
+        "columns": {"text": "text", "label": "label"},
+        "tokenizer": {"kind": "char"},
+        "max_len": 32,
+        "split": {"validation": 0.2, "test": 0.2, "seed": 0},
+    }
     (root / "data.yaml").write_text(yaml.safe_dump(data))
-    (root / "analyze.yaml").write_text(yaml.safe_dump({"data": data, "analyze": {
-        "n_examples": 0, "methods": ["gradient"], "max_batches": 1, "batch_size": 4, "split": "train"}}))
-    (root / "compress.yaml").write_text(yaml.safe_dump({
-        "prune": {"remove": ["layers.0.attn.head.1"]}, "quantize": None, "latency_batches": [4],
-        "latency_repeats": 1}))
-    model = {"arch": "encoder_classifier", "d_model": 16, "vocab_size": 100, "max_len": 32, "n_classes": 2,
-             "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16}}
-    (root / "recipe.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": data, "model": model, "train": {
-        "max_steps": 2, "batch_size": 8, "quiet": True}}))
+    (root / "analyze.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": data,
+                "analyze": {
+                    "n_examples": 0,
+                    "methods": ["gradient"],
+                    "max_batches": 1,
+                    "batch_size": 4,
+                    "split": "train",
+                },
+            }
+        )
+    )
+    (root / "compress.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "prune": {"remove": ["layers.0.attn.head.1"]},
+                "quantize": None,
+                "latency_batches": [4],
+                "latency_repeats": 1,
+            }
+        )
+    )
+    model = {
+        "arch": "encoder_classifier",
+        "d_model": 16,
+        "vocab_size": 100,
+        "max_len": 32,
+        "n_classes": 2,
+        "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
+    }
+    (root / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "tiny", "data": data, "model": model, "train": {"max_steps": 2, "batch_size": 8, "quiet": True}}
+        )
+    )
     prepared = prepare_data(load(DataConfig, root / "data.yaml"))
-    save_tiny(root / "model", prepared, max_len=32, norm_position="post", embed_norm=True, pooling="cls", pooler=True,
-              activation="gelu_tanh")  # BERT-shaped, so that `hf export` accepts it
-    world = World(root, root / "model", root / "data.yaml", root / "analyze.yaml", root / "compress.yaml",
-                  root / "recipe.yaml")
+    save_tiny(
+        root / "model",
+        prepared,
+        max_len=32,
+        norm_position="post",
+        embed_norm=True,
+        pooling="cls",
+        pooler=True,
+        activation="gelu_tanh",
+    )  # BERT-shaped, so that `hf export` accepts it
+    world = World(
+        root, root / "model", root / "data.yaml", root / "analyze.yaml", root / "compress.yaml", root / "recipe.yaml"
+    )
     samples = root / "samples"
     world.samples["hf"] = samples / "hf"  # first: `hf import` reads it
     for name in ("hf export", "prune", "analyze", "compress", "train"):
@@ -99,4 +149,3 @@ def _unsigned(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     return build_world(tmp_path_factory.mktemp("out_world"))
-

@@ -82,9 +82,14 @@ def _retyped(original: bytes, at: float, value) -> bytes:
     return len(text).to_bytes(8, "little") + text + original[8 + n :]
 
 
-damages = st.builds(Damage, file=st.sampled_from(FILES), kind=st.sampled_from(KINDS),
-                    at=st.floats(0, 1, exclude_max=True), junk=st.binary(max_size=64),
-                    value=st.sampled_from(JSON_VALUES))
+damages = st.builds(
+    Damage,
+    file=st.sampled_from(FILES),
+    kind=st.sampled_from(KINDS),
+    at=st.floats(0, 1, exclude_max=True),
+    junk=st.binary(max_size=64),
+    value=st.sampled_from(JSON_VALUES),
+)
 
 
 # ------------------------------------------------------------------------------- the tiny world
@@ -99,8 +104,10 @@ def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("damaged")
     words = {"pos": "good great fine film".split(), "neg": "bad awful dull film".split()}
     write_reviews(root / "reviews.csv", words, 48)
-    (root / "data.yaml").write_text(f"source: {root / 'reviews.csv'}\ncolumns: {{text: text, label: label}}\n"
-                                    "tokenizer: {kind: char}\nmax_len: 64\n")
+    (root / "data.yaml").write_text(
+        f"source: {root / 'reviews.csv'}\ncolumns: {{text: text, label: label}}\n"
+        "tokenizer: {kind: char}\nmax_len: 64\n"
+    )
     data = prepare_data(load(DataConfig, root / "data.yaml"))
     save_tiny(root / "model", data, norm_position="post", embed_norm=True, pooler=True)
     int8 = quantize_model(load_model(root / "model"), QuantizeConfig(min_weights=0, min_side=0))
@@ -108,8 +115,13 @@ def world(tmp_path_factory) -> Path:
     lm = tiny("decoder_lm", vocab_size=data.vocab_size, bos_id=1, eos_id=2)
     save_model(build_model(lm).eval(), root / "lm", tokenizer=data.tokenizer, meta={"task": "lm"})
     write_reviews(root / "other.csv", {"A": ["XYZ 123"], "B": ["QRS 456"], "C": ["JKL 789"]}, 12, seed=1)
-    other = prepare_data({"source": str(root / "other.csv"), "columns": {"text": "text", "label": "label"},
-                          "tokenizer": {"kind": "char"}})
+    other = prepare_data(
+        {
+            "source": str(root / "other.csv"),
+            "columns": {"text": "text", "label": "label"},
+            "tokenizer": {"kind": "char"},
+        }
+    )
     assert other.vocab_size > data.vocab_size
     assert len(other.labels) == 3
     save_tiny(root / "foreign", other, d_model=16, encoder={"n_layers": 1, "n_heads": 2, "d_ff": 8})
@@ -132,41 +144,99 @@ class Command:
 
 COMMANDS = {
     "inspect": Command("model", lambda w, m, o: ["inspect", m, "--json"], lambda o, out: json.loads(out)),
-    "eval": Command("model", lambda w, m, o: ["eval", m, "--data", w / "data.yaml", "--split", "validation", "--json"],
-                    lambda o, out: json.loads(out)["metrics"]),
+    "eval": Command(
+        "model",
+        lambda w, m, o: ["eval", m, "--data", w / "data.yaml", "--split", "validation", "--json"],
+        lambda o, out: json.loads(out)["metrics"],
+    ),
     "inspect int8": Command("int8", lambda w, m, o: ["inspect", m, "--json"], lambda o, out: json.loads(out)),
-    "eval int8": Command("int8", lambda w, m, o: ["eval", m, "--data", w / "data.yaml", "--split", "validation",
-                                                  "--json"], lambda o, out: json.loads(out)["metrics"]),
-    "generate": Command("lm", lambda w, m, o: ["generate", m, "--prompt", "good film", "--max-new-tokens", "6",
-                                               "--seed", "0"], lambda o, out: out),
-    "analyze": Command("model", lambda w, m, o: ["analyze", m, "--data", w / "data.yaml", "--out", o, "--methods",
-                                                 "gradient", "--max-batches", "1"],
-                       lambda o, out: json.loads((o / "analysis.json").read_text())["baseline"]),
-    "prune": Command("model", lambda w, m, o: ["prune", m, "--out", o, "--heads", "layers.0.attn.head.1"],
-                     lambda o, out: _tensors(o / WEIGHTS)),
-    "quantize": Command("model", lambda w, m, o: ["quantize", m, "--out", o, "--min-weights", "0", "--min-side", "0"],
-                        lambda o, out: _tensors(o / WEIGHTS)),
-    "compress": Command("model", lambda w, m, o: ["compress", m, "--data", w / "data.yaml", "--out", o, "--heads",
-                                                  "0.5", "--set", "latency_repeats=1"],
-                        lambda o, out: {k: (v["metrics"], v["parameters"]) for k, v in
-                                        json.loads((o / "report.json").read_text())["variants"].items()}),
-    "hf export": Command("model", lambda w, m, o: ["hf", "export", m, "--out", o, "--no-verify"],
-                         lambda o, out: _tensors(o / WEIGHTS)),
-    "run with init": Command("model", lambda w, m, o: ["run", _init_recipe(w, m), "--out", o],
-                             lambda o, out: _tensors(o / "model" / WEIGHTS)),
+    "eval int8": Command(
+        "int8",
+        lambda w, m, o: ["eval", m, "--data", w / "data.yaml", "--split", "validation", "--json"],
+        lambda o, out: json.loads(out)["metrics"],
+    ),
+    "generate": Command(
+        "lm",
+        lambda w, m, o: ["generate", m, "--prompt", "good film", "--max-new-tokens", "6", "--seed", "0"],
+        lambda o, out: out,
+    ),
+    "analyze": Command(
+        "model",
+        lambda w, m, o: [
+            "analyze",
+            m,
+            "--data",
+            w / "data.yaml",
+            "--out",
+            o,
+            "--methods",
+            "gradient",
+            "--max-batches",
+            "1",
+        ],
+        lambda o, out: json.loads((o / "analysis.json").read_text())["baseline"],
+    ),
+    "prune": Command(
+        "model",
+        lambda w, m, o: ["prune", m, "--out", o, "--heads", "layers.0.attn.head.1"],
+        lambda o, out: _tensors(o / WEIGHTS),
+    ),
+    "quantize": Command(
+        "model",
+        lambda w, m, o: ["quantize", m, "--out", o, "--min-weights", "0", "--min-side", "0"],
+        lambda o, out: _tensors(o / WEIGHTS),
+    ),
+    "compress": Command(
+        "model",
+        lambda w, m, o: [
+            "compress",
+            m,
+            "--data",
+            w / "data.yaml",
+            "--out",
+            o,
+            "--heads",
+            "0.5",
+            "--set",
+            "latency_repeats=1",
+        ],
+        lambda o, out: {
+            k: (v["metrics"], v["parameters"])
+            for k, v in json.loads((o / "report.json").read_text())["variants"].items()
+        },
+    ),
+    "hf export": Command(
+        "model", lambda w, m, o: ["hf", "export", m, "--out", o, "--no-verify"], lambda o, out: _tensors(o / WEIGHTS)
+    ),
+    "run with init": Command(
+        "model", lambda w, m, o: ["run", _init_recipe(w, m), "--out", o], lambda o, out: _tensors(o / "model" / WEIGHTS)
+    ),
 }
 # Examples per command: fewer where a command that succeeds takes seconds (analyze draws its figures).
-EXAMPLES = {"inspect": 40, "eval": 30, "inspect int8": 20, "eval int8": 20, "generate": 30, "analyze": 10, "prune": 30, "quantize": 30, "compress": 12,
-            "hf export": 30, "run with init": 10}
+EXAMPLES = {
+    "inspect": 40,
+    "eval": 30,
+    "inspect int8": 20,
+    "eval int8": 20,
+    "generate": 30,
+    "analyze": 10,
+    "prune": 30,
+    "quantize": 30,
+    "compress": 12,
+    "hf export": 30,
+    "run with init": 10,
+}
 
 
 def _init_recipe(world: Path, model_dir: Path) -> Path:
     """A recipe that fine-tunes the model folder for two steps (written beside it)."""
-    recipe = {"name": "init", "init": str(model_dir),
-              "model": json.loads((world / "model" / CONFIG).read_text()),
-              "data": {"source": str(world / "reviews.csv"), "columns": {"text": "text", "label": "label"},
-                       "max_len": 64},
-              "train": {"max_steps": 2, "batch_size": 16, "quiet": True, "threads": 1}}
+    recipe = {
+        "name": "init",
+        "init": str(model_dir),
+        "model": json.loads((world / "model" / CONFIG).read_text()),
+        "data": {"source": str(world / "reviews.csv"), "columns": {"text": "text", "label": "label"}, "max_len": 64},
+        "train": {"max_steps": 2, "batch_size": 16, "quiet": True, "threads": 1},
+    }
     path = model_dir.parent / "recipe.yaml"
     path.write_text(json.dumps(recipe))
     return path

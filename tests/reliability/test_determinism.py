@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -36,8 +37,12 @@ def _plain_wordpiece(texts: list[str], cfg: TokenizerConfig, norm: NormalizeConf
     tok = Tokenizer(models.WordPiece(unk_token=UNK))
     tok.normalizer = normalizer(norm, cfg.lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
-        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIALS, show_progress=False))
+    tok.train_from_iterator(
+        texts,
+        trainer=trainers.WordPieceTrainer(
+            vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIALS, show_progress=False
+        ),
+    )
     return tok
 
 
@@ -62,15 +67,23 @@ def test_wordpiece_training_is_a_function_of_its_texts(texts, vocab_size, lowerc
 
 
 def test_wordpiece_continuations_are_not_special_tokens():
-    tok = train_tokenizer(["the film", "then a thin thing", "#1"], TokenizerConfig(kind="wordpiece", vocab_size=40,
-                                                                                   min_frequency=1), NormalizeConfig())
+    tok = train_tokenizer(
+        ["the film", "then a thin thing", "#1"],
+        TokenizerConfig(kind="wordpiece", vocab_size=40, min_frequency=1),
+        NormalizeConfig(),
+    )
     assert tok.encode("##h").tokens == ["#", "#", "h"]  # "##h" typed in a text is text, not the symbol ##h
 
 
 def _train(out: Path, hash_seed: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    return subprocess.run([sys.executable, "-m", "sora", "train", RECIPE, "--profile", "quick", "--out", str(out),
-                           *SMALLER], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sora", "train", RECIPE, "--profile", "quick", "--out", str(out), *SMALLER],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def _without_wall_clock(value):

@@ -59,35 +59,77 @@ def world(tmp_path_factory):
 def build_world(root: Path) -> None:
     torch.manual_seed(0)
     write_reviews(root / "reviews.csv", WORDS, 48)
-    cls = {"source": str(root / "reviews.csv"), "tokenizer": {"kind": "char"}, "max_len": 32,
-           "split": {"validation": 0.25, "test": 0.25, "seed": 0}}
+    cls = {
+        "source": str(root / "reviews.csv"),
+        "tokenizer": {"kind": "char"},
+        "max_len": 32,
+        "split": {"validation": 0.25, "test": 0.25, "seed": 0},
+    }
     (root / "book.txt").write_text(BOOK)
-    lm = {"source": str(root / "book.txt"), "format": "text", "task": "lm", "block_size": 16,
-          "tokenizer": {"kind": "char", "min_frequency": 1}}
-    quick = {"analyze": {"n_examples": 0, "max_batches": 1, "batch_size": 8},  # no attention figures: seconds
-             "compress": {"latency_repeats": 1, "latency_batches": [1], "importance_batches": 1}}
-    for name, config in (("data.yaml", cls), ("lm.yaml", lm), ("reviews.yaml", {"data": cls, **quick}),
-                         ("book.yaml", {"data": lm, **quick})):
+    lm = {
+        "source": str(root / "book.txt"),
+        "format": "text",
+        "task": "lm",
+        "block_size": 16,
+        "tokenizer": {"kind": "char", "min_frequency": 1},
+    }
+    quick = {
+        "analyze": {"n_examples": 0, "max_batches": 1, "batch_size": 8},  # no attention figures: seconds
+        "compress": {"latency_repeats": 1, "latency_batches": [1], "importance_batches": 1},
+    }
+    for name, config in (
+        ("data.yaml", cls),
+        ("lm.yaml", lm),
+        ("reviews.yaml", {"data": cls, **quick}),
+        ("book.yaml", {"data": lm, **quick}),
+    ):
         (root / name).write_text(yaml.safe_dump(config))
-    (root / "recipe.yaml").write_text(yaml.safe_dump({
-        "name": "tiny", "data": cls, "train": {"max_steps": 2, "batch_size": 8, "quiet": True},
-        "model": {"arch": "encoder_classifier", "d_model": 16, "vocab_size": 50, "max_len": 32, "n_classes": 2,
-                  "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16}},
-        "profiles": {"quick": {"train.max_steps": 1}}}))
+    (root / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "data": cls,
+                "train": {"max_steps": 2, "batch_size": 8, "quiet": True},
+                "model": {
+                    "arch": "encoder_classifier",
+                    "d_model": 16,
+                    "vocab_size": 50,
+                    "max_len": 32,
+                    "n_classes": 2,
+                    "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
+                },
+                "profiles": {"quick": {"train.max_steps": 1}},
+            }
+        )
+    )
     cls_data, lm_data = prepare_data(cls), prepare_data(lm)
-    save_tiny(root / "model", cls_data, norm_position="post", embed_norm=True, pooling="cls", pooler=True,
-              activation="gelu_tanh")  # BERT-shaped, so that `hf export` takes it
+    save_tiny(
+        root / "model",
+        cls_data,
+        norm_position="post",
+        embed_norm=True,
+        pooling="cls",
+        pooler=True,
+        activation="gelu_tanh",
+    )  # BERT-shaped, so that `hf export` takes it
     save_tiny(root / "lm", lm_data, "decoder_lm")
     save_tiny(root / "s2s", lm_data, "seq2seq")
     int8 = quantize_model(load_model(root / "model"), QuantizeConfig(min_weights=0, min_side=0))
     save_quantized(int8, root / "int8", tokenizer=cls_data.tokenizer, meta={"labels": cls_data.labels})
-    for name, args in (("uneven", ["prune", root / "model", "--heads", "layers.0.attn.head.1"]),
-                       ("nolayers", ["prune", root / "model", "--heads", "layers.0,layers.1"]),
-                       ("exported", ["hf", "export", root / "model", "--no-verify"])):
+    for name, args in (
+        ("uneven", ["prune", root / "model", "--heads", "layers.0.attn.head.1"]),
+        ("nolayers", ["prune", root / "model", "--heads", "layers.0,layers.1"]),
+        ("exported", ["hf", "export", root / "model", "--no-verify"]),
+    ):
         assert run_cli(None, *args, "--out", root / name).code == 0, name
-    (root / "analysis.json").write_text(json.dumps({
-        "heads": [{"name": name, "gradient": (i % 5) / 5} for i, name in enumerate(HEADS)],
-        "neurons": {f"layers.{layer}.ffn": {"taylor": [i / 64 for i in range(64)]} for layer in range(2)}}))
+    (root / "analysis.json").write_text(
+        json.dumps(
+            {
+                "heads": [{"name": name, "gradient": (i % 5) / 5} for i, name in enumerate(HEADS)],
+                "neurons": {f"layers.{layer}.ffn": {"taylor": [i / 64 for i in range(64)]} for layer in range(2)},
+            }
+        )
+    )
     shutil.copytree(root / "lm", root / "lm_bos")  # a config.json whose start token the embedding lacks
     config = json.loads((root / "lm_bos" / "config.json").read_text())
     (root / "lm_bos" / "config.json").write_text(json.dumps({**config, "bos_id": 999}))
@@ -111,15 +153,19 @@ def refusal(answer: Answer, *names: str, lines: int = 1) -> str:
     printed = [line for line in answer.lines if line.strip()]
     starts = [i for i, line in enumerate(printed) if line.startswith(("error:", "Error:"))]
     assert len(starts) == 1 and len(printed) - starts[0] <= lines, answer.stderr[-3000:]
-    message = "\n".join(printed[starts[0]:])
+    message = "\n".join(printed[starts[0] :])
     assert not names or any(str(name) in message for name in names), (names, message)
     return message
 
 
 def args_of(options: dict) -> list:
     """``--option value`` pairs of the options given (None: not given; True: a flag)."""
-    return [part for key, value in options.items() if value is not None
-            for part in ((key,) if value is True else (key, value))]
+    return [
+        part
+        for key, value in options.items()
+        if value is not None
+        for part in ((key,) if value is True else (key, value))
+    ]
 
 
 # ------------------------------------------------------------------------------- generate
@@ -133,16 +179,17 @@ GENERATE = {  # option -> (values it takes, values out of its range)
     "--beam": ([1, 3], [0]),
     "--seed": ([0, 2**32 - 1], [-1, 2**32, 10**23]),
 }
-PROMPTS = st.one_of(st.none(), TEXT,
-                    st.sampled_from(["", "the cat", "a dog.", "the cat sat " * 8, "héllo ✓ 世界"]))
+PROMPTS = st.one_of(st.none(), TEXT, st.sampled_from(["", "the cat", "a dog.", "the cat sat " * 8, "héllo ✓ 世界"]))
 
 
 @st.composite
 def option_values(draw, table: dict, required: tuple = ()):
     """Options of ``table`` drawn from the values each takes (or not given, unless ``required``), and in a third
     of the draws one drawn from its values out of range instead: (options, that option or None)."""
-    options = {key: draw(st.sampled_from(good) if key in required else st.none() | st.sampled_from(good))
-               for key, (good, _) in table.items()}
+    options = {
+        key: draw(st.sampled_from(good) if key in required else st.none() | st.sampled_from(good))
+        for key, (good, _) in table.items()
+    }
     bad = draw(st.sampled_from(sorted(table))) if draw(st.sampled_from([False, False, True])) else None
     if bad is not None:
         options[bad] = draw(st.sampled_from(table[bad][1]))
@@ -150,9 +197,11 @@ def option_values(draw, table: dict, required: tuple = ()):
 
 
 @fuzz(40)
-@given(model=st.sampled_from(["lm"] * 4 + ["s2s"] * 2 + ["model", "int8", "lm_bos", "missing", "garbage.bin"]),
-       prompt=PROMPTS,
-       drawn=option_values(GENERATE, required=("--max-new-tokens",)))
+@given(
+    model=st.sampled_from(["lm"] * 4 + ["s2s"] * 2 + ["model", "int8", "lm_bos", "missing", "garbage.bin"]),
+    prompt=PROMPTS,
+    drawn=option_values(GENERATE, required=("--max-new-tokens",)),
+)
 @example(model="s2s", prompt="the cat", drawn=({"--max-new-tokens": 70}, None))  # past the decoder's max_len
 @example(model="lm", prompt="the cat sat " * 8, drawn=({"--max-new-tokens": 6, "--samples": 3}, None))
 @example(model="lm", prompt="the", drawn=({"--max-new-tokens": 6, "--seed": 10**23}, "--seed"))  # was a traceback
@@ -186,22 +235,43 @@ def test_generate_answers_every_option(world, capsys, model, prompt, drawn):
 
 TASKS = ("classification", "lm", "seq2seq", "ctc")
 CONFIGS = ["data.yaml", "lm.yaml", "recipe.yaml"]
-NAMES = st.sampled_from(CONFIGS * 3 + ["model", "garbage.bin", "empty", "", " ", "nope.yaml"]
-                        ) | TEXT.filter(lambda s: s.strip() not in builtin.registry())
+NAMES = st.sampled_from(CONFIGS * 3 + ["model", "garbage.bin", "empty", "", " ", "nope.yaml"]) | TEXT.filter(
+    lambda s: s.strip() not in builtin.registry()
+)
 
 
 @fuzz(40)
-@given(name=NAMES, task=st.none() | st.sampled_from([*TASKS, "", "ner"]),
-       limit=st.none() | st.sampled_from([-1, 0, 1, 5, 10**12]), examples=st.none() | st.sampled_from([-1, 0, 2]))
+@given(
+    name=NAMES,
+    task=st.none() | st.sampled_from([*TASKS, "", "ner"]),
+    limit=st.none() | st.sampled_from([-1, 0, 1, 5, 10**12]),
+    examples=st.none() | st.sampled_from([-1, 0, 2]),
+)
 def test_data_show_answers_every_name_and_option(world, capsys, name, task, limit, examples):
     """`sora data show` on data configs, recipes, folders, binary files and unknown names, with --task,
     --limit and --examples at every edge: the splits it reports hold at most --limit examples each."""
-    answer = sora(capsys, world, None, "data", "show", name, "--json",
-                  *args_of({"--task": task, "--limit": limit, "--examples": examples}))
+    answer = sora(
+        capsys,
+        world,
+        None,
+        "data",
+        "show",
+        name,
+        "--json",
+        *args_of({"--task": task, "--limit": limit, "--examples": examples}),
+    )
     config, natural = name in CONFIGS, "lm" if name == "lm.yaml" else "classification"
-    problems = [n for n, wrong in (("--examples", (examples or 0) < 0), ("limit", limit is not None and limit < 1),
-                                   ("task", task is not None and task not in TASKS),
-                                   (name.strip() or "empty", not config), (repr(name)[1:-1], not config)) if wrong]
+    problems = [
+        n
+        for n, wrong in (
+            ("--examples", (examples or 0) < 0),
+            ("limit", limit is not None and limit < 1),
+            ("task", task is not None and task not in TASKS),
+            (name.strip() or "empty", not config),
+            (repr(name)[1:-1], not config),
+        )
+        if wrong
+    ]
     if problems:
         refusal(answer, *problems, lines=len(problems))
     elif answer.code == 0:
@@ -235,23 +305,33 @@ FITS = {"model": "reviews.yaml", "lm": "book.yaml", "s2s": None}  # the data (re
 
 
 @fuzz(8)
-@given(command=st.sampled_from(["eval", "analyze", "quantize", "compress"]), model=st.sampled_from(list(FITS)),
-       data=st.sampled_from(["reviews.yaml", "book.yaml"]),
-       split=st.none() | st.sampled_from(["train", "validation", "test", "", "nosuch"]))
+@given(
+    command=st.sampled_from(["eval", "analyze", "quantize", "compress"]),
+    model=st.sampled_from(list(FITS)),
+    data=st.sampled_from(["reviews.yaml", "book.yaml"]),
+    split=st.none() | st.sampled_from(["train", "validation", "test", "", "nosuch"]),
+)
 @example(command="quantize", model="lm", data="reviews.yaml", split=None)  # used to measure it on reviews, exit 0
 def test_a_model_meets_only_data_of_its_task(world, capsys, command, model, data, split):
     """eval, analyze, quantize --data and compress: data of another task is one line before any work (it
     was a traceback from inside the loss, or for quantize a calibration on the wrong data); --split too."""
     with case(world) as folder:
         out = folder / "out"
-        args = {"eval": ["--json", *args_of({"--split": split})],
-                "analyze": ["--out", out, "--methods", "gradient", "--max-batches", "1", *args_of({"--split": split})],
-                "quantize": ["--out", out, "--min-weights", "0", "--min-side", "0"],
-                "compress": ["--out", out, "--heads", "0.5"]}[command]
+        args = {
+            "eval": ["--json", *args_of({"--split": split})],
+            "analyze": ["--out", out, "--methods", "gradient", "--max-batches", "1", *args_of({"--split": split})],
+            "quantize": ["--out", out, "--min-weights", "0", "--min-side", "0"],
+            "compress": ["--out", out, "--heads", "0.5"],
+        }[command]
         answer = sora(capsys, world, out, command, world / model, "--data", world / data, *args)
-        problems = [name for name, wrong in (("does not fit", FITS[model] != data),
-                                             (f"'{split}'", command in ("eval", "analyze") and split in ("", "nosuch")))
-                    if wrong]
+        problems = [
+            name
+            for name, wrong in (
+                ("does not fit", FITS[model] != data),
+                (f"'{split}'", command in ("eval", "analyze") and split in ("", "nosuch")),
+            )
+            if wrong
+        ]
         if problems:
             refusal(answer, *problems)
         elif command == "eval":
@@ -263,9 +343,14 @@ def test_a_model_meets_only_data_of_its_task(world, capsys, command, model, data
 
 # ------------------------------------------------------------------------------- hf import
 
-HF_KINDS = {"bert": ("BertModel", "bert"), "bert_classifier": ("BertForSequenceClassification", "bert"),
-            "distilbert": ("DistilBertModel", "distilbert"), "gpt2": ("GPT2LMHeadModel", "gpt2"),
-            "vit": ("ViTForImageClassification", "vit"), "sentence": ("BertModel", "bert")}
+HF_KINDS = {
+    "bert": ("BertModel", "bert"),
+    "bert_classifier": ("BertForSequenceClassification", "bert"),
+    "distilbert": ("DistilBertModel", "distilbert"),
+    "gpt2": ("GPT2LMHeadModel", "gpt2"),
+    "vit": ("ViTForImageClassification", "vit"),
+    "sentence": ("BertModel", "bert"),
+}
 EXTRACTORS = ("bert", "distilbert", "sentence")  # the kinds whose pooling is a choice (--pooling)
 
 
@@ -281,18 +366,27 @@ def hf(world):
         if model_type in ("bert", "distilbert"):
             (folder / "vocab.txt").write_text("\n".join(hf_models.VOCAB) + "\n")
     sentence = folders["sentence"]
-    (sentence / "modules.json").write_text(json.dumps([
-        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (sentence / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     (sentence / "1_Pooling").mkdir()
     (sentence / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     return folders
 
 
 HF_DAMAGE = st.one_of(
-    st.just(("intact",)), st.just(("empty folder",)), st.just(("a file",)),
-    st.tuples(st.just("missing"), st.sampled_from(["config.json", "model.safetensors", "vocab.txt", "modules.json",
-                                                   "1_Pooling/config.json"])),
+    st.just(("intact",)),
+    st.just(("empty folder",)),
+    st.just(("a file",)),
+    st.tuples(
+        st.just("missing"),
+        st.sampled_from(["config.json", "model.safetensors", "vocab.txt", "modules.json", "1_Pooling/config.json"]),
+    ),
     st.tuples(st.just("model_type"), st.sampled_from(["llama", "t5", "", None, 7])),
     st.tuples(st.just("value"), st.integers(0, 10**6), st.sampled_from([-1, 0, 3, 1.5, "x", None, [], True, 10**12])),
 )
@@ -319,8 +413,11 @@ def damage_hf(source: Path, folder: Path, damage: tuple) -> Path:
 
 
 @fuzz(30)
-@given(kind=st.sampled_from(list(HF_KINDS)), damage=HF_DAMAGE,
-       pooling=st.none() | st.sampled_from(["mean", "cls", "max", ""]))
+@given(
+    kind=st.sampled_from(list(HF_KINDS)),
+    damage=HF_DAMAGE,
+    pooling=st.none() | st.sampled_from(["mean", "cls", "max", ""]),
+)
 @example(kind="bert", damage=("value", "vocab_size", 10**12), pooling=None)  # was an allocator's traceback
 @example(kind="bert", damage=("value", "layer_norm_eps", "x"), pooling=None)  # was pydantic's traceback
 @example(kind="gpt2", damage=("value", "activation_function", []), pooling=None)  # was a TypeError
@@ -330,15 +427,24 @@ def test_hf_import_answers_every_folder(world, hf, capsys, kind, damage, pooling
     value wrong: a Sora folder that loads, with the pooling asked for, or one line naming the folder."""
     with case(world) as folder:
         source, out = damage_hf(hf[kind], folder, damage), folder / "out"
-        answer = sora(capsys, world, out, "hf", "import", source, "--out", out, "--no-verify",
-                      *args_of({"--pooling": pooling}))
+        answer = sora(
+            capsys, world, out, "hf", "import", source, "--out", out, "--no-verify", *args_of({"--pooling": pooling})
+        )
         missing = damage[1] if damage[0] == "missing" else None
-        problems = [name for name, wrong in (
-            ("pooling", pooling not in (None, "mean", "cls")),
-            (source, damage[0] in ("empty folder", "a file", "model_type")
-             or missing in ("config.json", "model.safetensors")),
-            ("--pooling", pooling is not None and kind not in EXTRACTORS),
-            (source, damage[0] == "value" and answer.code == 2)) if wrong]  # config.json, or weights not matching it
+        problems = [
+            name
+            for name, wrong in (
+                ("pooling", pooling not in (None, "mean", "cls")),
+                (
+                    source,
+                    damage[0] in ("empty folder", "a file", "model_type")
+                    or missing in ("config.json", "model.safetensors"),
+                ),
+                ("--pooling", pooling is not None and kind not in EXTRACTORS),
+                (source, damage[0] == "value" and answer.code == 2),
+            )
+            if wrong
+        ]  # config.json, or weights not matching it
         if problems:
             refusal(answer, *problems, lines=len(problems))
         else:
@@ -354,8 +460,12 @@ def test_hf_import_answers_every_folder(world, hf, capsys, kind, damage, pooling
 
 
 @fuzz(16)
-@given(model=st.sampled_from(["model", "lm", "uneven", "nolayers", "int8", "s2s", "empty", "garbage.bin"]),
-       body_only=st.booleans(), one_segment=st.booleans(), as_json=st.booleans())
+@given(
+    model=st.sampled_from(["model", "lm", "uneven", "nolayers", "int8", "s2s", "empty", "garbage.bin"]),
+    body_only=st.booleans(),
+    one_segment=st.booleans(),
+    as_json=st.booleans(),
+)
 @example(model="nolayers", body_only=False, one_segment=False, as_json=False)  # was an IndexError
 def test_hf_export_answers_every_model_and_option(world, capsys, model, body_only, one_segment, as_json):
     """What transformers can hold is written (its config names the family); what it cannot (pruned
@@ -378,19 +488,42 @@ def test_hf_export_answers_every_model_and_option(world, capsys, model, body_onl
 
 # ------------------------------------------------------------------------------- prune
 
-PARTICLES = st.sampled_from(HEADS + ["layers.0.attn.head.9", "layers.5.attn.head.0", "layers.0.ffn.neuron.63",
-                                     "layers.0.ffn.neuron.64", "layers.0.ffn.neuron.-1", "layers.0", "layers.1.ffn",
-                                     "layers.0.attn", "embed.tokens", "head", "nonsense", ""])
-NAMED = st.one_of(st.lists(st.sampled_from(HEADS + ["layers.0", "layers.1.ffn", "layers.0.ffn.neuron.7"]), max_size=4),
-                  st.lists(PARTICLES, min_size=1, max_size=3)).map(",".join)  # particles that exist, or any
+PARTICLES = st.sampled_from(
+    HEADS
+    + [
+        "layers.0.attn.head.9",
+        "layers.5.attn.head.0",
+        "layers.0.ffn.neuron.63",
+        "layers.0.ffn.neuron.64",
+        "layers.0.ffn.neuron.-1",
+        "layers.0",
+        "layers.1.ffn",
+        "layers.0.attn",
+        "embed.tokens",
+        "head",
+        "nonsense",
+        "",
+    ]
+)
+NAMED = st.one_of(
+    st.lists(st.sampled_from(HEADS + ["layers.0", "layers.1.ffn", "layers.0.ffn.neuron.7"]), max_size=4),
+    st.lists(PARTICLES, min_size=1, max_size=3),
+).map(",".join)  # particles that exist, or any
 FRACTIONS = {option: ([0, 0.25, 0.5, 1], [1.5, -0.1, math.nan]) for option in ("--fraction", "--neurons", "--sparsity")}
 PLANS = st.one_of(
     st.binary(max_size=16),
-    st.fixed_dictionaries({}, optional={
-        "remove": st.lists(PARTICLES, max_size=3), "zz_unknown": st.just(1),
-        "scope": st.sampled_from(["global", "per_layer", "sideways"]),
-        **{key.removeprefix("--").replace("fraction", "heads"): st.sampled_from(sum(values, []))
-           for key, values in FRACTIONS.items()}}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "remove": st.lists(PARTICLES, max_size=3),
+            "zz_unknown": st.just(1),
+            "scope": st.sampled_from(["global", "per_layer", "sideways"]),
+            **{
+                key.removeprefix("--").replace("fraction", "heads"): st.sampled_from(sum(values, []))
+                for key, values in FRACTIONS.items()
+            },
+        },
+    ),
 )
 SCORES = st.none() | st.sampled_from(["good", "truncated", "garbage", "foreign", "strings", "list", "missing"])
 
@@ -402,8 +535,10 @@ def scores_file(world: Path, folder: Path, kind: str | None, at: float) -> Path 
         return None
     good = (world / "analysis.json").read_text()
     data, path = json.loads(good), folder / "analysis.json"
-    heads = {"foreign": lambda h: {**h, "name": h["name"].replace("layers.", "layers.7")},
-             "strings": lambda h: {**h, "gradient": "high"}}
+    heads = {
+        "foreign": lambda h: {**h, "name": h["name"].replace("layers.", "layers.7")},
+        "strings": lambda h: {**h, "gradient": "high"},
+    }
     if kind == "garbage":
         path.write_bytes(b"\x00\xff\xfe" + good.encode()[:40])
     elif kind == "truncated":
@@ -416,9 +551,15 @@ def scores_file(world: Path, folder: Path, kind: str | None, at: float) -> Path 
 
 
 @fuzz(40)
-@given(heads=st.none() | NAMED, drawn=option_values(FRACTIONS),
-       scope=st.sampled_from([None, "--global", "--per-layer"]),
-       scores=SCORES, at=st.floats(0, 1), plan=st.one_of(st.none(), st.none(), PLANS), alone=st.booleans())
+@given(
+    heads=st.none() | NAMED,
+    drawn=option_values(FRACTIONS),
+    scope=st.sampled_from([None, "--global", "--per-layer"]),
+    scores=SCORES,
+    at=st.floats(0, 1),
+    plan=st.one_of(st.none(), st.none(), PLANS),
+    alone=st.booleans(),
+)
 @example(heads=",".join(HEADS[:4]), drawn=({}, None), scope=None, scores=None, at=0, plan=None, alone=False)
 @example(heads=None, drawn=({"--fraction": 0.5}, None), scope=None, scores="garbage", at=0, plan=None, alone=False)
 def test_prune_answers_every_option_combination(world, capsys, heads, drawn, scope, scores, at, plan, alone):
@@ -433,10 +574,15 @@ def test_prune_answers_every_option_combination(world, capsys, heads, drawn, sco
         if plan is not None:
             plan_file = folder / "plan.yaml"
             plan_file.write_bytes(plan if isinstance(plan, bytes) else yaml.safe_dump(plan).encode())
-        options = {"--heads": heads, **fractions, "--scores": scores_file(world, folder, scores, at),
-                   "--plan": plan_file}
-        answer = sora(capsys, world, out, "prune", world / "model", "--out", out, *args_of(options),
-                      *([scope] if scope else []))
+        options = {
+            "--heads": heads,
+            **fractions,
+            "--scores": scores_file(world, folder, scores, at),
+            "--plan": plan_file,
+        }
+        answer = sora(
+            capsys, world, out, "prune", world / "model", "--out", out, *args_of(options), *([scope] if scope else [])
+        )
         if plan is not None and (heads or any(v is not None for v in fractions.values())):
             refusal(answer, "--plan")
         elif bad:
@@ -456,15 +602,20 @@ def test_prune_answers_every_option_combination(world, capsys, heads, drawn, sco
 
 
 @fuzz(12)
-@given(model=st.sampled_from(["model", "lm", "int8", "uneven", "nolayers", "empty"]),
-       options=st.fixed_dictionaries({
-           "--min-weights": st.none() | st.sampled_from([0, -1, 10**20]),
-           "--min-side": st.none() | st.sampled_from([0, 10**6]),
-           "--activations": st.none() | st.sampled_from(["tensor", "row", "", "column"]),
-           "--sensitive": st.none() | st.sampled_from([-1, 0, 2, 1000]),
-           "--sensitive-as": st.none() | st.sampled_from(["row", "fp32", "int4"]),
-           "--data": st.none() | st.sampled_from(["reviews.yaml", "book.yaml", "garbage.bin", "nope.yaml"]),
-           "--no-embeddings": st.none() | st.just(True)}))
+@given(
+    model=st.sampled_from(["model", "lm", "int8", "uneven", "nolayers", "empty"]),
+    options=st.fixed_dictionaries(
+        {
+            "--min-weights": st.none() | st.sampled_from([0, -1, 10**20]),
+            "--min-side": st.none() | st.sampled_from([0, 10**6]),
+            "--activations": st.none() | st.sampled_from(["tensor", "row", "", "column"]),
+            "--sensitive": st.none() | st.sampled_from([-1, 0, 2, 1000]),
+            "--sensitive-as": st.none() | st.sampled_from(["row", "fp32", "int4"]),
+            "--data": st.none() | st.sampled_from(["reviews.yaml", "book.yaml", "garbage.bin", "nope.yaml"]),
+            "--no-embeddings": st.none() | st.just(True),
+        }
+    ),
+)
 def test_quantize_answers_every_option(world, capsys, model, options):
     """Counts below 0 or past any model, unknown choices, data of another task or none at all: an int8
     folder that reloads, or one line naming the option, file or folder."""
@@ -473,14 +624,19 @@ def test_quantize_answers_every_option(world, capsys, model, options):
         given_ = {**options, "--data": world / options["--data"] if options["--data"] else None}
         answer = sora(capsys, world, out, "quantize", world / model, "--out", out, *args_of(given_))
         data = options["--data"]
-        problems = [name for name, wrong in (
-            ("--min-weights", (options["--min-weights"] or 0) < 0), ("--sensitive", (options["--sensitive"] or 0) < 0),
-            (world / model, model in ("int8", "empty")),
-            ("activations", options["--activations"] not in (None, "tensor", "row")),
-            ("sensitive_as", options["--sensitive-as"] not in (None, "row", "fp32")),
-            (data, data in ("garbage.bin", "nope.yaml")),
-            ("does not fit", data in ("reviews.yaml", "book.yaml") and FITS.get(model, "reviews.yaml") != data))
-                    if wrong]
+        problems = [
+            name
+            for name, wrong in (
+                ("--min-weights", (options["--min-weights"] or 0) < 0),
+                ("--sensitive", (options["--sensitive"] or 0) < 0),
+                (world / model, model in ("int8", "empty")),
+                ("activations", options["--activations"] not in (None, "tensor", "row")),
+                ("sensitive_as", options["--sensitive-as"] not in (None, "row", "fp32")),
+                (data, data in ("garbage.bin", "nope.yaml")),
+                ("does not fit", data in ("reviews.yaml", "book.yaml") and FITS.get(model, "reviews.yaml") != data),
+            )
+            if wrong
+        ]
         if problems:
             refusal(answer, *problems, lines=len(problems))
         else:
@@ -489,23 +645,50 @@ def test_quantize_answers_every_option(world, capsys, model, options):
 
 
 @fuzz(6)
-@given(heads=st.none() | st.sampled_from([0.5, 1.5]), steps=st.none() | st.sampled_from([0, 2]),
-       finetune=st.none() | st.sampled_from([0, 0.5]), distill=st.none() | st.sampled_from([0.5, 2]),
-       config=st.none() | st.sampled_from(["prune: 5\n", "quantize: {sensitive: -1}\n", "zz_unknown: 1\n", "- 1\n",
-                                           "\x00\xff"]))
+@given(
+    heads=st.none() | st.sampled_from([0.5, 1.5]),
+    steps=st.none() | st.sampled_from([0, 2]),
+    finetune=st.none() | st.sampled_from([0, 0.5]),
+    distill=st.none() | st.sampled_from([0.5, 2]),
+    config=st.none()
+    | st.sampled_from(["prune: 5\n", "quantize: {sensitive: -1}\n", "zz_unknown: 1\n", "- 1\n", "\x00\xff"]),
+)
 def test_compress_answers_every_option(world, capsys, heads, steps, finetune, distill, config):
     with case(world) as folder:
         out, config_file = folder / "out", None
         if config is not None:
             config_file = folder / "compress.yaml"
             config_file.write_bytes(config.encode("latin-1"))
-        options = {"--heads": heads, "--steps": steps, "--finetune": finetune, "--distill": distill,
-                   "--config": config_file}
-        answer = sora(capsys, world, out, "compress", world / "model", "--data", world / "reviews.yaml", "--out", out,
-                      *args_of(options))
-        problems = [name for name, wrong in ((config_file, config is not None), ("heads", heads == 1.5),
-                                             ("--steps", steps == 0), ("epochs", finetune == 0),
-                                             ("distill", distill == 2)) if wrong]
+        options = {
+            "--heads": heads,
+            "--steps": steps,
+            "--finetune": finetune,
+            "--distill": distill,
+            "--config": config_file,
+        }
+        answer = sora(
+            capsys,
+            world,
+            out,
+            "compress",
+            world / "model",
+            "--data",
+            world / "reviews.yaml",
+            "--out",
+            out,
+            *args_of(options),
+        )
+        problems = [
+            name
+            for name, wrong in (
+                (config_file, config is not None),
+                ("heads", heads == 1.5),
+                ("--steps", steps == 0),
+                ("epochs", finetune == 0),
+                ("distill", distill == 2),
+            )
+            if wrong
+        ]
         if problems:
             refusal(answer, *problems, lines=len(problems))
         elif answer.code == 0:
@@ -519,21 +702,39 @@ def test_compress_answers_every_option(world, capsys, heads, steps, finetune, di
 
 
 @fuzz(5)
-@given(split=st.none() | st.sampled_from(["train", "", "nosuch"]),
-       methods=st.sampled_from(["gradient", "gradient,gradient", "nosuch", "ablation"]),
-       batch_size=st.none() | st.sampled_from([0, 1, 10**6]), ablation=st.none() | st.sampled_from(["mean", "nosuch"]),
-       data=st.sampled_from(["reviews.yaml", "garbage.bin", "model/model.safetensors"]),
-       example_=st.none() | st.sampled_from(["", "héllo ✓ 世界"]))
+@given(
+    split=st.none() | st.sampled_from(["train", "", "nosuch"]),
+    methods=st.sampled_from(["gradient", "gradient,gradient", "nosuch", "ablation"]),
+    batch_size=st.none() | st.sampled_from([0, 1, 10**6]),
+    ablation=st.none() | st.sampled_from(["mean", "nosuch"]),
+    data=st.sampled_from(["reviews.yaml", "garbage.bin", "model/model.safetensors"]),
+    example_=st.none() | st.sampled_from(["", "héllo ✓ 世界"]),
+)
 def test_analyze_answers_every_option(world, capsys, split, methods, batch_size, ablation, data, example_):
     with case(world) as folder:
         out = folder / "out"
-        options = {"--split": split, "--methods": methods, "--batch-size": batch_size, "--ablation": ablation,
-                   "--example": example_, "--max-batches": 1}
-        answer = sora(capsys, world, out, "analyze", world / "model", "--data", world / data, "--out", out,
-                      *args_of(options))
-        problems = [name for name, wrong in (("--batch-size", batch_size == 0), (world / data, data != "reviews.yaml"),
-                                             ("methods", methods == "nosuch"), ("ablation", ablation == "nosuch"),
-                                             (f"'{split}'", split in ("", "nosuch"))) if wrong]
+        options = {
+            "--split": split,
+            "--methods": methods,
+            "--batch-size": batch_size,
+            "--ablation": ablation,
+            "--example": example_,
+            "--max-batches": 1,
+        }
+        answer = sora(
+            capsys, world, out, "analyze", world / "model", "--data", world / data, "--out", out, *args_of(options)
+        )
+        problems = [
+            name
+            for name, wrong in (
+                ("--batch-size", batch_size == 0),
+                (world / data, data != "reviews.yaml"),
+                ("methods", methods == "nosuch"),
+                ("ablation", ablation == "nosuch"),
+                (f"'{split}'", split in ("", "nosuch")),
+            )
+            if wrong
+        ]
         if problems:
             refusal(answer, *problems, lines=len(problems))
         else:
@@ -542,9 +743,28 @@ def test_analyze_answers_every_option(world, capsys, split, methods, batch_size,
 
 
 @fuzz(25)
-@given(path=st.sampled_from(["model", "lm", "s2s", "int8", "uneven", "nolayers", "recipe.yaml", "model/config.json",
-                             "exported", "data.yaml", "garbage.bin", "empty", "", "nope", "model/model.safetensors"]),
-       flag=st.sampled_from([None, "--json", "--mermaid"]))
+@given(
+    path=st.sampled_from(
+        [
+            "model",
+            "lm",
+            "s2s",
+            "int8",
+            "uneven",
+            "nolayers",
+            "recipe.yaml",
+            "model/config.json",
+            "exported",
+            "data.yaml",
+            "garbage.bin",
+            "empty",
+            "",
+            "nope",
+            "model/model.safetensors",
+        ]
+    ),
+    flag=st.sampled_from([None, "--json", "--mermaid"]),
+)
 def test_inspect_answers_any_path(world, capsys, path, flag):
     """A model folder (fp32, int8, pruned to no layers), a recipe or model config; a Hugging Face folder,
     a data config, garbage, an empty folder, nothing: the particles, or one line naming the path."""
@@ -580,8 +800,11 @@ def test_run_and_train_answer_every_profile(world, capsys, command, profile):
 def immutable(folder: Path):
     """``folder`` made immutable (``chattr +i``: not even root may add to it); skips where that is not possible."""
     folder.mkdir(exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("chattr") is None or \
-            subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0
+    ):
         pytest.skip("needs root and chattr on a file system that supports it")
     try:
         yield folder
@@ -589,12 +812,16 @@ def immutable(folder: Path):
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-WRITERS = {"prune": ["prune", "model", "--heads", "layers.0.attn.head.1"], "quantize": ["quantize", "model"],
-           "hf export": ["hf", "export", "model", "--no-verify"],
-           "hf import": ["hf", "import", "exported", "--no-verify"],
-           "analyze": ["analyze", "model", "--data", "reviews.yaml", "--methods", "gradient"],
-           "compress": ["compress", "model", "--data", "reviews.yaml"],
-           "train": ["train", "recipe.yaml"], "run": ["run", "recipe.yaml"]}
+WRITERS = {
+    "prune": ["prune", "model", "--heads", "layers.0.attn.head.1"],
+    "quantize": ["quantize", "model"],
+    "hf export": ["hf", "export", "model", "--no-verify"],
+    "hf import": ["hf", "import", "exported", "--no-verify"],
+    "analyze": ["analyze", "model", "--data", "reviews.yaml", "--methods", "gradient"],
+    "compress": ["compress", "model", "--data", "reviews.yaml"],
+    "train": ["train", "recipe.yaml"],
+    "run": ["run", "recipe.yaml"],
+}
 
 
 @pytest.mark.parametrize("command", list(WRITERS))

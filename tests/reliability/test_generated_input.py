@@ -92,8 +92,11 @@ def schema_fields(node: dict = SCHEMA, prefix: tuple = ()) -> list[tuple[tuple, 
 
 FIELDS = schema_fields()
 SECTIONS = [()] + [path for path, sub in FIELDS if any("properties" in a for a in alternatives(sub))]
-FREE_FORM = {path for path, sub in FIELDS  # mappings of any keys: storage_options, columns, profiles, ...
-             if any(a.get("type") == "object" and "properties" not in a for a in alternatives(sub))}
+FREE_FORM = {
+    path
+    for path, sub in FIELDS  # mappings of any keys: storage_options, columns, profiles, ...
+    if any(a.get("type") == "object" and "properties" not in a for a in alternatives(sub))
+}
 
 
 def bad_values(node: dict) -> list:
@@ -131,14 +134,28 @@ def base_recipe(data_file: Path) -> dict:
     """The smallest complete recipe: every section, a model of a few thousand weights, two steps."""
     return {
         "name": "fuzz",
-        "model": {"arch": "encoder_classifier", "vocab_size": 50, "d_model": 16, "max_len": 64, "dropout": 0.0,
-                  "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16}, "n_classes": 2},
-        "data": {"source": str(data_file), "tokenizer": {"kind": "char", "min_frequency": 1},
-                 "split": {"validation": 0.2, "test": 0.2, "seed": 0}},
+        "model": {
+            "arch": "encoder_classifier",
+            "vocab_size": 50,
+            "d_model": 16,
+            "max_len": 64,
+            "dropout": 0.0,
+            "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
+            "n_classes": 2,
+        },
+        "data": {
+            "source": str(data_file),
+            "tokenizer": {"kind": "char", "min_frequency": 1},
+            "split": {"validation": 0.2, "test": 0.2, "seed": 0},
+        },
         "train": {"max_steps": 2, "batch_size": 8, "quiet": True, "threads": 1, "seed": 0},
         "analyze": {"max_batches": 1, "batch_size": 8, "pruning_seeds": 1, "pruning_steps": 2, "n_examples": 1},
-        "compress": {"importance_batches": 1, "latency_repeats": 1, "latency_batches": [1],
-                     "quantize": {"calibration_batches": 1}},
+        "compress": {
+            "importance_batches": 1,
+            "latency_repeats": 1,
+            "latency_batches": [1],
+            "quantize": {"calibration_batches": 1},
+        },
         "profiles": {"quick": {"train.max_steps": 1}},
     }
 
@@ -211,11 +228,14 @@ def mutations(under: tuple = ()) -> st.SearchStrategy[Mutation]:
     """Wrong values (type, range, choice), missing keys and unknown keys, anywhere below ``under``."""
     fields = [(p, s) for p, s in FIELDS if p[: len(under)] == under and p[0] != "profiles"]
     wrong = st.sampled_from(fields).flatmap(
-        lambda f: st.sampled_from(bad_values(f[1])).map(lambda v, p=f[0]: Mutation("wrong", p, v)))
+        lambda f: st.sampled_from(bad_values(f[1])).map(lambda v, p=f[0]: Mutation("wrong", p, v))
+    )
     missing = st.sampled_from([p for p in BASE_PATHS if p[: len(under)] == under and p != under]).map(
-        lambda p: Mutation("missing", p, must_fail=False))
+        lambda p: Mutation("missing", p, must_fail=False)
+    )
     unknown = st.sampled_from([p for p in SECTIONS + sorted(FREE_FORM) if p[: len(under)] == under]).map(
-        lambda p: Mutation("unknown", p + (UNKNOWN,), 1, must_fail=p not in FREE_FORM))
+        lambda p: Mutation("unknown", p + (UNKNOWN,), 1, must_fail=p not in FREE_FORM)
+    )
     return st.one_of(wrong, missing, unknown)
 
 
@@ -270,13 +290,19 @@ def small_values(node: dict) -> list:
     return values
 
 
-STAGE_FIELDS = [(p, s) for p, s in FIELDS if p[0] in ("analyze", "compress") and len(p) > 1
-                and not any("properties" in a for a in alternatives(s))]
+STAGE_FIELDS = [
+    (p, s)
+    for p, s in FIELDS
+    if p[0] in ("analyze", "compress") and len(p) > 1 and not any("properties" in a for a in alternatives(s))
+]
 
 
 @fuzz(4)
-@given(change=st.sampled_from(STAGE_FIELDS).flatmap(
-    lambda f: st.sampled_from(small_values(f[1])).map(lambda v, p=f[0]: Mutation("wrong", p, v, must_fail=False))))
+@given(
+    change=st.sampled_from(STAGE_FIELDS).flatmap(
+        lambda f: st.sampled_from(small_values(f[1])).map(lambda v, p=f[0]: Mutation("wrong", p, v, must_fail=False))
+    )
+)
 @example(change=Mutation("wrong", ("analyze", "ablation"), "mean", must_fail=False))  # two that run every stage
 @example(change=Mutation("wrong", ("compress", "prune", "neurons"), 0.5, must_fail=False))
 def test_run_answers_analyze_and_compress_values(sandbox, capsys, change):
@@ -293,20 +319,55 @@ def test_run_answers_analyze_and_compress_values(sandbox, capsys, change):
 
 # ------------------------------------------------------------------ whole recipe files and --set
 
-MALFORMED_YAML = ["[unclosed", "{a: ", "a: b: c", "!!python/object/apply:os.system ['true']", "'", '"', "@x",
-                  "`x", "*undefined", "&a [*b]", "{", "]", "[1, 2", "!!binary ?", "- a\n b: c", "%TAG", "!!int x",
-                  "!!float nope", "? [a]\n: b", "a\tb: c"]
+MALFORMED_YAML = [
+    "[unclosed",
+    "{a: ",
+    "a: b: c",
+    "!!python/object/apply:os.system ['true']",
+    "'",
+    '"',
+    "@x",
+    "`x",
+    "*undefined",
+    "&a [*b]",
+    "{",
+    "]",
+    "[1, 2",
+    "!!binary ?",
+    "- a\n b: c",
+    "%TAG",
+    "!!int x",
+    "!!float nope",
+    "? [a]\n: b",
+    "a\tb: c",
+]
 DIGITLESS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Nd")), max_size=10)  # no big numbers
 
 
 @fuzz(40)
-@given(content=st.one_of(
-    st.binary(max_size=64),
-    st.sampled_from(["", "\n", "# only a comment\n", "[1, 2]\n", "- name: x\n", "just a string\n", "42\n", "null\n",
-                     "~\n", "name: x\nname: y\n", "\ufeffname: x\n"] + MALFORMED_YAML).map(str.encode),
-    st.sampled_from(["name: café\n", "name: \xff\xfe\n"]).map(lambda s: s.encode("latin-1")),
-    st.sampled_from(["name: x\n"]).map(lambda s: s.encode("utf-16")),
-))
+@given(
+    content=st.one_of(
+        st.binary(max_size=64),
+        st.sampled_from(
+            [
+                "",
+                "\n",
+                "# only a comment\n",
+                "[1, 2]\n",
+                "- name: x\n",
+                "just a string\n",
+                "42\n",
+                "null\n",
+                "~\n",
+                "name: x\nname: y\n",
+                "\ufeffname: x\n",
+            ]
+            + MALFORMED_YAML
+        ).map(str.encode),
+        st.sampled_from(["name: café\n", "name: \xff\xfe\n"]).map(lambda s: s.encode("latin-1")),
+        st.sampled_from(["name: x\n"]).map(lambda s: s.encode("utf-16")),
+    )
+)
 def test_train_refuses_whole_files_that_are_not_recipes(sandbox, capsys, content):
     """Binary, non-UTF-8, empty, list- or scalar-valued, malformed: one line naming the file."""
     with case(sandbox) as folder:
@@ -331,19 +392,24 @@ def _leaf_paths() -> list[str]:
 
 LEAVES = _leaf_paths()
 SET_PATHS = st.one_of(
-    st.sampled_from(LEAVES),                                               # existing keys
-    st.sampled_from(LEAVES).map(lambda p: p + ".deeper"),                  # indexing into a scalar
+    st.sampled_from(LEAVES),  # existing keys
+    st.sampled_from(LEAVES).map(lambda p: p + ".deeper"),  # indexing into a scalar
     st.sampled_from(LEAVES).map(lambda p: p + ".0"),
     st.lists(st.sampled_from(["model", "train", "x", "", "0", "encoder", "-"]), min_size=1, max_size=6).map(".".join),
-    DIGITLESS,                                                              # anything at all
+    DIGITLESS,  # anything at all
 )
-SET_VALUES = st.one_of(st.sampled_from(MALFORMED_YAML), DIGITLESS, st.sampled_from(["[]", "{}", "null", ".nan", "-.inf",
-                                                                               "[a, b]", "{x: 1}", "true"]))
+SET_VALUES = st.one_of(
+    st.sampled_from(MALFORMED_YAML),
+    DIGITLESS,
+    st.sampled_from(["[]", "{}", "null", ".nan", "-.inf", "[a, b]", "{x: 1}", "true"]),
+)
 
 
 @fuzz(60)
-@given(items=st.lists(st.tuples(SET_PATHS, SET_VALUES), min_size=1, max_size=2),
-       separator=st.sampled_from(["=", "=", "", "==", " = "]))
+@given(
+    items=st.lists(st.tuples(SET_PATHS, SET_VALUES), min_size=1, max_size=2),
+    separator=st.sampled_from(["=", "=", "", "==", " = "]),
+)
 def test_train_answers_every_set_override(sandbox, capsys, items, separator):
     """`--set PATH=VALUE`: existing, unknown, too deep, into scalars; values malformed or of the wrong type."""
     with case(sandbox) as folder:
@@ -363,18 +429,35 @@ HUGE = "x" * 140_000  # past the csv module's default field limit (131,072 chara
 LABELS = ["pos", "neg", "meh", " pos", "neg "]  # spaces around a label are not part of it
 ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "latin-1"]
 CSV_KINDS = ["good", "good", "good", "few", "many", "no_label"]
-JSONL_KINDS = ["good", "good", "good", "extra", "bad_json", "not_object", "null_text", "list_text", "no_label",
-               "list_label", "nan_label", "blank_label"]
-HEADERS = {"plain": ["label", "text"], "extra": ["label", "text", "note"], "no_text": ["label", "body"],
-           "twice": ["label", "text", "text"]}
+JSONL_KINDS = [
+    "good",
+    "good",
+    "good",
+    "extra",
+    "bad_json",
+    "not_object",
+    "null_text",
+    "list_text",
+    "no_label",
+    "list_label",
+    "nan_label",
+    "blank_label",
+]
+HEADERS = {
+    "plain": ["label", "text"],
+    "extra": ["label", "text", "note"],
+    "no_text": ["label", "body"],
+    "twice": ["label", "text", "text"],
+}
 
 
 def characters(encoding: str, exclude: str = "") -> st.SearchStrategy[str]:
     """What a field may hold: any Unicode, or in a latin-1 file ASCII and accented letters (U+00C0-U+00FF,
     whose bytes are never valid UTF-8 there, so a row holding one must be reported)."""
     if encoding == "latin-1":
-        return st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.characters(min_codepoint=0xC0,
-                                                                                     max_codepoint=0xFF)
+        return st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.characters(
+            min_codepoint=0xC0, max_codepoint=0xFF
+        )
     return st.characters(exclude_categories=("Cs",), exclude_characters=exclude)
 
 
@@ -418,11 +501,17 @@ def csv_record(fields: list[str], delimiter: str, eol: str) -> str:
 
 
 def jsonl_record(kind: str, label: str, text: str) -> str:
-    value = {"good": {"label": label, "text": text}, "extra": {"label": label, "text": text, "note": [1]},
-             "null_text": {"label": label, "text": None}, "list_text": {"label": label, "text": [text]},
-             "no_label": {"text": text}, "list_label": {"label": [label], "text": text},
-             "nan_label": {"label": math.nan, "text": text}, "blank_label": {"label": "  ", "text": text},
-             "not_object": [label, text]}.get(kind)
+    value = {
+        "good": {"label": label, "text": text},
+        "extra": {"label": label, "text": text, "note": [1]},
+        "null_text": {"label": label, "text": None},
+        "list_text": {"label": label, "text": [text]},
+        "no_label": {"text": text},
+        "list_label": {"label": [label], "text": text},
+        "nan_label": {"label": math.nan, "text": text},
+        "blank_label": {"label": "  ", "text": text},
+        "not_object": [label, text],
+    }.get(kind)
     return '{"label": "pos", "text": ' if value is None else json.dumps(value, ensure_ascii=False)
 
 
@@ -432,9 +521,17 @@ def data_files(draw, folder: Path) -> DataFile:
     fmt = draw(st.sampled_from(["csv", "tsv", "jsonl"]))
     f = DataFile(folder / f"data.{fmt}", draw(st.sampled_from(ENCODINGS)))
     eol = draw(st.sampled_from(["\n", "\r\n"]))
-    rows = draw(st.lists(st.tuples(st.sampled_from(CSV_KINDS if fmt != "jsonl" else JSONL_KINDS),
-                                   st.sampled_from(LABELS), st.text(characters(f.encoding), max_size=12),
-                                   st.booleans()), max_size=10))
+    rows = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(CSV_KINDS if fmt != "jsonl" else JSONL_KINDS),
+                st.sampled_from(LABELS),
+                st.text(characters(f.encoding), max_size=12),
+                st.booleans(),
+            ),
+            max_size=10,
+        )
+    )
     if rows and draw(st.sampled_from([False] * 5 + [True])):  # one huge field (encoding it costs 0.3 s)
         rows[0] = (*rows[0][:2], HUGE, rows[0][3])
     header = "plain" if fmt == "jsonl" else draw(st.sampled_from(list(HEADERS)))
@@ -448,8 +545,12 @@ def data_files(draw, folder: Path) -> DataFile:
             f.add(jsonl_record(kind, label, text) + eol, bad=kind not in ("good", "extra"), label=label)
             continue
         extra = ["n"] * (len(HEADERS[header]) - 2)
-        fields = {"good": [label, text] + extra, "few": ["pos"], "many": [label, text, "x"] + extra,
-                  "no_label": ["", text] + extra}[kind]
+        fields = {
+            "good": [label, text] + extra,
+            "few": ["pos"],
+            "many": [label, text, "x"] + extra,
+            "no_label": ["", text] + extra,
+        }[kind]
         f.add(csv_record(fields, delimiter, eol), bad=kind != "good", label=label)
     if fmt != "jsonl" and draw(st.booleans()):  # a quote left open runs to the end of the file
         f.add(f'pos{delimiter}"unterminated{eol}', bad=True)
@@ -498,8 +599,9 @@ def test_data_show_uses_or_reports_every_row(sandbox, capsys, data, on_error):
         assert sum(info["splits"].values()) == good and info.get("skipped_rows", 0) == len(f.bad)
         assert info["labels"] == sorted(f.labels)
         if f.bad:  # the skipped rows are counted and the first found is named, on one line
-            said = re.search(rf"warning: .*skipped {len(f.bad)} bad row.*{re.escape(str(f.path))}:(\d+):",
-                             answer.stderr)
+            said = re.search(
+                rf"warning: .*skipped {len(f.bad)} bad row.*{re.escape(str(f.path))}:(\d+):", answer.stderr
+            )
             assert said and int(said.group(1)) in f.bad, answer.stderr
 
 
@@ -507,8 +609,13 @@ PARAGRAPH = "It is a truth universally acknowledged, that a single man in posses
 
 
 @fuzz(30)
-@given(encoding=st.sampled_from(ENCODINGS), on_error=st.sampled_from(["fail", "skip"]), long=st.booleans(),
-       eol=st.sampled_from(["\n", "\r\n", "\r"]), data=st.data())
+@given(
+    encoding=st.sampled_from(ENCODINGS),
+    on_error=st.sampled_from(["fail", "skip"]),
+    long=st.booleans(),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+    data=st.data(),
+)
 def test_data_show_reads_any_text_for_a_language_model(sandbox, capsys, encoding, on_error, long, eol, data):
     """A text file, whole, for a language model: any encoding, blank lines, short or long; a byte the
     encoding does not allow is named by its line."""
@@ -518,8 +625,9 @@ def test_data_show_reads_any_text_for_a_language_model(sandbox, capsys, encoding
         book = folder / "book.txt"
         book.write_bytes(eol.join(lines).encode(encoding))
         first_bad = next((i + 1 for i, line in enumerate(lines) if encoding == "latin-1" and not line.isascii()), None)
-        config = data_config(folder, str(book), task="lm", block_size=4, on_error=on_error,
-                             split={"validation": 0.1, "test": 0.0})
+        config = data_config(
+            folder, str(book), task="lm", block_size=4, on_error=on_error, split={"validation": 0.1, "test": 0.0}
+        )
         answer = sora(capsys, sandbox, folder / "out", "data", "show", config, "--json")
         if first_bad is not None:
             message = answer.error()
@@ -532,16 +640,19 @@ def test_data_show_reads_any_text_for_a_language_model(sandbox, capsys, encoding
 
 
 @fuzz(20)
-@given(train=st.lists(st.sampled_from(["pos", "neg"]), min_size=1, max_size=6),
-       test=st.lists(st.sampled_from(["pos", "neg", "meh", "new"]), max_size=4))
+@given(
+    train=st.lists(st.sampled_from(["pos", "neg"]), min_size=1, max_size=6),
+    test=st.lists(st.sampled_from(["pos", "neg", "meh", "new"]), max_size=4),
+)
 def test_labels_unseen_in_training_are_said(sandbox, capsys, train, test):
     """Given splits whose test labels training never saw: the examples are used, and a warning names them."""
     with case(sandbox) as folder:
         files = {}
         for split, labels in (("train", train), ("test", test)):
             files[split] = folder / f"{split}.csv"
-            files[split].write_text("label,text\n" + "".join(f"{label},{split} text {i}\n"
-                                                             for i, label in enumerate(labels)))
+            files[split].write_text(
+                "label,text\n" + "".join(f"{label},{split} text {i}\n" for i, label in enumerate(labels))
+            )
         config = data_config(folder, {k: str(v) for k, v in files.items()}, split={"validation": 0.0})
         answer = sora(capsys, sandbox, folder / "out", "data", "show", config, "--json")
         info = json.loads(answer.out)
@@ -549,8 +660,9 @@ def test_labels_unseen_in_training_are_said(sandbox, capsys, train, test):
         assert info["labels"] == sorted(set(train) | set(test))
         unseen = sorted(set(test) - set(train))
         assert info.get("unseen_labels", {}) == ({"test": unseen} if unseen else {})
-        warned = re.findall(r"^warning: .*the test split has label\(s\) (.*) that no training example has$",
-                            answer.stderr, re.M)
+        warned = re.findall(
+            r"^warning: .*the test split has label\(s\) (.*) that no training example has$", answer.stderr, re.M
+        )
         assert warned == ([", ".join(map(repr, unseen))] if unseen else []), answer.stderr
 
 
@@ -560,8 +672,7 @@ def training_files(draw, folder: Path) -> DataFile:
     f = DataFile(folder / "reviews.csv", draw(st.sampled_from(ENCODINGS)))
     f.text.append("label,text\n")
     # three good rows of each label first: enough for a test split
-    kinds = ["good"] * 6 + draw(st.lists(st.sampled_from(["good", "good", "few", "no_label"]), min_size=2,
-                                         max_size=10))
+    kinds = ["good"] * 6 + draw(st.lists(st.sampled_from(["good", "good", "few", "no_label"]), min_size=2, max_size=10))
     for i, kind in enumerate(kinds):
         label = ["pos", "neg"][i % 2]
         tail = draw(st.text(characters(f.encoding, exclude="\r\n"), max_size=6)) if i >= 6 else str(i)
@@ -593,6 +704,7 @@ def test_train_and_eval_use_or_report_every_row(sandbox, capsys, data):
         assert json.loads(answer.out)["metrics"] == pytest.approx(metrics["test"])
         other = folder / "other.csv"
         other.write_text(reviews() + "meh,a so-so film\n")
-        answer = sora(capsys, sandbox, folder / "never", "eval", out / "model", "--data",
-                      data_config(folder, str(other)))
+        answer = sora(
+            capsys, sandbox, folder / "never", "eval", out / "model", "--data", data_config(folder, str(other))
+        )
         assert "meh" in answer.error() and str(other) in answer.error()

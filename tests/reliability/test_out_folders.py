@@ -32,19 +32,41 @@ from sora.outdir import claim_out
 from tests.helpers import fuzz, run_cli, run_cli_within, snapshot
 from tests.reliability.out_world import KIND_OF, World, world  # noqa: F401  (world: a fixture)
 
-BASES = ("missing", "empty", "file", "link_to_dir", "link_to_file", "model", "hf", "analysis", "compress", "run",
-         "checkpoint", "hf_foreign")
+BASES = (
+    "missing",
+    "empty",
+    "file",
+    "link_to_dir",
+    "link_to_file",
+    "model",
+    "hf",
+    "analysis",
+    "compress",
+    "run",
+    "checkpoint",
+    "hf_foreign",
+)
 EXTRAS = ("notes.txt", ".DS_Store", "nested/notes.txt", "link_out", "inner")
-EXAMPLES = {"prune": 30, "quantize": 15, "hf import": 15, "hf export": 15, "analyze": 6, "compress": 5, "train": 10,
-            "run": 6}
+EXAMPLES = {
+    "prune": 30,
+    "quantize": 15,
+    "hf import": 15,
+    "hf export": 15,
+    "analyze": 6,
+    "compress": 5,
+    "train": 10,
+    "run": 6,
+}
 
 
-states = st.fixed_dictionaries({
-    "base": st.sampled_from(BASES),
-    "extras": st.lists(st.sampled_from(EXTRAS), max_size=2, unique=True),
-    "force": st.booleans(),
-    "resume": st.booleans(),
-})
+states = st.fixed_dictionaries(
+    {
+        "base": st.sampled_from(BASES),
+        "extras": st.lists(st.sampled_from(EXTRAS), max_size=2, unique=True),
+        "force": st.booleans(),
+        "resume": st.booleans(),
+    }
+)
 
 
 def make_state(place: Path, world: World, base: str, extras: list[str]) -> Path:
@@ -174,8 +196,9 @@ def test_the_ownership_rule_on_generated_folders(world, tmp_path, kind, state):
 def test_a_command_never_replaces_what_it_reads(world, tmp_path, capsys):
     shutil.copytree(world.model, tmp_path / "run" / "model")
     for out in (tmp_path / "run", tmp_path / "run" / "model", tmp_path / "run" / "model" / "inner"):
-        answer = run_cli(capsys, "prune", tmp_path / "run" / "model", "--heads", "layers.0.attn.head.1", "--out", out,
-                         "--force")
+        answer = run_cli(
+            capsys, "prune", tmp_path / "run" / "model", "--heads", "layers.0.attn.head.1", "--out", out, "--force"
+        )
         assert "which this command reads" in answer.error()
     assert load_model(tmp_path / "run" / "model") is not None
     answer = run_cli(capsys, "train", world.recipe, "--out", world.recipe, "--force")
@@ -197,8 +220,10 @@ def test_a_used_run_folder_needs_resume_or_force(world, tmp_path, capsys):
     assert run_cli(capsys, "train", world.recipe, "--out", out).code == 0
     first = json.loads((out / "run.json").read_text())["run_id"]
     (out / "notes.txt").write_text("mine")
-    assert "holds a training run already; pass --resume to continue it, or --force to start over" in \
-        run_cli(capsys, "train", world.recipe, "--out", out).error()
+    assert (
+        "holds a training run already; pass --resume to continue it, or --force to start over"
+        in run_cli(capsys, "train", world.recipe, "--out", out).error()
+    )
     assert run_cli(capsys, "train", world.recipe, "--out", out, "--resume").code == 0
     assert json.loads((out / "run.json").read_text())["run_id"] == first and (out / "notes.txt").is_file()
     assert run_cli(capsys, "run", world.recipe, "--out", out, "--force").code == 0
@@ -240,8 +265,11 @@ def test_a_run_cleans_its_own_leftovers_on_resume(world, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "train", world.recipe, "--out", out).code == 0
     pid = dead_pid()
-    for leftover in (out / f".model.sora-tmp-{pid}-0123abcd", out / "checkpoints" / ".staging-abcd1234",
-                     out / "checkpoints" / f".step-9.sora-tmp-{pid}-0123abcd"):
+    for leftover in (
+        out / f".model.sora-tmp-{pid}-0123abcd",
+        out / "checkpoints" / ".staging-abcd1234",
+        out / "checkpoints" / f".step-9.sora-tmp-{pid}-0123abcd",
+    ):
         leftover.mkdir()
         os.chmod(leftover, 0o700)
     assert run_cli(capsys, "train", world.recipe, "--out", out, "--resume").code == 0

@@ -19,17 +19,26 @@ LINES = st.lists(st.sampled_from(HARMLESS * 6 + FAULTS), max_size=2)  # mostly h
 
 
 @fuzz(200)
-@given(code=st.sampled_from([2, 2, 2, 0, 1]), before=LINES, error=st.sampled_from([True, True, True, False]),
-       after=LINES, allowed=st.integers(1, 3))
+@given(
+    code=st.sampled_from([2, 2, 2, 0, 1]),
+    before=LINES,
+    error=st.sampled_from([True, True, True, False]),
+    after=LINES,
+    allowed=st.integers(1, 3),
+)
 def test_error_accepts_exactly_one_error_line_and_no_traceback(code, before, error, after, allowed):
     """Accepted exactly when: exit 2, no traceback, one ``error:`` line and at most ``allowed`` lines from it."""
     lines = before + ["error: bad value"] * error + after
     answer = Answer(code, "", "".join(line + "\n" for line in lines))
     starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    good = (code == 2 and not any("Traceback" in line for line in lines) and len(starts) == 1
-            and len(lines) - starts[0] <= allowed)
+    good = (
+        code == 2
+        and not any("Traceback" in line for line in lines)
+        and len(starts) == 1
+        and len(lines) - starts[0] <= allowed
+    )
     if good:
-        assert answer.error(allowed) == "\n".join(lines[starts[0]:])
+        assert answer.error(allowed) == "\n".join(lines[starts[0] :])
     else:
         with pytest.raises(AssertionError):
             answer.error(allowed)

@@ -37,8 +37,11 @@ def write_reviews(folder, labels=("neg", "pos"), n=40):
     """A CSV of reviews and a data config that reads it; returns the config's path."""
     rows = [f"the {WORDS['pos' if i % 2 else 'neg'][i % 3]} film {i},{labels[i % len(labels)]}" for i in range(n)]
     (folder / "reviews.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    config = {"source": str(folder / "reviews.csv"), "split": {"validation": 0.25, "test": 0.25},
-              "tokenizer": {"kind": "wordpiece", "vocab_size": 60, "min_frequency": 1}}
+    config = {
+        "source": str(folder / "reviews.csv"),
+        "split": {"validation": 0.25, "test": 0.25},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 60, "min_frequency": 1},
+    }
     (folder / "data.yaml").write_text(yaml.safe_dump(config))
     return folder / "data.yaml"
 
@@ -58,8 +61,15 @@ def lm(tmp_path_factory):
     """An untrained tiny character LM saved with its tokenizer."""
     folder = tmp_path_factory.mktemp("lm")
     (folder / "book.txt").write_text(TEXT)
-    data = prepare_data({"source": str(folder / "book.txt"), "format": "text", "task": "lm",
-                         "tokenizer": {"kind": "char", "min_frequency": 1}, "block_size": 16})
+    data = prepare_data(
+        {
+            "source": str(folder / "book.txt"),
+            "format": "text",
+            "task": "lm",
+            "tokenizer": {"kind": "char", "min_frequency": 1},
+            "block_size": 16,
+        }
+    )
     torch.manual_seed(0)
     return save_tiny(folder / "model", data, "decoder_lm")
 
@@ -133,10 +143,16 @@ def test_non_finite_weights_are_refused_naming_the_first_such_tensor(tmp_path_fa
 @pytest.mark.parametrize("command", ["eval", "analyze", "compress", "generate"])
 def test_every_command_refuses_nan_weights(tmp_path, capsys, classifier, lm, command):
     model_dir, data_yaml = classifier
-    source, tensor = (lm, "layers.0.ffn.fc_in.weight") if command == "generate" else (model_dir, "layers.1.attn.q_proj.bias")
+    source, tensor = (
+        (lm, "layers.0.ffn.fc_in.weight") if command == "generate" else (model_dir, "layers.1.attn.q_proj.bias")
+    )
     folder = poison(copy_folder(source, tmp_path / "nan"), tensor, index=3)
-    rest = {"eval": ["--data", data_yaml], "analyze": ["--data", data_yaml, "--out", tmp_path / "out"],
-            "compress": ["--data", data_yaml, "--out", tmp_path / "out"], "generate": ["--prompt", "the"]}[command]
+    rest = {
+        "eval": ["--data", data_yaml],
+        "analyze": ["--data", data_yaml, "--out", tmp_path / "out"],
+        "compress": ["--data", data_yaml, "--out", tmp_path / "out"],
+        "generate": ["--prompt", "the"],
+    }[command]
     assert f"tensor '{tensor}' has non-finite values (1 NaN, 0 inf)" in run_cli(capsys, command, folder, *rest).error()
     assert not (tmp_path / "out").exists()
 
@@ -159,8 +175,12 @@ def damage(path, kind: str, where: float) -> None:
 
 
 @fuzz(40)
-@given(kind=st.sampled_from(["truncate", "flip", "append", "delete"]), where=st.floats(0, 1),
-       file=st.sampled_from(["data.csv", "parts/b.bin"]), old_manifest=st.booleans())
+@given(
+    kind=st.sampled_from(["truncate", "flip", "append", "delete"]),
+    where=st.floats(0, 1),
+    file=st.sampled_from(["data.csv", "parts/b.bin"]),
+    old_manifest=st.booleans(),
+)
 def test_every_damaged_cache_file_is_found(tmp_path_factory, kind, where, file, old_manifest):
     folder = tmp_path_factory.mktemp("home") / "datasets" / "toy"
     with cache.building(folder) as tmp:
@@ -218,8 +238,7 @@ def test_limit_zero_is_refused_for_a_builtin_and_in_eval(tmp_path, capsys, class
 
 
 @fuzz(12)
-@given(seed=st.integers(0, 10_000), prompt=st.lists(st.integers(0, 4), min_size=1, max_size=3),
-       new=st.integers(1, 3))
+@given(seed=st.integers(0, 10_000), prompt=st.lists(st.integers(0, 4), min_size=1, max_size=3), new=st.integers(1, 3))
 def test_lm_beam_search_finds_the_most_likely_continuation(seed, prompt, new):
     torch.manual_seed(seed)
     model = build_model(tiny("decoder_lm", vocab_size=5, max_len=8)).eval()
@@ -283,8 +302,11 @@ def test_dropped_characters_and_stop_words():
     assert unencodable(bpe, "abcab d") == ([], ["c", "d"])
     with pytest.warns(SoraWarning, match=r"'c', 'd' \(dropped\)"):
         assert prompt_ids(bpe, "abcab d") == [0, 1, 0, 1]
-    words = train_tokenizer(["the cat sat"] * 4, TokenizerConfig(kind="wordpiece", vocab_size=40, min_frequency=1),
-                            NormalizeConfig(stopwords=True))
+    words = train_tokenizer(
+        ["the cat sat"] * 4,
+        TokenizerConfig(kind="wordpiece", vocab_size=40, min_frequency=1),
+        NormalizeConfig(stopwords=True),
+    )
     assert unencodable(words, "the cat a sat") == ([], [])  # stop words are removed on purpose, not lost
 
 
@@ -343,11 +365,23 @@ def test_sora_home_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch, arg
 
 def train_recipe_for(folder, rows):
     (folder / "rows.csv").write_text("text,label\n" + "\n".join(f'"{t}",{label}' for t, label in rows) + "\n")
-    recipe = {"name": "t", "data": {"source": str(folder / "rows.csv"),
-                                    "tokenizer": {"kind": "wordpiece", "vocab_size": 40, "min_frequency": 1}},
-              "model": {"arch": "encoder_classifier", "vocab_size": 40, "n_classes": 2, "d_model": 16, "max_len": 16,
-                        "dropout": 0.0, "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 32}},
-              "train": {"max_steps": 2, "batch_size": 8, "quiet": True}}
+    recipe = {
+        "name": "t",
+        "data": {
+            "source": str(folder / "rows.csv"),
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 40, "min_frequency": 1},
+        },
+        "model": {
+            "arch": "encoder_classifier",
+            "vocab_size": 40,
+            "n_classes": 2,
+            "d_model": 16,
+            "max_len": 16,
+            "dropout": 0.0,
+            "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 32},
+        },
+        "train": {"max_steps": 2, "batch_size": 8, "quiet": True},
+    }
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     return folder / "recipe.yaml"
 
@@ -374,6 +408,9 @@ def test_a_failing_baseline_keeps_the_trained_model(tmp_path, capsys, monkeypatc
     code, _, err = run_cli(capsys, "train", train_recipe_for(tmp_path, rows), "--out", tmp_path / "run")
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["baseline"]["unavailable"] == "ValueError: empty vocabulary; perhaps the documents only contain stop words"
+    assert (
+        metrics["baseline"]["unavailable"]
+        == "ValueError: empty vocabulary; perhaps the documents only contain stop words"
+    )
     assert "test" in metrics and load_model(tmp_path / "run" / "model") is not None
     assert np.isfinite(metrics["test"]["accuracy"])

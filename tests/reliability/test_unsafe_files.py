@@ -36,8 +36,13 @@ def hf_bert(tmp_path_factory) -> Path:
     """A Hugging Face BERT folder (written by ``sora hf export``, so no transformers is needed) with a vocab.txt."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("unsafe")
-    config = tiny("encoder", norm_position="post", embed_norm=True, vocab_size=len(VOCAB),
-                  encoder={"n_layers": 2, "n_heads": 4, "d_ff": 64})
+    config = tiny(
+        "encoder",
+        norm_position="post",
+        embed_norm=True,
+        vocab_size=len(VOCAB),
+        encoder={"n_layers": 2, "n_heads": 4, "d_ff": 64},
+    )
     save_model(build_model(config), root / "sora")
     export_hf(root / "sora", root / "hf", verify=False)
     (root / "hf" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
@@ -72,10 +77,14 @@ class Payload:
 
 
 def _calls(canary: Path) -> dict:
-    return {"os.system": (os.system, (f"touch {canary}",)), "eval": (eval, (f"open({str(canary)!r}, 'w')",)),
-            "exec": (exec, (f"open({str(canary)!r}, 'w')",)),
-            "subprocess.call": (subprocess.call, (["touch", canary],)),
-            "open": (open, (canary, "w")), "object": (object, ())}
+    return {
+        "os.system": (os.system, (f"touch {canary}",)),
+        "eval": (eval, (f"open({str(canary)!r}, 'w')",)),
+        "exec": (exec, (f"open({str(canary)!r}, 'w')",)),
+        "subprocess.call": (subprocess.call, (["touch", canary],)),
+        "open": (open, (canary, "w")),
+        "object": (object, ()),
+    }
 
 
 def _save(obj, path: Path, form: str) -> None:
@@ -87,8 +96,11 @@ def _save(obj, path: Path, form: str) -> None:
 
 
 @fuzz(24)
-@given(call=st.sampled_from(["os.system", "eval", "exec", "subprocess.call", "open", "object"]),
-       form=st.sampled_from(["zip", "legacy", "pickle2", "pickle4"]), depth=st.integers(0, 2))
+@given(
+    call=st.sampled_from(["os.system", "eval", "exec", "subprocess.call", "open", "object"]),
+    form=st.sampled_from(["zip", "legacy", "pickle2", "pickle4"]),
+    depth=st.integers(0, 2),
+)
 def test_a_malicious_pickle_is_refused_saying_what_it_asked_for(hf_bert, tmp_path_factory, capsys, call, form, depth):
     folder = Path(shutil.copytree(hf_bert, tmp_path_factory.mktemp("pickle") / "hf"))
     canary = folder.parent / "CANARY"
@@ -127,8 +139,10 @@ def test_a_vocab_txt_inside_the_folder_is_used(case, capsys):
 
 
 @fuzz(12)
-@given(form=st.sampled_from(["../{n}", "{abs}", "sub/../../{n}", "link"]),
-       name=st.text("abcxyz_", min_size=1, max_size=8).map(lambda s: s + ".safetensors"))
+@given(
+    form=st.sampled_from(["../{n}", "{abs}", "sub/../../{n}", "link"]),
+    name=st.text("abcxyz_", min_size=1, max_size=8).map(lambda s: s + ".safetensors"),
+)
 def test_a_shard_outside_the_folder_is_refused(hf_bert, tmp_path_factory, capsys, form, name):
     folder = Path(shutil.copytree(hf_bert, tmp_path_factory.mktemp("shard") / "hf"))
     outside = folder.parent / name  # a valid shard: reading it would succeed, so only refusing passes
@@ -147,8 +161,9 @@ def test_a_shard_in_a_subfolder_is_read(case, capsys):
     (case / "shards").mkdir()
     shutil.move(case / "model.safetensors", case / "shards" / "part.safetensors")
     names = load_file(str(case / "shards" / "part.safetensors"))
-    (case / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: "shards/part.safetensors"
-                                                                                  for k in names}}))
+    (case / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {k: "shards/part.safetensors" for k in names}})
+    )
     code, _, err = imports(capsys, case)
     assert code == 0, err
 
@@ -170,8 +185,10 @@ def test_the_hugging_face_cache_layout_links_into_its_blobs(case, capsys):
 
 
 @fuzz(10)
-@given(key=st.sampled_from(["intermediate_size", "vocab_size", "max_position_embeddings"]),
-       delta=st.sampled_from([-3, 5, 16]))
+@given(
+    key=st.sampled_from(["intermediate_size", "vocab_size", "max_position_embeddings"]),
+    delta=st.sampled_from([-3, 5, 16]),
+)
 def test_a_weight_mismatch_names_the_tensor_and_both_shapes(hf_bert, tmp_path_factory, capsys, key, delta):
     folder = Path(shutil.copytree(hf_bert, tmp_path_factory.mktemp("mismatch") / "hf"))
     config = json.loads((folder / "config.json").read_text())
@@ -189,8 +206,11 @@ def test_a_sora_folder_whose_config_was_changed_names_the_tensor(tmp_path, capsy
     config["encoder"]["d_ff"] = 48
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     line = run_cli(capsys, "inspect", tmp_path / "m").error()
-    assert re.search(r"model.safetensors: does not match config.json: tensor 'layers\.0\.ffn\.[\w.]+' is float32 "
-                     r"\(64,( 32)?\) in the file, float32 \(48,( 32)?\) in the model config.json describes", line), line
+    assert re.search(
+        r"model.safetensors: does not match config.json: tensor 'layers\.0\.ffn\.[\w.]+' is float32 "
+        r"\(64,( 32)?\) in the file, float32 \(48,( 32)?\) in the model config.json describes",
+        line,
+    ), line
 
 
 # ------------------------------------------------------------------------------- files that are not text
@@ -205,14 +225,20 @@ def _not_utf8(data: bytes) -> bool:
 
 
 @fuzz(20)
-@given(data=st.binary(min_size=1, max_size=200).filter(_not_utf8),
-       command=st.sampled_from(["run", "train", "inspect", "eval"]))
+@given(
+    data=st.binary(min_size=1, max_size=200).filter(_not_utf8),
+    command=st.sampled_from(["run", "train", "inspect", "eval"]),
+)
 def test_a_binary_recipe_is_one_line(tmp_path_factory, capsys, data, command):
     root = tmp_path_factory.mktemp("binary")
     recipe = root / "recipe.yaml"
     recipe.write_bytes(data)
-    args = {"run": ["run", recipe, "--out", root / "out"], "train": ["train", recipe, "--out", root / "out"],
-            "inspect": ["inspect", recipe], "eval": ["eval", root / "model", "--data", recipe]}[command]
+    args = {
+        "run": ["run", recipe, "--out", root / "out"],
+        "train": ["train", recipe, "--out", root / "out"],
+        "inspect": ["inspect", recipe],
+        "eval": ["eval", root / "model", "--data", recipe],
+    }[command]
     if command == "eval":
         save_model(build_model(tiny()), root / "model")
     line = run_cli(capsys, *args).error()
@@ -229,9 +255,26 @@ def _not_yaml(text: str) -> bool:
 
 
 @fuzz(20)
-@given(value=st.one_of(st.sampled_from(["[1", "{a: 1", "a: b: c", "!!int x", "2001-13-01", "*nope", "'open", "@x",
-                                        "!!timestamp x", "a\tb: c", "? [a]\n: b"]),
-                       st.text(min_size=1, max_size=12)).filter(_not_yaml))
+@given(
+    value=st.one_of(
+        st.sampled_from(
+            [
+                "[1",
+                "{a: 1",
+                "a: b: c",
+                "!!int x",
+                "2001-13-01",
+                "*nope",
+                "'open",
+                "@x",
+                "!!timestamp x",
+                "a\tb: c",
+                "? [a]\n: b",
+            ]
+        ),
+        st.text(min_size=1, max_size=12),
+    ).filter(_not_yaml)
+)
 def test_a_malformed_set_value_is_one_line(tmp_path_factory, capsys, value):
     root = tmp_path_factory.mktemp("set")
     recipe = root / "recipe.yaml"
@@ -253,8 +296,11 @@ def text_model(tmp_path_factory) -> Path:
 
 def _batch(n: int = 4, length: int = 8) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"inputs": torch.randint(1, 50, (n, length), generator=g), "valid": torch.ones(n, length, dtype=torch.bool),
-            "labels": torch.randint(0, 3, (n,), generator=g)}
+    return {
+        "inputs": torch.randint(1, 50, (n, length), generator=g),
+        "valid": torch.ones(n, length, dtype=torch.bool),
+        "labels": torch.randint(0, 3, (n,), generator=g),
+    }
 
 
 BAD_BATCHES = {
@@ -276,8 +322,9 @@ BAD_BATCHES = {
 def test_analyze_refuses_batch_tensors_the_model_cannot_take(text_model, tmp_path_factory, capsys, bad, v):
     root = tmp_path_factory.mktemp("batches")
     save_file(BAD_BATCHES[bad](_batch(), v), str(root / "x.safetensors"))
-    line = run_cli(capsys, "analyze", text_model, "--data", root / "x.safetensors", "--out", root / "an",
-                   "--methods", "gradient").error()
+    line = run_cli(
+        capsys, "analyze", text_model, "--data", root / "x.safetensors", "--out", root / "an", "--methods", "gradient"
+    ).error()
     assert f"{root / 'x.safetensors'}: " in line
     assert not (root / "an").exists()
 
@@ -285,7 +332,16 @@ def test_analyze_refuses_batch_tensors_the_model_cannot_take(text_model, tmp_pat
 def test_analyze_takes_batch_tensors_in_range_as_ints(text_model, tmp_path, capsys):
     batch = {**_batch(), "inputs": _batch()["inputs"].int(), "valid": torch.ones(4, 8, dtype=torch.uint8)}
     save_file(batch, str(tmp_path / "x.safetensors"))
-    code, _, err = run_cli(capsys, "analyze", text_model, "--data", tmp_path / "x.safetensors", "--out",
-                           tmp_path / "an", "--methods", "gradient")
+    code, _, err = run_cli(
+        capsys,
+        "analyze",
+        text_model,
+        "--data",
+        tmp_path / "x.safetensors",
+        "--out",
+        tmp_path / "an",
+        "--methods",
+        "gradient",
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "an" / "analysis.json").read_text())["data"]["examples"] == 4

@@ -26,7 +26,6 @@ from sora.data.datasets import TextClassification
 from sora.models import build_model
 from sora.tasks import CTC, Classification, evaluate, greedy_ctc, loss_and_metric, make_task, task_for
 from sora.tasks.metrics import edit_distance
-
 from tests.compress.toy_data import ToyClassification
 from tests.helpers import tiny
 from tests.train.synthetic import SyntheticData
@@ -49,11 +48,19 @@ def _homes() -> dict[str, list[str]]:
     return homes
 
 
-@pytest.mark.parametrize("name, home", [
-    ("evaluate", "tasks/evaluation.py"), ("loss_and_metric", "tasks/evaluation.py"),
-    ("edit_distance", "tasks/metrics.py"), ("greedy_ctc", "tasks/kinds.py"), ("to_device", "tasks/device.py"),
-    ("autocast", "tasks/device.py"), ("infer_task", "tasks/registry.py"), ("has_split", "data/protocol.py"),
-])
+@pytest.mark.parametrize(
+    "name, home",
+    [
+        ("evaluate", "tasks/evaluation.py"),
+        ("loss_and_metric", "tasks/evaluation.py"),
+        ("edit_distance", "tasks/metrics.py"),
+        ("greedy_ctc", "tasks/kinds.py"),
+        ("to_device", "tasks/device.py"),
+        ("autocast", "tasks/device.py"),
+        ("infer_task", "tasks/registry.py"),
+        ("has_split", "data/protocol.py"),
+    ],
+)
 def test_each_task_procedure_is_defined_once_in_its_home(name, home):
     assert _homes().get(name) == [home]
 
@@ -70,8 +77,12 @@ PROBE = re.compile(r"getattr\((self\.)?data, \"(task|labels|tokenizer|name|split
 
 
 def test_no_stage_probes_prepared_data_for_what_the_protocol_promises():
-    probes = [f"{path.relative_to(ROOT)}:{i}" for path in sorted(ROOT.rglob("*.py"))
-              for i, line in enumerate(path.read_text().splitlines(), 1) if PROBE.search(line)]
+    probes = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in sorted(ROOT.rglob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if PROBE.search(line)
+    ]
     assert probes == []
 
 
@@ -80,8 +91,10 @@ def test_no_stage_probes_prepared_data_for_what_the_protocol_promises():
 
 def _prepared(sizes: dict[str, int]) -> Prepared:
     rng = np.random.default_rng(0)
-    splits = {k: TextClassification([rng.integers(3, 9, 4) for _ in range(n)], np.zeros(n, np.int64), ["a b"] * n)
-              for k, n in sizes.items()}
+    splits = {
+        k: TextClassification([rng.integers(3, 9, 4) for _ in range(n)], np.zeros(n, np.int64), ["a b"] * n)
+        for k, n in sizes.items()
+    }
     return Prepared(DataConfig.model_construct(), "classification", "text", None, ["no", "yes"], splits, name="tiny")
 
 

@@ -13,8 +13,9 @@ from sora.train import TrainConfig, Trainer, distributed  # noqa: E402
 from tests.helpers import tiny  # noqa: E402
 from tests.train.synthetic import SyntheticData  # noqa: E402
 
-CONFIG = dict(max_steps=6, batch_size=16, grad_accum=2, lr=3e-3, warmup_steps=2, validate_every_steps=2,
-              quiet=True, threads=1)
+CONFIG = dict(
+    max_steps=6, batch_size=16, grad_accum=2, lr=3e-3, warmup_steps=2, validate_every_steps=2, quiet=True, threads=1
+)
 
 
 def model():

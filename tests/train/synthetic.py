@@ -16,15 +16,26 @@ from sora.data.protocol import TaskData
 
 
 class SyntheticData(TaskData):
-    def __init__(self, task: str = "classification", n: int = 96, seq_len: int = 12, seed: int = 0,
-                 n_val: int = 32, n_test: int = 32, vocab_size: int = 50):
+    def __init__(
+        self,
+        task: str = "classification",
+        n: int = 96,
+        seq_len: int = 12,
+        seed: int = 0,
+        n_val: int = 32,
+        n_test: int = 32,
+        vocab_size: int = 50,
+    ):
         self.task, self.vocab_size, self.seq_len = task, vocab_size, seq_len
         self.pad_id, self.bos_id, self.eos_id = 0, 1, 2
         self.tokenizer, self.name = None, f"synthetic_{task}"
         self.labels = {"classification": ["low", "mid", "high"], "ctc": ["_", "a", "b"]}.get(task)
         g = torch.Generator().manual_seed(seed)
-        self.examples = {split: [self._example(g) for _ in range(size)]
-                         for split, size in (("train", n), ("validation", n_val), ("test", n_test)) if size}
+        self.examples = {
+            split: [self._example(g) for _ in range(size)]
+            for split, size in (("train", n), ("validation", n_val), ("test", n_test))
+            if size
+        }
         self.splits = list(self.examples)
 
     # -- examples ----------------------------------------------------------------------------------
@@ -72,16 +83,24 @@ class SyntheticData(TaskData):
                 src[i, :n] = s
                 tgt_in[i, 0], tgt_in[i, 1 : n + 1] = self.bos_id, s.flip(0)
                 tgt_out[i, :n], tgt_out[i, n] = s.flip(0), self.eos_id
-            return {"src": src, "src_valid": src != 0, "tgt_in": tgt_in, "tgt_out": tgt_out,
-                    "tgt_valid": tgt_out != -100}
+            return {
+                "src": src,
+                "src_valid": src != 0,
+                "tgt_in": tgt_in,
+                "tgt_out": tgt_out,
+                "tgt_valid": tgt_out != -100,
+            }
         if self.task == "ctc":
             L = max(len(r["targets"]) for r in rows)
             targets = torch.zeros(len(rows), L, dtype=torch.long)
             for i, r in enumerate(rows):
                 targets[i, : len(r["targets"])] = r["targets"]
-            return {"inputs": torch.stack([r["mels"] for r in rows]),
-                    "valid": torch.ones(len(rows), 16, dtype=torch.bool), "targets": targets,
-                    "target_lengths": torch.tensor([len(r["targets"]) for r in rows])}
+            return {
+                "inputs": torch.stack([r["mels"] for r in rows]),
+                "valid": torch.ones(len(rows), 16, dtype=torch.bool),
+                "targets": targets,
+                "target_lengths": torch.tensor([len(r["targets"]) for r in rows]),
+            }
         raise ValueError(self.task)
 
     # -- the prepared-data interface -------------------------------------------------------------------
@@ -90,8 +109,21 @@ class SyntheticData(TaskData):
         n = len(self.examples[split])
         return n // (batch_size * world_size) if world_size > 1 else math.ceil(n / batch_size)
 
-    def loader(self, split, batch_size, *, shuffle=False, seed=0, epoch=0, start_batch=0, rank=0, world_size=1,
-               bucket=True, num_workers=0, drop_last=False):
+    def loader(
+        self,
+        split,
+        batch_size,
+        *,
+        shuffle=False,
+        seed=0,
+        epoch=0,
+        start_batch=0,
+        rank=0,
+        world_size=1,
+        bucket=True,
+        num_workers=0,
+        drop_last=False,
+    ):
         rows = self.examples[split]
         order = list(range(len(rows)))
         if shuffle:

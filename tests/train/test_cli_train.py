@@ -2,6 +2,7 @@
 
 import json
 import random
+
 import pytest
 import yaml
 
@@ -32,10 +33,21 @@ def write_recipe(path, data, model, train):
 @pytest.fixture
 def classifier_recipe(tmp_path):
     csv = write_reviews(tmp_path / "reviews.csv")
-    data = {"source": str(csv), "tokenizer": {"kind": "wordpiece", "vocab_size": 100, "min_frequency": 1},
-            "split": {"validation": 0.2, "test": 0.2, "seed": 0}}
-    model = {"arch": "encoder_classifier", "vocab_size": 100, "d_model": 32, "max_len": 32, "dropout": 0.0,
-             "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 64}, "n_classes": 2, "pooling": "mean"}
+    data = {
+        "source": str(csv),
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 100, "min_frequency": 1},
+        "split": {"validation": 0.2, "test": 0.2, "seed": 0},
+    }
+    model = {
+        "arch": "encoder_classifier",
+        "vocab_size": 100,
+        "d_model": 32,
+        "max_len": 32,
+        "dropout": 0.0,
+        "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 64},
+        "n_classes": 2,
+        "pooling": "mean",
+    }
     train = {"max_steps": 12, "batch_size": 16, "lr": 5e-3, "quiet": True, "validate_every_steps": 6}
     return write_recipe(tmp_path / "reviews.yaml", data, model, train)
 
@@ -65,8 +77,18 @@ def test_train_then_eval_gives_the_same_test_metrics(tmp_path, capsys, classifie
 def test_resume_from_the_command_line_continues_where_it_stopped(tmp_path, capsys, classifier_recipe):
     out = tmp_path / "run"
     assert run_cli(capsys, "train", classifier_recipe, "--out", out, "--set", "train.max_steps=6")[0] == 0
-    code, _, err = run_cli(capsys, "train", classifier_recipe, "--out", out, "--resume", "--set", "train.max_steps=9",
-                           "--set", "train.quiet=false")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        classifier_recipe,
+        "--out",
+        out,
+        "--resume",
+        "--set",
+        "train.max_steps=9",
+        "--set",
+        "train.quiet=false",
+    )
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 9 and [r["step"] for r in metrics["history"]] == [6, 9]
@@ -75,18 +97,44 @@ def test_resume_from_the_command_line_continues_where_it_stopped(tmp_path, capsy
 def test_language_model_trains_and_generates_text(tmp_path, capsys):
     text = tmp_path / "book.txt"
     text.write_text("the cat sat on the mat. the dog sat on the log.\n" * 40)
-    data = {"source": str(text), "format": "text", "task": "lm", "tokenizer": {"kind": "char", "min_frequency": 1},
-            "block_size": 24, "split": {"validation": 0.1, "test": 0.0}}
-    model = {"arch": "decoder_lm", "vocab_size": 40, "d_model": 32, "max_len": 32, "dropout": 0.0,
-             "decoder": {"n_layers": 1, "n_heads": 2, "d_ff": 64}, "position": "rotary"}
-    recipe = write_recipe(tmp_path / "lm.yaml", data, model, {"max_steps": 30, "batch_size": 8, "lr": 1e-2, "quiet": True})
+    data = {
+        "source": str(text),
+        "format": "text",
+        "task": "lm",
+        "tokenizer": {"kind": "char", "min_frequency": 1},
+        "block_size": 24,
+        "split": {"validation": 0.1, "test": 0.0},
+    }
+    model = {
+        "arch": "decoder_lm",
+        "vocab_size": 40,
+        "d_model": 32,
+        "max_len": 32,
+        "dropout": 0.0,
+        "decoder": {"n_layers": 1, "n_heads": 2, "d_ff": 64},
+        "position": "rotary",
+    }
+    recipe = write_recipe(
+        tmp_path / "lm.yaml", data, model, {"max_steps": 30, "batch_size": 8, "lr": 1e-2, "quiet": True}
+    )
     out = tmp_path / "lm"
     code, _, err = run_cli(capsys, "train", recipe, "--out", out)
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert "test" not in metrics and metrics["validation"]["bits_per_char"] < 3.0
-    code, stdout, err = run_cli(capsys, "generate", out / "model", "--prompt", "the cat", "--max-new-tokens", "20",
-                                "--seed", "0", "--samples", "2")
+    code, stdout, err = run_cli(
+        capsys,
+        "generate",
+        out / "model",
+        "--prompt",
+        "the cat",
+        "--max-new-tokens",
+        "20",
+        "--seed",
+        "0",
+        "--samples",
+        "2",
+    )
     assert code == 0, err
     samples = [s for s in stdout.split("\n") if s.startswith("the cat")]
     assert len(samples) == 2 and all(len(s) > len("the cat") for s in samples)

@@ -18,11 +18,26 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     log = tmp_path / "torchrun.log"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(WORKER), str(tmp_path), "ddp,fsdp", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(WORKER),
+        str(tmp_path),
+        "ddp,fsdp",
+        "3",
+    ]
     with open(log, "w") as f:  # a file, not a pipe: nothing can block on a full pipe
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=240,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=240,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     assert proc.returncode == 0, log.read_text()[-4000:]
 
     torch.manual_seed(0)

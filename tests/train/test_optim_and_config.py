@@ -9,7 +9,6 @@ from sora.models import build_model
 from sora.recipe import load_recipe
 from sora.train import TrainConfig
 from sora.train.optim import build_optimizer, lr_factor, param_groups
-
 from tests.helpers import tiny
 
 
@@ -21,15 +20,22 @@ def test_no_weight_decay_on_norms_biases_and_embeddings():
     decayed = {names[id(p)] for p in decay["params"]}
     kept = {names[id(p)] for p in keep["params"]}
     assert "layers.0.attn.q_proj.weight" in decayed and "layers.1.ffn.fc_out.weight" in decayed
-    assert {"embed.tokens.weight", "embed.position.weight", "layers.0.attn_norm.weight",
-            "layers.0.attn.q_proj.bias", "final_norm.bias"} <= kept
+    assert {
+        "embed.tokens.weight",
+        "embed.position.weight",
+        "layers.0.attn_norm.weight",
+        "layers.0.attn.q_proj.bias",
+        "final_norm.bias",
+    } <= kept
     assert not decayed & kept
     assert len(decay["params"]) + len(keep["params"]) == len(list(model.parameters()))
 
 
 def test_sgd_with_nesterov_momentum():
     opt = build_optimizer(build_model(tiny()), TrainConfig(optimizer="sgd", momentum=0.9, nesterov=True, max_steps=1))
-    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+    assert (
+        isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+    )
 
 
 @pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
@@ -53,8 +59,10 @@ def test_time_budget_drives_the_decay_when_steps_are_unknown():
 
 def test_config_errors_name_the_key_and_line(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("name: r\nmodel: {arch: encoder_classifier, vocab_size: 10, encoder: {n_layers: 1}, n_classes: 2}\n"
-                      "train:\n  epochs: 1\n  lr: fast\n  optimiser: adamw\n")
+    recipe.write_text(
+        "name: r\nmodel: {arch: encoder_classifier, vocab_size: 10, encoder: {n_layers: 1}, n_classes: 2}\n"
+        "train:\n  epochs: 1\n  lr: fast\n  optimiser: adamw\n"
+    )
     with pytest.raises(ConfigError) as e:
         load_recipe(recipe)
     message = str(e.value)

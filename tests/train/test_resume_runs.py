@@ -12,7 +12,8 @@ import shutil
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scripts.kill_resume import write_recipe
 from sora.errors import SoraError
@@ -24,15 +25,20 @@ from tests.helpers import run_cli, tiny
 from tests.train.synthetic import SyntheticData
 
 TRAIN = dict(batch_size=16, lr=3e-3, quiet=True, max_steps=6, checkpoint_every_steps=1, keep_last=2, threads=1)
-CHECKPOINT_FILES = ["optimizer.safetensors", "optimizer.json", "rng.safetensors", "rng.json", "trainer.json",
-                    "model.safetensors"]
+CHECKPOINT_FILES = [
+    "optimizer.safetensors",
+    "optimizer.json",
+    "rng.safetensors",
+    "rng.json",
+    "trainer.json",
+    "model.safetensors",
+]
 
 
 def fit(folder, *, resume=False, stop_after_steps=None, dropout=0.1, **train):
     torch.manual_seed(1)
     model = build_model(tiny(dropout=dropout))
-    trainer = Trainer(model, SyntheticData("classification"), TrainConfig(**{**TRAIN, **train}), folder,
-                      resume=resume)
+    trainer = Trainer(model, SyntheticData("classification"), TrainConfig(**{**TRAIN, **train}), folder, resume=resume)
     return trainer.fit(stop_after_steps=stop_after_steps)
 
 
@@ -103,11 +109,16 @@ def test_a_resume_without_a_run_is_refused(tmp_path):
         fit(tmp_path / "empty", resume=True)
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"lr": 1e-3}, "train.lr=0.003"), ({"seed": 3}, "train.seed=0"), ({"optimizer": "sgd"}, 'train.optimizer="adamw"'),
-    ({"early_stopping": {"patience": 4}}, "train.early_stopping=null"),
-    ({"dropout": 0.0}, "model.dropout=0.1"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"lr": 1e-3}, "train.lr=0.003"),
+        ({"seed": 3}, "train.seed=0"),
+        ({"optimizer": "sgd"}, 'train.optimizer="adamw"'),
+        ({"early_stopping": {"patience": 4}}, "train.early_stopping=null"),
+        ({"dropout": 0.0}, "model.dropout=0.1"),
+    ],
+)
 def test_a_resume_with_another_recipe_names_the_first_key_that_differs(tmp_path, change, key):
     out = tmp_path / "run"
     fit(out, stop_after_steps=2)
@@ -138,8 +149,9 @@ damage = st.one_of(
 
 @settings(max_examples=36, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(CHECKPOINT_FILES), how=damage)
-def test_a_damaged_checkpoint_file_is_one_line_naming_it_or_an_exact_resume(tmp_path_factory, interrupted,
-                                                                          straight, name, how):
+def test_a_damaged_checkpoint_file_is_one_line_naming_it_or_an_exact_resume(
+    tmp_path_factory, interrupted, straight, name, how
+):
     out = tmp_path_factory.mktemp("damaged") / "run"
     shutil.copytree(interrupted, out)
     path = out / "checkpoints" / "step-3" / name
@@ -161,16 +173,20 @@ def test_a_damaged_checkpoint_file_is_one_line_naming_it_or_an_exact_resume(tmp_
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
-json_fields = st.sampled_from([("trainer.json", k) for k in [*TRAINER_FIELDS, "run_id"]]
-                              + [("rng.json", "python"), ("rng.json", "numpy"), ("optimizer.json", "param_groups"),
-                                 ("optimizer.json", "scalars")])
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+json_fields = st.sampled_from(
+    [("trainer.json", k) for k in [*TRAINER_FIELDS, "run_id"]]
+    + [("rng.json", "python"), ("rng.json", "numpy"), ("optimizer.json", "param_groups"), ("optimizer.json", "scalars")]
+)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=json_fields, value=json_values)
-def test_a_checkpoint_field_with_a_wrong_value_is_one_line_never_a_traceback(tmp_path_factory, interrupted, where,
-                                                                             value):
+def test_a_checkpoint_field_with_a_wrong_value_is_one_line_never_a_traceback(
+    tmp_path_factory, interrupted, where, value
+):
     out = tmp_path_factory.mktemp("edited") / "run"
     shutil.copytree(interrupted, out)
     name, key = where

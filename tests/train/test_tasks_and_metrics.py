@@ -11,7 +11,6 @@ from sora.models import build_model
 from sora.tasks import greedy_ctc
 from sora.tasks import metrics as M
 from sora.train import evaluate, make_task
-
 from tests.helpers import tiny
 from tests.train.synthetic import SyntheticData
 
@@ -53,19 +52,26 @@ def test_greedy_ctc_merges_repeats_and_drops_blanks():
     assert greedy_ctc(log_probs, torch.tensor([4])) == [[1, 1]]
 
 
-@pytest.mark.parametrize("task,arch,extra", [
-    ("classification", "encoder_classifier", {}),
-    ("lm", "decoder_lm", {}),
-    ("seq2seq", "seq2seq", {}),
-    ("ctc", "token_classifier", {"input": "audio", "audio": {"n_mels": 8, "patch_frames": 4}}),
-])
+@pytest.mark.parametrize(
+    "task,arch,extra",
+    [
+        ("classification", "encoder_classifier", {}),
+        ("lm", "decoder_lm", {}),
+        ("seq2seq", "seq2seq", {}),
+        ("ctc", "token_classifier", {"input": "audio", "audio": {"n_mels": 8, "patch_frames": 4}}),
+    ],
+)
 def test_evaluate_every_task_and_loss_is_a_sum_over_targets(task, arch, extra):
     data = SyntheticData(task, n=16, n_val=16, n_test=0)
     model = build_model(tiny(arch, **extra)).eval()
     t = make_task(task, labels=data.labels)
     metrics = evaluate(model, data.loader("validation", 8), t, decode_examples=4)
-    expected = {"classification": {"accuracy", "macro_f1", "loss"}, "lm": {"loss", "perplexity", "bits_per_token"},
-                "seq2seq": {"loss", "perplexity", "bleu"}, "ctc": {"loss", "cer", "wer"}}[task]
+    expected = {
+        "classification": {"accuracy", "macro_f1", "loss"},
+        "lm": {"loss", "perplexity", "bits_per_token"},
+        "seq2seq": {"loss", "perplexity", "bleu"},
+        "ctc": {"loss", "cer", "wer"},
+    }[task]
     assert expected <= set(metrics) and all(math.isfinite(v) for v in metrics.values())
     # the summed loss over both halves divided by all targets equals the evaluated mean loss
     batches = list(data.loader("validation", 8))

@@ -75,8 +75,9 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
 
 def test_early_stopping_keeps_the_best_model(tmp_path):
     # "loss, higher is better" makes the first validation the best one, deterministically
-    trainer, result = fit(tmp_path, epochs=10, validate_every_steps=2,
-                          early_stopping={"metric": "loss", "mode": "max", "patience": 2})
+    trainer, result = fit(
+        tmp_path, epochs=10, validate_every_steps=2, early_stopping={"metric": "loss", "mode": "max", "patience": 2}
+    )
     steps = [r["step"] for r in result.history]
     assert result.stopped == "early_stopping" and steps == [2, 4, 6]
     assert result.best == {"metric": "loss", "mode": "max", "value": result.history[0]["loss"], "step": 2}
@@ -102,8 +103,16 @@ def test_tensorboard_and_jsonl_logs_read_back(tmp_path):
     events = EventAccumulator(str(logs / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/examples_per_s", "train/tokens_per_s",
-            "val/loss", "val/accuracy", "val/macro_f1"} <= tags
+    assert {
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/examples_per_s",
+        "train/tokens_per_s",
+        "val/loss",
+        "val/accuracy",
+        "val/macro_f1",
+    } <= tags
     assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
     rows = [json.loads(line) for line in (logs / "train.jsonl").read_text().splitlines()]
     assert {r["event"] for r in rows} == {"train", "validation"} and rows[-1]["step"] == 6
@@ -116,8 +125,16 @@ def test_checkpoints_are_complete_model_folders_and_only_the_last_k_stay(tmp_pat
     assert [p.name for p in kept] == ["step-11", "step-12"]
     assert sorted(p.name for p in root.iterdir()) == ["step-11", "step-12"]  # nothing half-written left behind
     folder = kept[-1]
-    assert {"config.json", "model.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors",
-            "rng.json", "trainer.json", "meta.json"} <= {p.name for p in folder.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "rng.safetensors",
+        "rng.json",
+        "trainer.json",
+        "meta.json",
+    } <= {p.name for p in folder.iterdir()}
     state = json.loads((folder / "trainer.json").read_text())
     assert state["step"] == 12 and state["epoch"] == 2 and state["batch"] == 0
     load_model(folder)  # sora eval can read a checkpoint as it is

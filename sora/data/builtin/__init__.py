@@ -20,8 +20,15 @@ __all__ = ["Builtin", "Raw", "fetch", "get", "load", "registry"]
 
 
 def registry() -> dict[str, Builtin]:
-    entries = [wheels.ROTTEN_TOMATOES, wheels.SMS_SPAM, austen.AUSTEN, bible.BIBLE_EN_ES,
-               images.FASHION_MNIST, images.DIGITS, spoken_words.SPOKEN_WORDS]
+    entries = [
+        wheels.ROTTEN_TOMATOES,
+        wheels.SMS_SPAM,
+        austen.AUSTEN,
+        bible.BIBLE_EN_ES,
+        images.FASHION_MNIST,
+        images.DIGITS,
+        spoken_words.SPOKEN_WORDS,
+    ]
     return {b.name: b for b in entries}
 
 
@@ -43,8 +50,11 @@ def fetch(name: str, *, force: bool = False, verify: bool = False) -> Path:
         if not force and damage is None:
             return folder
         if damage is not None and folder.exists():  # fetched once, damaged since: never read it
-            warnings.warn(f"{name}: the cached copy in {folder} is damaged ({damage}); fetching it again",
-                          SoraWarning, stacklevel=2)
+            warnings.warn(
+                f"{name}: the cached copy in {folder} is damaged ({damage}); fetching it again",
+                SoraWarning,
+                stacklevel=2,
+            )
         info: dict = {}
         with cache.building(folder, {"origin": entry.origin}, extra=info) as tmp:
             info.update(entry.fetch_into(tmp) or {})

@@ -24,9 +24,14 @@ from sora.errors import SoraError
 PACKAGE = "r-cran-janeaustenr"
 DB = "usr/lib/R/site-library/janeaustenr/data/Rdata"
 # publication order, as janeaustenr::austen_books() gives them
-BOOKS = [("sensesensibility", "Sense & Sensibility"), ("prideprejudice", "Pride & Prejudice"),
-         ("mansfieldpark", "Mansfield Park"), ("emma", "Emma"), ("northangerabbey", "Northanger Abbey"),
-         ("persuasion", "Persuasion")]
+BOOKS = [
+    ("sensesensibility", "Sense & Sensibility"),
+    ("prideprejudice", "Pride & Prejudice"),
+    ("mansfieldpark", "Mansfield Park"),
+    ("emma", "Emma"),
+    ("northangerabbey", "Northanger Abbey"),
+    ("persuasion", "Persuasion"),
+]
 
 
 def _parse(raw: bytes):
@@ -62,19 +67,28 @@ def fetch_austen(folder: Path) -> dict:
     with open(folder / "books.jsonl", "w", encoding="utf-8") as f:
         for key, title in BOOKS:
             f.write(json.dumps({"book": title, "text": "\n".join(books[key])}, ensure_ascii=False) + "\n")
-    return {"package": PACKAGE, "lines": sum(len(books[k]) for k, _ in BOOKS),
-            "characters": sum(len("\n".join(books[k])) for k, _ in BOOKS)}
+    return {
+        "package": PACKAGE,
+        "lines": sum(len(books[k]) for k, _ in BOOKS),
+        "characters": sum(len("\n".join(books[k])) for k, _ in BOOKS),
+    }
 
 
 def load_austen(folder: Path, cfg: DataConfig, task: str) -> Raw:
     rows = [json.loads(line) for line in open(folder / "books.jsonl", encoding="utf-8")]
-    table = Table({"book": [r["book"] for r in rows], "text": [r["text"] for r in rows]},
-                  [f"{folder / 'books.jsonl'}:{i + 1}" for i in range(len(rows))])
+    table = Table(
+        {"book": [r["book"] for r in rows], "text": [r["text"] for r in rows]},
+        [f"{folder / 'books.jsonl'}:{i + 1}" for i in range(len(rows))],
+    )
     return Raw({"all": table}, {"text": "text"})
 
 
 AUSTEN = Builtin(
-    name="austen", task="lm", tasks=("lm",),
+    name="austen",
+    task="lm",
+    tasks=("lm",),
     description="Jane Austen's six novels (73k lines, 4.03 M characters), one corpus for language modelling",
     origin=f"Debian package {PACKAGE} (apt-get download + dpkg -x; R lazy-load DB read with rdata)",
-    fetch_into=fetch_austen, load=load_austen)
+    fetch_into=fetch_austen,
+    load=load_austen,
+)

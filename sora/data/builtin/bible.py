@@ -84,7 +84,11 @@ def load_bible(folder: Path, cfg: DataConfig, task: str) -> Raw:
 
 
 BIBLE_EN_ES = Builtin(
-    name="bible_en_es", task="seq2seq", tasks=("seq2seq",),
+    name="bible_en_es",
+    task="seq2seq",
+    tasks=("seq2seq",),
     description="31,084 English-Spanish verse pairs (KJV / Reina-Valera 1909), split by chapter",
     origin="Debian packages sword-text-kjv, sword-text-sparv (read with pysword)",
-    fetch_into=fetch_bible, load=load_bible)
+    fetch_into=fetch_bible,
+    load=load_bible,
+)

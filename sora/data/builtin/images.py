@@ -14,8 +14,18 @@ from sora.data.formats import read_idx, read_npz
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = [f"{s}-{k}-ubyte.gz" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
-FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                  "Ankle boot"]
+FASHION_LABELS = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def fetch_fashion_mnist(folder: Path) -> dict:
@@ -40,18 +50,29 @@ def fetch_digits(folder: Path) -> dict:
 
 
 def load_digits_npz(folder: Path, cfg: DataConfig, task: str) -> Raw:
-    return Raw({"all": read_npz([str(folder / "digits.npz")])}, {"image": "image", "label": "label"},
-               [str(i) for i in range(10)])
+    return Raw(
+        {"all": read_npz([str(folder / "digits.npz")])},
+        {"image": "image", "label": "label"},
+        [str(i) for i in range(10)],
+    )
 
 
 FASHION_MNIST = Builtin(
-    name="fashion_mnist", task="classification", tasks=("classification",),
+    name="fashion_mnist",
+    task="classification",
+    tasks=("classification",),
     description="70,000 28x28 grey images of clothing, 10 classes (60,000 train + 10,000 test as given)",
     origin="Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, IDX files)",
-    fetch_into=fetch_fashion_mnist, load=load_fashion_mnist)
+    fetch_into=fetch_fashion_mnist,
+    load=load_fashion_mnist,
+)
 
 DIGITS = Builtin(
-    name="digits", task="classification", tasks=("classification",),
+    name="digits",
+    task="classification",
+    tasks=("classification",),
     description="1,797 8x8 grey images of handwritten digits, 10 classes",
     origin="scikit-learn (sklearn.datasets.load_digits)",
-    fetch_into=fetch_digits, load=load_digits_npz)
+    fetch_into=fetch_digits,
+    load=load_digits_npz,
+)

@@ -28,8 +28,11 @@ from sora.errors import SoraError
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 COMMANDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 WORDS = DIGITS + COMMANDS
-ACCENTS = {"train": ["en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan", "en-us-nyc"],
-           "validation": ["en-gb-x-gbcwmd"], "test": ["en-gb-scotland", "en-029"]}
+ACCENTS = {
+    "train": ["en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan", "en-us-nyc"],
+    "validation": ["en-gb-x-gbcwmd"],
+    "test": ["en-gb-scotland", "en-029"],
+}
 VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4"]
 SNRS = [None, 20.0, 15.0, 10.0, 5.0, 0.0]  # dB; None = clean
 WORD_TAKES = 12  # clips per (accent, word)
@@ -50,12 +53,23 @@ def _plan() -> list[dict]:
                 texts.append((" ".join(DIGITS[d] for d in digits), "digits", "digits"))
             for text, label, kind in texts:
                 snr = SNRS[int(rng.integers(len(SNRS)))]
-                clips.append({
-                    "file": f"clips/{accent}/{len(clips):05d}.wav", "text": text, "label": label, "kind": kind,
-                    "split": split, "accent": accent, "variant": VARIANTS[int(rng.integers(len(VARIANTS)))],
-                    "speed": int(rng.integers(120, 211)), "pitch": int(rng.integers(20, 81)),
-                    "snr": snr, "noise": None if snr is None else ("white", "pink")[int(rng.integers(2))],
-                    "lead_in": round(float(rng.uniform(0.0, 0.3)), 3), "seed": int(rng.integers(2**31))})
+                clips.append(
+                    {
+                        "file": f"clips/{accent}/{len(clips):05d}.wav",
+                        "text": text,
+                        "label": label,
+                        "kind": kind,
+                        "split": split,
+                        "accent": accent,
+                        "variant": VARIANTS[int(rng.integers(len(VARIANTS)))],
+                        "speed": int(rng.integers(120, 211)),
+                        "pitch": int(rng.integers(20, 81)),
+                        "snr": snr,
+                        "noise": None if snr is None else ("white", "pink")[int(rng.integers(2))],
+                        "lead_in": round(float(rng.uniform(0.0, 0.3)), 3),
+                        "seed": int(rng.integers(2**31)),
+                    }
+                )
     return clips
 
 
@@ -68,19 +82,32 @@ def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _synthesise(clip: dict, espeak: str, tmp: Path, folder: Path) -> None:
     wav = tmp / f"{Path(clip['file']).stem}.wav"
-    cmd = [espeak, "-v", f"{clip['accent']}+{clip['variant']}", "-s", str(clip["speed"]), "-p", str(clip["pitch"]),
-           "-w", str(wav), clip["text"]]  # -w, not --stdout: a piped header has a bogus frame count
+    cmd = [
+        espeak,
+        "-v",
+        f"{clip['accent']}+{clip['variant']}",
+        "-s",
+        str(clip["speed"]),
+        "-p",
+        str(clip["pitch"]),
+        "-w",
+        str(wav),
+        clip["text"],
+    ]  # -w, not --stdout: a piped header has a bogus frame count
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not wav.exists():
         raise SoraError(f"spoken_words: `{' '.join(cmd)}` failed ({done.stderr.strip()})")
     speech = decode_wav(wav.read_bytes(), RATE, str(wav))
     wav.unlink()
     rng = np.random.default_rng(clip["seed"])
-    speech = np.concatenate([np.zeros(int(clip["lead_in"] * RATE), np.float32), speech,
-                             np.zeros(int(0.1 * RATE), np.float32)])
+    speech = np.concatenate(
+        [np.zeros(int(clip["lead_in"] * RATE), np.float32), speech, np.zeros(int(0.1 * RATE), np.float32)]
+    )
     if clip["snr"] is not None:
-        power = float(np.mean(speech ** 2)) + 1e-12
-        noise = rng.standard_normal(len(speech)).astype(np.float32) if clip["noise"] == "white" else _pink(len(speech), rng)
+        power = float(np.mean(speech**2)) + 1e-12
+        noise = (
+            rng.standard_normal(len(speech)).astype(np.float32) if clip["noise"] == "white" else _pink(len(speech), rng)
+        )
         speech = speech + noise * np.sqrt(power / 10 ** (clip["snr"] / 10))
     peak = float(np.abs(speech).max()) or 1.0
     out = folder / clip["file"]
@@ -108,8 +135,13 @@ def load_spoken_words(folder: Path, cfg: DataConfig, task: str) -> Raw:
     for split in ACCENTS:
         chosen = [(i, r) for i, r in rows if r["kind"] == kind and r["split"] == split]
         waves = [decode_wav((folder / r["file"]).read_bytes(), cfg.sample_rate, r["file"]) for _, r in chosen]
-        columns = {"audio": waves, **{k: [r[k] for _, r in chosen] for k in ("text", "label", "accent", "variant",
-                                                                            "speed", "pitch", "snr", "file")}}
+        columns = {
+            "audio": waves,
+            **{
+                k: [r[k] for _, r in chosen]
+                for k in ("text", "label", "accent", "variant", "speed", "pitch", "snr", "file")
+            },
+        }
         tables[split] = Table(columns, [f"{meta_path}:{i}" for i, _ in chosen], {"sample_rate": cfg.sample_rate})
     if task == "ctc":
         return Raw(tables, {"audio": "audio", "text": "text"}, DIGITS)
@@ -117,8 +149,12 @@ def load_spoken_words(folder: Path, cfg: DataConfig, task: str) -> Raw:
 
 
 SPOKEN_WORDS = Builtin(
-    name="spoken_words", task="classification", tasks=("classification", "ctc"),
+    name="spoken_words",
+    task="classification",
+    tasks=("classification", "ctc"),
     description="espeak-ng speech: 20 words (keyword spotting) and digit strings (ctc); 8 accents, "
-                "noise 20-0 dB; test accents unheard in training",
+    "noise 20-0 dB; test accents unheard in training",
     origin="generated with espeak-ng (Debian package espeak-ng)",
-    fetch_into=fetch_spoken_words, load=load_spoken_words)
+    fetch_into=fetch_spoken_words,
+    load=load_spoken_words,
+)

