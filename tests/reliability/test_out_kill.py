@@ -22,7 +22,7 @@ from tests.helpers import run_cli, snapshot
 from tests.reliability.out_world import KIND_OF, world  # noqa: F401  (world: a fixture)
 from tests.reliability.test_out_folders import valid_output
 
-KILLS = {"prune": 8, "quantize": 8, "compress": 2}  # the first kill lands inside the write, the others at random
+KILLS = {"prune": 8, "quantize": 8, "compress": 2}  # kills at the moment staging starts until one lands inside the write, then at random
 RUN_SECONDS = {"prune": 0.3, "quantize": 0.3, "compress": 1.5}  # the span random kills are drawn from
 
 
@@ -56,12 +56,14 @@ def test_a_killed_write_leaves_the_previous_output_whole(world, tmp_path, comman
     argv = [*world.command(command), "--out", out]
     previous, seen = snapshot(out), []
     killed = mid_write = 0
-    for k in range(KILLS[command]):
-        killed += run_and_kill(argv, out, None if k == 0 else rng.uniform(0, RUN_SECONDS[command]))
+    k = 0
+    while k < KILLS[command] or (not mid_write and k < KILLS[command] + 20):  # a tiny write can beat the kill
+        killed += run_and_kill(argv, out, None if k == 0 or not mid_write else rng.uniform(0, RUN_SECONDS[command]))
         mid_write += bool(staging(out))
         assert valid_output(kind, out), f"kill {k}: --out does not load"
         seen.append(snapshot(out))
-    assert killed and mid_write, (killed, mid_write)  # at least the first kill landed inside the write
+        k += 1
+    assert killed and mid_write, (killed, mid_write)  # at least one kill landed inside the write
     assert run_cli(None, *argv).code == 0
     assert not staging(out) and valid_output(kind, out)
     if command != "compress":  # (its report holds timings, so no two are the same bytes)
