@@ -22,7 +22,11 @@ from tests.helpers import run_cli, snapshot
 from tests.reliability.out_world import KIND_OF, world  # noqa: F401  (world: a fixture)
 from tests.reliability.test_out_folders import valid_output
 
-KILLS = {"prune": 8, "quantize": 8, "compress": 2}  # kills at the moment staging starts until one lands inside the write, then at random
+KILLS = {
+    "prune": 8,
+    "quantize": 8,
+    "compress": 2,
+}  # kills at the moment staging starts until one lands inside the write, then at random
 RUN_SECONDS = {"prune": 0.3, "quantize": 0.3, "compress": 1.5}  # the span random kills are drawn from
 
 
