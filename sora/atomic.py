@@ -57,6 +57,23 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def staged_file(target: str | Path) -> Iterator[Path]:
+    """Yield a hidden sibling path of file ``target`` to write; on success it is renamed onto ``target``.
+
+    The file-sized twin of ``staged_dir``: a reader sees the old file or the new one, never half of one,
+    and a failed write (Ctrl-C included) leaves no sibling behind.
+    """
+    target = Path(os.path.abspath(target))
+    tmp = _sibling(target, "tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        remove_path(tmp)
+        raise
+
+
 def _new_sibling(target: Path) -> Path:
     while True:
         tmp = _sibling(target, "tmp")

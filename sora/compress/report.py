@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from sora.atomic import staged_file
 
 
 def table(report: dict) -> str:
@@ -50,13 +50,9 @@ def plot(report: dict, path: str | Path) -> Path:
     fig.suptitle(f"{report.get('name', 'model')}: {metric} vs latency", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with staged_file(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

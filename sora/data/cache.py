@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sora.atomic import staged_dir
+from sora.atomic import staged_dir, staged_file
 from sora.errors import SoraError
 
 MANIFEST = "MANIFEST.json"
@@ -123,11 +122,5 @@ def building(folder: Path, info: dict | None = None, extra: dict | None = None) 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file beside its place and rename it there: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged_file(path) as tmp:
+        tmp.write_bytes(data)

@@ -155,15 +155,20 @@ def _text_rows(f, name: str, errors: RowErrors, whole: bool) -> Iterator[Row]:
             return
         yield f"{name}:1", {"text": text}
         return
+    for where, line in _decodable_lines(f, name, errors):
+        yield where, {"text": line.rstrip("\r\n")}
+
+
+def _decodable_lines(f, name: str, errors: RowErrors) -> Iterator[tuple[str, str]]:
+    """("file:line", line) for each non-blank line; one with bytes its encoding forbids is a bad row."""
     for i, line in enumerate(f, 1):
-        line = line.rstrip("\r\n")
         if not line.strip():
             continue
         problem = _undecodable(line, f.encoding)
         if problem:
             errors.bad(f"{name}:{i}", problem)
             continue
-        yield f"{name}:{i}", {"text": line}
+        yield f"{name}:{i}", line
 
 
 def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator[Row]:
@@ -211,22 +216,16 @@ def _check_header(header: list[str], name: str, encoding: str) -> None:
 
 
 def _jsonl_rows(f, name: str, errors: RowErrors) -> Iterator[Row]:
-    for i, line in enumerate(f, 1):
-        if not line.strip():
-            continue
-        problem = _undecodable(line, f.encoding)
-        if problem:
-            errors.bad(f"{name}:{i}", problem)
-            continue
+    for where, line in _decodable_lines(f, name, errors):
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
-            errors.bad(f"{name}:{i}", f"not valid JSON ({e.msg} at column {e.colno})")
+            errors.bad(where, f"not valid JSON ({e.msg} at column {e.colno})")
             continue
         if not isinstance(value, dict):
-            errors.bad(f"{name}:{i}", f"expected a JSON object, found {type(value).__name__}")
+            errors.bad(where, f"expected a JSON object, found {type(value).__name__}")
             continue
-        yield f"{name}:{i}", value
+        yield where, value
 
 
 def _parquet_rows(raw, name: str) -> Iterator[Row]:

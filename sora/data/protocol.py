@@ -22,6 +22,15 @@ class TaskData(Protocol):
     labels: list[str] | None  # class names (ctc: its symbols, the blank first); None for lm and seq2seq
     tokenizer: Tokenizer | None  # None for images and audio
     name: str  # what messages, metrics.json and provenance call the data
+    config: Any  # the DataConfig it was prepared from (recorded in a model's provenance)
+
+    def preprocessing(self) -> dict[str, Any] | None:
+        """How raw images or audio become model inputs (sora.data.preprocess); None for text."""
+        ...
+
+    def model_fields(self) -> dict[str, Any]:
+        """The ModelConfig keys this data decides (input kind, vocabulary, classes, special ids, sizes)."""
+        ...
 
     def loader(self, split: str, batch_size: int, **options: Any) -> Iterable[dict[str, Tensor]]:
         """Batches of ``split`` in the batch contract (sora.data.datasets); options as ``Prepared.loader``."""

@@ -32,9 +32,10 @@ from sora.data.config import DataConfig
 from sora.data.datasets import TextClassification
 from sora.data.formats import ROW_FORMATS, infer_format, iter_rows
 from sora.data.loader import _rng
+from sora.data.protocol import TaskData
 from sora.data.sources import list_files
 from sora.data.table import RowErrors, label_problem, text_problem
-from sora.data.tokenizer import EOS, configure_for_task, special_id, train_tokenizer
+from sora.data.tokenizer import BOS, EOS, configure_for_task, special_id, train_tokenizer
 from sora.errors import SoraError
 
 
@@ -67,13 +68,20 @@ def stream_rows(cfg: DataConfig, split: str, errors: RowErrors | None = None) ->
     errors.report(f"{cfg.source}")
 
 
-class StreamingData:
-    """Streaming counterpart of ``Prepared`` for text classification and language modelling."""
+class StreamingData(TaskData):
+    """Streaming counterpart of ``Prepared`` for text classification and language modelling.
+
+    Counting a split's batches (``num_batches``) reads the split once; the count is kept.
+    """
+
+    modality = "text"
 
     def __init__(self, cfg: DataConfig, tokenizer: Tokenizer, *, buffer_batches: int = 50):
         if cfg.source is None:
             raise SoraError("streaming reads a data.source (built-in datasets fit in memory: use prepare_data)")
         self.cfg, self.buffer_batches = cfg, buffer_batches
+        self.name = str(cfg.source)
+        self._counts: dict[tuple, int] = {}
         self.task = cfg.task or "classification"
         if self.task not in ("classification", "lm"):
             raise SoraError(f"data.task: streaming supports classification and lm, not '{self.task}'")
@@ -86,6 +94,29 @@ class StreamingData:
         self.tokenizer = configure_for_task(
             Tokenizer.from_str(tokenizer.to_str()), self.task, cfg.max_len, pretrained=True
         )
+
+    @property
+    def config(self) -> DataConfig:
+        return self.cfg
+
+    def preprocessing(self) -> None:
+        return None  # text only: the tokenizer is the preprocessing
+
+    def model_fields(self) -> dict[str, Any]:
+        """The ModelConfig keys this data decides, as ``Prepared.model_fields``."""
+        out: dict[str, Any] = {"input": "text", "vocab_size": self.tokenizer.get_vocab_size(), "pad_id": 0}
+        if self.labels is not None:
+            out["n_classes"] = len(self.labels)
+        if self.task == "lm":
+            out.update(bos_id=special_id(self.tokenizer, BOS), eos_id=special_id(self.tokenizer, EOS))
+        return out
+
+    def num_batches(self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
+        """Batches per rank that ``loader`` gives for ``split`` (one pass over it, then remembered)."""
+        key = (split, batch_size, world_size)
+        if key not in self._counts:
+            self._counts[key] = sum(1 for _ in self.loader(split, batch_size, world_size=world_size))
+        return self._counts[key]
 
     # ---- rows
 

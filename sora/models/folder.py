@@ -224,6 +224,7 @@ META_TYPES = {
     "tokenizer.hf_files": dict,
     "sentence_embedding": dict,
     "image_preprocessing": dict,
+    "preprocessing": dict,
     "token_types": dict,
 }
 

@@ -96,15 +96,7 @@ def complete_model_config(config: ModelConfig, data, note: Callable[[str], None]
 
     The data wins where they differ (a model must fit its tokenizer); each change is noted.
     """
-    fields = (
-        data.model_fields()
-        if hasattr(data, "model_fields")
-        else {
-            k: getattr(data, k)
-            for k in ("vocab_size", "pad_id", "bos_id", "eos_id")
-            if getattr(data, k, None) is not None
-        }
-    )
+    fields = data.model_fields()
     if data.labels and "n_classes" not in fields and data.task == "classification":
         fields["n_classes"] = len(data.labels)
     current = config.model_dump()
@@ -248,6 +240,7 @@ def train_and_test(
             **(meta or {}),
             "task": task.name,
             "labels": data.labels,
+            "preprocessing": data.preprocessing(),  # how raw images/audio become inputs (sora.data.preprocess)
             "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
             "provenance": provenance,
         }
@@ -334,10 +327,9 @@ def _provenance(data, cfg: TrainConfig, result: TrainResult, d: distributed.Dist
         sora_version = version("sora")
     except PackageNotFoundError:
         sora_version = "unknown"
-    data_cfg = getattr(data, "config", None)
     return {
         "dataset": data.name,
-        "data_config": data_cfg.model_dump(mode="json") if hasattr(data_cfg, "model_dump") else None,
+        "data_config": data.config.model_dump(mode="json"),
         "train_config": cfg.model_dump(mode="json"),
         "steps": result.step,
         "stopped": result.stopped,

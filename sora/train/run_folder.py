@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
+from sora.atomic import staged_file
 from sora.errors import SoraError
 from sora.train.checkpoint import one_line
 from sora.train.config import TrainConfig
@@ -108,9 +108,8 @@ def first_difference(saved: Any, now: Any, path: str = "") -> tuple[str, str, st
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``path`` beside itself and rename it into place: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    with staged_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
 
 
 def _show(value: Any) -> str:

@@ -97,3 +97,15 @@ def test_stream_needs_label_names_and_a_source(shards):
         StreamingData(DataConfig(source=str(glob)), None)
     with pytest.raises(SoraError, match="reads a data.source"):
         StreamingData(DataConfig(dataset="digits"), None)
+
+
+def test_stream_offers_what_the_stages_read(shards):
+    """The members of TaskData that training reads: counts that match the loader, and the model's fields."""
+    glob, _ = shards
+    cfg = _cfg(glob, split={"validation": 0.2, "test": 0.0})
+    data = StreamingData(cfg, train_stream_tokenizer(cfg))
+    assert data.num_batches("train", 8) == len(list(data.loader("train", 8))) > 0
+    assert data.has_split("validation") and not data.has_split("test")
+    fields = data.model_fields()
+    assert fields["n_classes"] == 2 and fields["vocab_size"] == data.tokenizer.get_vocab_size()
+    assert data.config is cfg and data.name == str(glob)
