@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages that built-in datasets read from (see docs/data.md). Skipped, with a note,
+# Debian packages that built-in datasets read from (see docs/data.md), and chromium, the browser the
+# page test of sora serve drives through playwright (tests/deploy/test_page.py). Skipped, with a note,
 # where apt-get is missing or we are not root: `sora data fetch` then names what to install.
 set -uo pipefail
-PACKAGES="espeak-ng dataset-fashion-mnist sword-text-kjv sword-text-sparv"
+PACKAGES="espeak-ng dataset-fashion-mnist sword-text-kjv sword-text-sparv chromium"
 missing=""
 for p in $PACKAGES; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -9,7 +9,8 @@ silently: ``--resume`` continues it and ``--force`` starts over. Nothing here fo
 
 "Recognisably Sora's own" is decided from what is on disk: every entry is one that kind of output
 writes, with the file that proves the writer (a model's ``config.json`` in Sora's format, an
-export's weights whose header names ``sora hf export``, an analysis's ``analysis.json``...).
+export's weights whose header names ``sora hf export``, an ONNX export's meta.json ``"export"`` object, an
+analysis's ``analysis.json``...).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sora.analyze.report import HTML_NAME, JSON_NAME, MERMAID_NAME
 from sora.atomic import clean_stale, is_staging_name, remove_path
 from sora.compress.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from sora.compress.stage import FOLDERS, PLOT, REPORT_JSON, REPORT_MD
+from sora.deploy.export import EXPORT_FOLDER_FILES, is_export_dir
 from sora.errors import SoraError
 from sora.interop.checkpoint import read_json
 from sora.interop.exporter import EXPORT_FILES, HF_WEIGHTS, POOLING_DIR, is_sora_export
@@ -80,6 +82,7 @@ COMPRESSION = Kind(
     {name: MODEL for name in FOLDERS.values()},
     required=(REPORT_JSON,),
 )
+EXPORT = Kind("an ONNX export", EXPORT_FOLDER_FILES, required=(CONFIG, WEIGHTS, META), signed=is_export_dir)
 # What `sora train` and `sora run` write into OUT (sora.train.job, trainer, logbook, pipeline, interop.pretrained).
 RUN = Kind(
     "a training run",
@@ -89,14 +92,15 @@ RUN = Kind(
         "best": MODEL,
         "analysis": ANALYSIS,
         "compressed": COMPRESSION,
+        "export": EXPORT,
         "checkpoints": None,
         "logs": None,
         "pretrained": None,
     },
     leftovers=True,
 )
-KINDS = {"model": MODEL, "hf": HF_EXPORT, "analysis": ANALYSIS, "compress": COMPRESSION, "run": RUN}
-KNOWN = (MODEL, CHECKPOINT, HF_EXPORT, ANALYSIS, COMPRESSION, RUN)  # the order `describe` tries them in
+KINDS = {"model": MODEL, "hf": HF_EXPORT, "analysis": ANALYSIS, "compress": COMPRESSION, "run": RUN, "export": EXPORT}
+KNOWN = (MODEL, CHECKPOINT, HF_EXPORT, ANALYSIS, COMPRESSION, EXPORT, RUN)  # the order `describe` tries them in
 
 
 def claim_out(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +12,9 @@ from rich.console import Console
 
 from sora.analyze.stage import analyze_model
 from sora.atomic import make_dirs, remove_path
-from sora.compress.stage import compress_model
+from sora.compress.stage import FOLDERS, compress_model
+from sora.deploy.export import export_onnx
+from sora.errors import SoraError
 from sora.interop import load_pretrained, with_pretrained
 from sora.models import save_model
 from sora.models.anatomy import print_particles
@@ -70,6 +73,8 @@ def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool
     if recipe.compress is not None:
         evidence = out_dir / "analysis" / "analysis.json" if "report" in results else None
         results["compression"] = str(compress_stage(recipe, run, out_dir / "compressed", console, scores=evidence))
+    if recipe.export is not None:
+        results["export"] = str(export_stage(recipe, run, out_dir, console))
     _print_where(results, console)
     return results
 
@@ -119,9 +124,29 @@ def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console, *, scor
     return out_dir / "report.json"
 
 
+def export_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
+    """Export the trained (or pruned) model to OUT/export: ONNX graphs checked against torch, ready to serve."""
+    cfg = recipe.export
+    source = out_dir / "model" if cfg.model == "trained" else out_dir / "compressed" / FOLDERS["pruned"]
+    if cfg.model == "pruned" and (recipe.compress is None or not source.is_dir()):
+        raise SoraError(
+            f"recipe '{recipe.name}': export.model is pruned, but the run has no pruned model "
+            "(give the recipe a compress.prune section, or export.model: trained)"
+        )
+    console.print(f"exporting {source} to ONNX{' (int8)' if cfg.int8 else ''} ...")
+    log = lambda msg: console.print(f"  {msg}", highlight=False, markup=False)  # noqa: E731
+    export_onnx(source, out_dir / "export", int8=cfg.int8, log=log)
+    return out_dir / "export"
+
+
 def _print_where(results: dict, console: Console) -> None:
     console.print(f"model folder: {results['model_dir']}")
     if "report" in results:
         console.print(f"particle report: {results['report']}")
     if "compression" in results:
         console.print(f"compression report: {results['compression']}")
+    if "export" in results:
+        console.print(f"ONNX export: {results['export']}")
+        console.print(
+            f"serve it: sora serve {shlex.quote(results['export'])}", highlight=False, markup=False, soft_wrap=True
+        )

@@ -1,4 +1,4 @@
-"""A recipe: one YAML file that names a model, its data, and how to train, analyze and compress it.
+"""A recipe: one YAML file that names a model, its data, and how to train, analyze, compress and export it.
 
 ``sora run RECIPE --out DIR`` runs every stage it has (sora.pipeline). Profiles are named sets of
 overrides (``quick`` makes CI-sized runs); ``--set key.path=value`` overrides any single key.
@@ -17,6 +17,7 @@ from sora.analyze.config import AnalyzeConfig
 from sora.compress.config import CompressConfig
 from sora.configio import StrictModel, apply_overrides, read_mapping, validate
 from sora.data.config import DataConfig
+from sora.deploy.config import ExportConfig
 from sora.errors import ConfigError
 from sora.models.config import ModelConfig
 from sora.train.config import TrainConfig
@@ -33,6 +34,7 @@ class Recipe(StrictModel):
     train: TrainConfig | None = Field(None, description="optimizer, schedule, epochs (sora.train)")
     analyze: AnalyzeConfig | None = Field(None, description="particle analysis (sora.analyze)")
     compress: CompressConfig | None = Field(None, description="pruning and quantization (sora.compress)")
+    export: ExportConfig | None = Field(None, description="ONNX export of the result, ready to serve (sora.deploy)")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named override sets")
 
 

@@ -4,7 +4,8 @@ Every ``import`` counts, at the top of a file or inside a function, so the rule 
 it runs, not as its first lines read. The layers, lowest first (README, "Layout"):
 
     particles <- models;  data apart from both;  tasks on models and data;  train on tasks;
-    analyze, compress, interop, deploy on train (compress also on analyze: it prunes on its scores);
+    analyze, compress, interop on train (compress also on analyze: it prunes on its scores);
+    deploy on tasks (it serves models and featurizes data, never trains);
     pipeline (pipeline.py, recipe.py, outdir.py) on all of those;  cli on top.
 
 ``errors``, ``configio``, ``atomic`` and ``paths`` are base utilities any layer may use.
@@ -37,7 +38,7 @@ MAY_IMPORT: dict[str, set[str]] = {  # each layer, and the layers it may import 
     "analyze": ON_TRAIN,
     "compress": ON_TRAIN | {"analyze"},  # prunes on the importance scores analyze measures
     "interop": ON_TRAIN,
-    "deploy": ON_TRAIN | {"compress", "interop"},  # serves and exports what they produce (not written yet)
+    "deploy": BELOW_TRAIN,  # exports and serves models, featurizes raw inputs as data does; never trains
     "pipeline": ON_TRAIN | {"analyze", "compress", "interop", "deploy"},
     "cli": ON_TRAIN | {"analyze", "compress", "interop", "deploy", "pipeline"},
 }
@@ -59,11 +60,7 @@ NOT_IMPORTED = {
     "s3fs": "fsspec loads it for s3:// data",
     "aiohttp": "fsspec loads it for http(s):// data",
     "tensorboard": "imported through torch.utils.tensorboard",
-    "onnx": "the deployment work builds on it next",
     "onnxscript": "torch.onnx's exporter needs it",
-    "onnxruntime": "the deployment work",
-    "fastapi": "the deployment work (sora serve)",
-    "uvicorn": "sora serve",
 }
 PYPROJECT = ROOT.parent / "pyproject.toml"
 

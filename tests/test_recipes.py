@@ -30,3 +30,7 @@ def test_quick_profile_runs_end_to_end(path, tmp_path, capsys):
     if recipe.compress is not None:
         variants = json.loads(Path(results["compression"]).read_text())
         assert variants
+    if recipe.export is not None:  # the run ends with a folder `sora serve` takes, and the line that serves it
+        export = json.loads((tmp_path / "export" / "meta.json").read_text())["export"]
+        assert max(export["parity"]["fp32_max_abs_diff"].values()) <= 1e-4
+        assert f"sora serve {tmp_path / 'export'}" in capsys.readouterr().out

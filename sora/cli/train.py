@@ -14,10 +14,10 @@ from sora.cli.out import claim, force_option
 from sora.data import read_data_config
 from sora.models import load_model, load_tokenizer
 from sora.models.folder import require_model_dir
+from sora.models.generate import generate_text
 from sora.pipeline import train_stage  # the pipeline's stage: it also applies a recipe's `init` weights
 from sora.recipe import load_recipe
 from sora.train import evaluate_folder
-from sora.train.generate import generate_text
 
 
 @app.command("train")

@@ -40,7 +40,7 @@ def magnitude_prune(model: nn.Module, sparsity: float, *, scope: str = "global")
         raise SoraError(f"sparsity scope must be 'global' or 'per_layer', got {scope!r}")
     weights = block_matrices(model)
     if not weights:
-        raise SoraError("the model has no block weights to prune")
+        raise SoraError("sparsity: nothing to prune by magnitude: no block weights are left (no heads or neurons)")
     if scope == "global":
         threshold = _kth_magnitude(torch.cat([w.abs().flatten() for w in weights.values()]), sparsity)
         for w in weights.values():

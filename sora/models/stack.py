@@ -78,7 +78,7 @@ class Stack(nn.Module):
         memory_valid: Tensor | None = None,  # (B, S)
         cache: list[LayerCache] | None = None,
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
-        offset = cache[0].self_attn.length if cache else 0
+        offset = max(c.self_attn.length for c in cache) if cache else 0  # a layer without heads caches nothing
         if valid is None and self.embed.tokens is not None and not self.causal:
             valid = inputs != self.config.pad_id
         elif valid is not None and self.config.input == "audio":
@@ -89,7 +89,7 @@ class Stack(nn.Module):
         if cache is not None and valid is not None and offset:
             raise ValueError("incremental decoding takes no padding mask after the first step")
         # A purely causal square mask goes to SDPA as is_causal (its faster kernel), not as a tensor.
-        is_causal = self.causal and key_valid is None and offset == 0
+        is_causal = bool(self.causal and key_valid is None and offset == 0)  # a plain bool when traced for export
         mask = (
             None
             if is_causal

@@ -84,6 +84,8 @@ class MultiHeadAttention(nn.Module):
         x = self.hook_in(x)
         B, T, _ = x.shape
         if self.n_heads == 0:
+            if cache is not None and not self.cross:
+                cache.advance(T)  # later layers' positions still count from here
             return self.hook_out(self.out_proj(x.new_zeros(B, T, 0))), None
         offset = cache.length if cache is not None and not self.cross else 0
         if self.cross:

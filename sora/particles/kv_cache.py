@@ -11,17 +11,27 @@ from torch import Tensor
 class KVCache:
     k: Tensor | None = None  # (B, H, S, dh)
     v: Tensor | None = None  # (B, H, S, dh)
+    seen: int = 0  # positions decoded so far: S, also for a layer with no heads (which stores nothing)
+
+    def __post_init__(self):
+        if self.k is not None and not self.seen:  # a cache made from stored keys (an exported graph's past)
+            self.seen = self.k.shape[2]
 
     @property
     def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+        return self.seen
 
     def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append this step's keys and values; return everything seen so far."""
+        self.seen += k.shape[2]
         if self.k is not None:
             k, v = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
         self.k, self.v = k, v
         return k, v
+
+    def advance(self, positions: int) -> None:
+        """Count positions without storing keys or values (a layer whose heads were all pruned)."""
+        self.seen += positions
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search picks which hypotheses survive)."""

@@ -10,7 +10,8 @@ sora.tasks (one layer below), which the stages above reuse; ``Task``, ``evaluate
 Layout: ``config`` (the ``train:`` section), ``optim`` (optimizers, schedules), ``trainer`` (the loop),
 ``checkpoint`` (atomic, pickle-free, exact resume), ``distributed`` (torchrun: DDP, FSDP2),
 ``logbook`` (TensorBoard, JSONL, progress bar), ``baseline`` (TF-IDF + logistic regression),
-``generate`` (text from a model folder), ``job`` (a recipe end to end).
+``job`` (a recipe end to end). Text from a model folder (``generate_text``) lives in sora.models.generate,
+where deployment can use it too.
 """
 
 from sora.tasks import Task, evaluate, make_task, task_for

@@ -90,6 +90,18 @@ def test_kv_cache_generation_equals_full_recomputation(position):
     )
 
 
+@pytest.mark.parametrize("position", ["learned", "rotary", "sinusoidal"])
+def test_cached_steps_keep_positions_when_the_first_layer_has_no_heads(position):
+    """A pruned first layer stores no keys; the positions of later steps still count every token seen."""
+    torch.manual_seed(0)
+    config = tiny("decoder_lm", position=position, decoder={"n_layers": 2, "n_heads": [0, 4], "d_ff": 64})
+    model = build_model(config).eval()
+    ids = torch.randint(3, 50, (2, 8))
+    cache = model.new_cache()
+    model(ids[:, :5], cache=cache)
+    torch.testing.assert_close(model(ids[:, 5:], cache=cache), model(ids)[:, 5:], atol=1e-5, rtol=0)
+
+
 def test_generation_stops_at_eos():
     model = build_model(tiny("decoder_lm", eos_id=2)).eval()
     model.head.proj = torch.nn.Linear(32, 50)  # a head that always says eos

@@ -24,8 +24,8 @@ from sora.data.tokenizer import train_tokenizer
 from sora.errors import SoraError, SoraWarning
 from sora.models import build_model, load_model, load_tokenizer, save_model
 from sora.models.beam import lm_beam_search
+from sora.models.generate import prompt_ids, unencodable
 from sora.train import baseline
-from sora.train.generate import prompt_ids, unencodable
 from tests.helpers import fuzz, run_cli, save_tiny, tiny
 
 WORDS = {"pos": ["good", "great", "fine"], "neg": ["bad", "dull", "weak"]}

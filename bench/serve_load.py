@@ -1,0 +1,172 @@
+"""The HTTP service under load: micro-batching against one request per model call.
+
+``sora serve`` runs in its own process on 127.0.0.1, once with ``--max-batch 32`` and once with ``--max-batch 1``
+(the same model: all-MiniLM-L6-v2 with a classification head, as in bench/predict_vs_pipeline.py, or
+``--model DIR``). For each, 32 concurrent clients (asyncio + httpx, in this process) send one Rotten Tomatoes
+snippet per ``POST /v1/predict`` for ``--seconds``, then stop. Reported: requests per second, p50 and p99 latency,
+failed requests, and the batch sizes the server's /metrics saw. The two settings alternate ``--repeats`` times.
+
+    python bench/serve_load.py                  # writes bench/results/serve_load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from sora.atomic import staged_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from predict_vs_pipeline import make_hf_classifier, snippets  # noqa: E402  (a sibling script)
+
+from sora.interop.importer import import_to_folder  # noqa: E402
+
+OUT = Path(__file__).parent / "results" / "serve_load.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, port: int, max_batch: int, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "sora", "serve", str(model), "--port", str(port), "--max-batch", str(max_batch)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)  # polling a starting server, not timing anything
+    proc.kill()
+    raise RuntimeError("server did not start within 300 s")
+
+
+async def load(port: int, texts: list[str], clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    failed = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        nonlocal failed
+        i = k
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            try:
+                r = await http.post("/v1/predict", json={"inputs": [texts[i % len(texts)]]})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - start)
+            else:
+                failed += 1
+            i += clients
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as http:
+        began = time.perf_counter()
+        await asyncio.gather(*(client(k, http) for k in range(clients)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "failed": failed,
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * latencies[len(latencies) // 2], 1) if latencies else None,
+        "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1) if latencies else None,
+    }
+
+
+def batch_sizes(port: int) -> dict:
+    """Mean batch size from the server's Prometheus histogram (sum / count)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    total = re.search(r"^sora_batch_size_sum\S* (\S+)$", text, re.M)
+    count = re.search(r"^sora_batch_size_count\S* (\S+)$", text, re.M)
+    if not (total and count) or float(count.group(1)) == 0:
+        return {}
+    return {
+        "batches": int(float(count.group(1))),
+        "mean_batch": round(float(total.group(1)) / float(count.group(1)), 2),
+    }
+
+
+def measure(model: Path, max_batch: int, args, texts: list[str]) -> dict:
+    port = free_port()
+    proc = start_server(model, port, max_batch, args.threads)
+    try:
+        asyncio.run(load(port, texts, args.clients, 3))  # warm-up
+        row = asyncio.run(load(port, texts, args.clients, args.seconds))
+        row.update(batch_sizes(port))
+        return row
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="a model or export folder (default: MiniLM classifier)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    texts = snippets(2000)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            make_hf_classifier(Path(tmp) / "hf")
+            model = Path(tmp) / "sora"
+            import_to_folder(Path(tmp) / "hf", model)
+        runs: dict[str, list[dict]] = {"max_batch_32": [], "max_batch_1": []}
+        for r in range(args.repeats):
+            for name, max_batch in (("max_batch_32", 32), ("max_batch_1", 1)):
+                row = measure(model, max_batch, args, texts)
+                runs[name].append(row)
+                print(f"repeat {r + 1} {name}: {row}", flush=True)
+    rate = {name: statistics.median(row["requests_per_s"] for row in rows) for name, rows in runs.items()}
+    results = {
+        "model": str(args.model or "all-MiniLM-L6-v2 + classification head"),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
+        "machine": platform.machine(),
+        "runs": runs,
+        "throughput_ratio": round(rate["max_batch_32"] / rate["max_batch_1"], 2),
+        "throughput_ratio_range": [
+            round(a["requests_per_s"] / b["requests_per_s"], 2)
+            for a, b in zip(runs["max_batch_32"], runs["max_batch_1"])
+        ],
+        "failed": sum(row["failed"] for rows in runs.values() for row in rows),
+    }
+    with staged_file(args.out) as tmp_out:
+        tmp_out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"micro-batching {results['throughput_ratio']}x the throughput of batch 1; failed {results['failed']}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Choosing the faster backend by measuring both on the model's own kind of work, at load.
+
+Each backend runs the same small synthetic batch (a warm-up, then a few timed repetitions); the median wins.
+Neither is assumed faster: onnxruntime usually is on a CPU (docs: DATA.md), but not for every model size,
+thread count or int8 graph.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from sora.models import ModelConfig
+
+REPEATS = 5
+PROBE_BATCH, PROBE_TOKENS, PROBE_NEW_TOKENS = 8, 16, 4
+
+
+def median_ms(run: Callable[[], object], repeats: int = REPEATS) -> float:
+    """The median wall time of ``run`` in milliseconds, after one untimed warm-up."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def probe_feeds(config: ModelConfig, prep: dict | None) -> dict[str, Tensor]:
+    """A small batch of inputs of the model's kind (their values do not matter for timing)."""
+    B = PROBE_BATCH
+    if config.input == "text":
+        T = min(PROBE_TOKENS, config.max_len)
+        ids = torch.arange(B * T).view(B, T) % max(1, config.vocab_size - 1) + 1  # (B, T) no padding id 0
+        return {"input_ids": ids, "valid": torch.ones(B, T, dtype=torch.bool)}
+    if config.input == "image":
+        return {"pixels": torch.zeros(B, config.image.channels, config.image.size, config.image.size)}
+    frames = config.audio.patch_frames * min(PROBE_TOKENS, config.max_len - 1)
+    return {"mels": torch.zeros(B, config.audio.n_mels, frames), "valid": torch.ones(B, frames, dtype=torch.bool)}
+
+
+def choose(candidates: dict[str, Callable[[], object]]) -> tuple[str, dict[str, float]]:
+    """The name of the fastest candidate and every candidate's median time (ms)."""
+    timings = {name: round(median_ms(run), 3) for name, run in candidates.items()}
+    return min(timings, key=timings.get), timings
