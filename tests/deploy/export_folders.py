@@ -11,11 +11,11 @@ import torch
 from sora.compress.vocabulary import prune_vocabulary
 from sora.data import prepare_data
 from sora.models import build_model, save_model
+from tests.deploy import tiny_folders
 from tests.deploy.tiny_folders import PAIRS, wav_folder
 from tests.helpers import fit_classifier, tiny, write_reviews
 
 WORDS = {"pos": "fine great lovely warm smart joy".split(), "neg": "dull boring flat tedious awful weak".split()}
-BOOK = "it is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 6
 SPLIT = {"validation": 0.2, "test": 0.1}
 
 
@@ -70,17 +70,7 @@ def audio_model(root: Path, task: str, **overrides) -> Path:
 
 
 def char_lm(root: Path, **overrides) -> Path:
-    (root / "book.txt").write_text(BOOK)
-    data = prepare_data(
-        {
-            "source": str(root / "book.txt"),
-            "format": "text",
-            "task": "lm",
-            "tokenizer": {"kind": "char", "min_frequency": 1},
-            "block_size": 16,
-        }
-    )
-    return save_with_data(root / "lm", data, build(data, "decoder_lm", max_len=32, **overrides))
+    return tiny_folders.char_lm(root, **{"max_len": 32, **overrides})
 
 
 def translator(root: Path, **overrides) -> Path:

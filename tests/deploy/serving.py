@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sora.data import prepare_data
 from sora.deploy.server import bind, url_of
 from sora.errors import SoraError
+from tests.deploy.tiny_folders import char_lm
 from tests.helpers import save_tiny, write_reviews
 
 DEADLINE_S = 30  # the most any wait here lasts; a passing test waits milliseconds
@@ -153,15 +154,4 @@ def tiny_classifier_run(root: Path) -> Path:
 
 def tiny_lm(root: Path) -> Path:
     """An untrained tiny character LM with its tokenizer."""
-    (root / "book.txt").write_text("It is a truth universally acknowledged, that a single man in possession.\n" * 8)
-    data = prepare_data(
-        {
-            "source": str(root / "book.txt"),
-            "format": "text",
-            "task": "lm",
-            "tokenizer": {"kind": "char", "min_frequency": 1},
-            "block_size": 16,
-        }
-    )
-    torch.manual_seed(0)
-    return save_tiny(root / "lm", data, "decoder_lm")
+    return char_lm(root)

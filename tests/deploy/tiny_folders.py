@@ -34,7 +34,13 @@ def save(folder: Path, data, arch: str, meta: dict | None = None, **overrides) -
     """An untrained tiny model sized by ``data``, saved with its tokenizer and the meta.json training writes."""
     torch.manual_seed(0)
     model = build_model(tiny(arch, **{**data.model_fields(), **overrides})).eval()
-    meta = {"task": data.task, "labels": data.labels, "preprocessing": data.preprocessing(), **(meta or {})}
+    meta = {
+        "task": data.task,
+        "labels": data.labels,
+        "preprocessing": data.preprocessing(),
+        "provenance": {"data_config": data.config.model_dump(mode="json")},
+        **(meta or {}),
+    }
     return save_model(model, folder, tokenizer=data.tokenizer, meta=meta)
 
 
