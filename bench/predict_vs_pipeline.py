@@ -96,6 +96,7 @@ def main() -> None:
             "sora onnxruntime int8": Predictor.load(tmp / "onnx_int8", backend="onnxruntime"),
             "sora torch int8": Predictor.load(tmp / "sora_int8", backend="torch"),
         }
+        auto = Predictor.load(tmp / "onnx").backend  # what `sora predict` on the fp32 export runs by default
         for name, p in predictors.items():
             arms[name] = lambda chunk, p=p: [r["label"] for r in p.predict(chunk, batch_size=32)]
         seconds = {name: [] for name in arms}
@@ -119,6 +120,7 @@ def main() -> None:
         "chunk": CHUNK,
         "batch_size": 32,
         "threads": args.threads,
+        "auto_backend_on_fp32_export": auto,
         "cpu_count": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
         "machine": platform.machine(),

@@ -25,12 +25,13 @@ from torch import nn
 
 from sora.deploy import outputs
 from sora.deploy.backends import OnnxBackend, TorchBackend
+from sora.deploy.batching import call_cost_positions, length_batches
 from sora.deploy.decoding import continuation, generated, next_tokens, text_pieces
 from sora.deploy.export import is_export_dir, read_export
 from sora.deploy.inputs import InputReader, Item
 from sora.deploy.patterns import attention_patterns, patch_names
 from sora.deploy.preprocessing import input_preprocessing
-from sora.deploy.timing import choose, probe_feeds
+from sora.deploy.timing import choose, median_ms, probe_feeds
 from sora.errors import SoraError, first_line
 from sora.models import ModelConfig, load_config, load_meta, load_model, load_tokenizer
 from sora.models.beam import lm_beam_search
@@ -39,6 +40,7 @@ from sora.tasks import normalise_task
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 DEFAULT_NEW_TOKENS = 50  # an LM's continuation in predict()
+FEWEST_CALLS = 1e9  # a call cost (in positions) so large that batches are cut only by their size
 ARCH_TASKS = {"encoder_classifier": "classification", "decoder_lm": "lm", "seq2seq": "seq2seq"}
 
 
@@ -100,6 +102,20 @@ class Predictor:
 
     def _use(self, runner: TorchBackend | OnnxBackend) -> None:
         self._runner, self.backend = runner, runner.name
+        self.call_cost = self._call_cost()
+
+    def _call_cost(self) -> float:
+        """A model call's fixed cost in padded positions, which ``length_batches`` weighs against padding:
+        measured for text encoders; elsewhere as few calls as possible (decoding costs per call, and images
+        have one length)."""
+        if self.input != "text" or self.task in ("lm", "seq2seq"):
+            return FEWEST_CALLS
+
+        def seconds(batch: int, tokens: int) -> float:
+            feeds = probe_feeds(self.config, self.reader.prep, batch, tokens)
+            return median_ms(lambda: self._runner.forward(feeds)) / 1000
+
+        return call_cost_positions(seconds, length=min(32, self.config.max_len))
 
     def _probe(self, runner: TorchBackend | OnnxBackend) -> None:
         """The model's kind of work on a small synthetic batch: a forward pass, or a few generated tokens."""
@@ -156,8 +172,13 @@ class Predictor:
         return list(inputs)
 
     def _batches(self, items: dict[int, Item], batch_size: int) -> Iterator[list[int]]:
-        """Indices sorted by length, cut into batches; an LM's batches hold prompts of one length only
-        (generation takes no padding)."""
+        """Indices sorted by length, cut into the batches that cost least (``sora.deploy.batching``); an LM's
+        batches hold prompts of one length only (generation takes no padding)."""
+        if self.task != "lm":
+            keys = list(items)
+            for batch in length_batches([items[i].length for i in keys], batch_size, self.call_cost):
+                yield [keys[k] for k in batch]
+            return
         batch: list[int] = []
         for i in sorted(items, key=lambda i: items[i].length):
             new_length = self.task == "lm" and batch and items[i].length != items[batch[0]].length
