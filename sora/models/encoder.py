@@ -3,11 +3,12 @@
 The embedder decides the modality: text, images (ViT-style) or audio (spectrogram patches).
 """
 
+import torch
 from torch import Tensor
 
 from sora.models.config import ModelConfig
 from sora.models.stack import Stack
-from sora.particles import ClassifierHead, TokenClassifierHead
+from sora.particles import ClassifierHead, HookPoint, TokenClassifierHead
 from sora.particles.heads import pool
 
 
@@ -26,8 +27,20 @@ class EncoderClassifier(Stack):
         )
 
     def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, n_classes)
-        h, valid = self.run_stack(inputs, valid)
-        return self.head(h, valid)
+        keep = 1 if self._reads_first_only() else None
+        h, valid = self.run_stack(inputs, valid, keep_last=keep)  # (B, T or 1, d)
+        return self.head(h, valid if keep is None or valid is None else valid[:, :keep])
+
+    def _reads_first_only(self) -> bool:
+        """A CLS-pooled head reads one position of the last block: at inference its other positions need no
+        queries, no FFN and no output projection (about a sixth of a 6-layer BERT's work). Only in inference
+        mode, with nothing listening to that block's hook points, so analysis sees every position."""
+        if self.config.pooling != "cls" or self.training or not torch.is_inference_mode_enabled() or not self.layers:
+            return False
+        last = self.layers[-1]
+        if last.attn.adaptive_span is not None:
+            return False
+        return not any(isinstance(m, HookPoint) and m.active for m in last.modules())
 
 
 class TokenClassifier(Stack):

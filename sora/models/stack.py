@@ -77,6 +77,7 @@ class Stack(nn.Module):
         memory: Tensor | None = None,  # (B, S, d) for cross-attention
         memory_valid: Tensor | None = None,  # (B, S)
         cache: list[LayerCache] | None = None,
+        keep_last: int | None = None,  # the last block answers for the first positions only (B, keep_last, d)
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
         offset = max(c.self_attn.length for c in cache) if cache else 0  # a layer without heads caches nothing
         if valid is None and self.embed.tokens is not None and not self.causal:
@@ -100,9 +101,16 @@ class Stack(nn.Module):
         memory_mask = None
         if memory is not None and memory_valid is not None:
             memory_mask = attention_mask(memory_valid, q_len=T, k_len=memory.shape[1], causal=False, dtype=x.dtype)
+        last = len(self.layers) - 1
         for i, block in enumerate(self.layers):
             x = block(
-                x, mask, memory=memory, memory_mask=memory_mask, cache=cache[i] if cache else None, is_causal=is_causal
+                x,
+                mask,
+                memory=memory,
+                memory_mask=memory_mask,
+                cache=cache[i] if cache else None,
+                is_causal=is_causal,
+                keep=keep_last if i == last else None,
             )
         if self.final_norm is not None:
             x = self.final_norm(x)

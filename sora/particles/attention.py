@@ -80,9 +80,13 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         need_weights: bool = False,
         is_causal: bool = False,  # causal with no mask tensor: SDPA's fused causal kernel
+        queries: int | None = None,  # self-attention: only the first positions ask; all are keys and values
     ) -> tuple[Tensor, Tensor | None]:
         x = self.hook_in(x)
         B, T, _ = x.shape
+        if queries is not None:  # the output is (B, queries, d): what a CLS-pooled head reads of the last block
+            T = queries
+            mask = mask[:, :, :queries] if mask is not None and mask.shape[2] > 1 else mask
         if self.n_heads == 0:
             if cache is not None and not self.cross:
                 cache.advance(T)  # later layers' positions still count from here
@@ -102,6 +106,8 @@ class MultiHeadAttention(nn.Module):
                 q, k = self.rotary(q, offset), self.rotary(k, offset)
             if cache is not None:
                 k, v = cache.extend(k, v)  # (B, H, cache + T, dh)
+            if queries is not None:
+                q = q[:, :, :queries]  # (B, H, queries, dh)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
 
         dropout = self.dropout if self.training else 0.0

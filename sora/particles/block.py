@@ -53,12 +53,15 @@ class Block(nn.Module):
         memory_mask: Tensor | None = None,  # additive (B, 1, 1, S)
         cache: LayerCache | None = None,
         is_causal: bool = False,  # mask is None and attention is causal (see MultiHeadAttention)
+        keep: int | None = None,  # only the first positions are read after this block: (B, keep, d) out
     ) -> Tensor:
         x = self.hook_resid_pre(x)
         self_cache = cache.self_attn if cache is not None else None
-        x = self._residual(
-            x, self.attn_norm, lambda h: self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal)[0]
-        )
+
+        def attend(h: Tensor) -> Tensor:
+            return self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal, queries=keep)[0]
+
+        x = self._residual(x, self.attn_norm, attend, keep)
         if self.cross_attn is not None:
             cross = cache.cross_attn if cache is not None else None
             x = self._residual(x, self.cross_norm, lambda h: self.cross_attn(h, memory, memory_mask, cross)[0])
@@ -66,7 +69,12 @@ class Block(nn.Module):
         x = self._residual(x, self.ffn_norm, self.ffn)
         return self.hook_resid_post(x)
 
-    def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+    def _residual(
+        self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor], keep: int | None = None
+    ) -> Tensor:
+        """``keep``: the sub-layer reads every position but answers for the first ``keep`` (attention with
+        fewer queries), and the residual stream goes on with those alone."""
+        kept = x if keep is None else x[:, :keep]
         if self.pre_norm:
-            return x + self.dropout(sublayer(norm(x)))
-        return norm(x + self.dropout(sublayer(x)))
+            return kept + self.dropout(sublayer(norm(x)))
+        return norm(kept + self.dropout(sublayer(x)))
