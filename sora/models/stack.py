@@ -5,6 +5,7 @@ head (seq2seq). Per-layer head counts and FFN widths come from the config, so a 
 rebuilt with exactly its remaining particles.
 """
 
+import torch
 from torch import Tensor, nn
 
 from sora.models.config import ModelConfig, StackConfig
@@ -13,12 +14,16 @@ from sora.particles import (
     AdaptiveSpan,
     Block,
     FeedForward,
+    HookPoint,
     LayerCache,
     MultiHeadAttention,
     Rotary,
     attention_mask,
     make_norm,
 )
+from sora.particles.packing import Packing
+
+PACK_FROM = 0.1  # the padding fraction from which packing pays (gather and scatter cost a little)
 
 
 def build_blocks(config: ModelConfig, stack: StackConfig, *, cross: bool = False) -> nn.ModuleList:
@@ -102,7 +107,12 @@ class Stack(nn.Module):
         if memory is not None and memory_valid is not None:
             memory_mask = attention_mask(memory_valid, q_len=T, k_len=memory.shape[1], causal=False, dtype=x.dtype)
         last = len(self.layers) - 1
+        packing = Packing.of(valid) if self._packs(valid, cache, memory) else None
+        if packing is not None:
+            x = packing.pack(x)  # (1, N, d): the real positions only
         for i, block in enumerate(self.layers):
+            if packing is not None and i == last and keep_last is not None:
+                x, packing = packing.unpack(x), None  # the last block reads every position, answers for a few
             x = block(
                 x,
                 mask,
@@ -111,10 +121,28 @@ class Stack(nn.Module):
                 cache=cache[i] if cache else None,
                 is_causal=is_causal,
                 keep=keep_last if i == last else None,
+                packing=packing,
             )
+        if packing is not None:
+            x = packing.unpack(x)  # (B, T, d), zeros at the padding
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, valid
+
+    def _packs(self, valid: Tensor | None, cache, memory) -> bool:
+        """Whether to run the blocks on the real positions alone (sora.particles.packing): at inference, for a
+        bidirectional stack whose batch is at least PACK_FROM padding, while no hook point listens (hooks see
+        the usual (B, T) shapes)."""
+        if valid is None or self.causal or cache is not None or memory is not None:
+            return False
+        if self.training or not torch.is_inference_mode_enabled():
+            return False
+        if float(valid.float().mean()) > 1 - PACK_FROM:
+            return False
+        return not any(
+            (isinstance(m, HookPoint) and m.active) or getattr(m, "adaptive_span", None) is not None
+            for m in self.layers.modules()
+        )
 
     def new_cache(self) -> list[LayerCache]:
         return [LayerCache() for _ in self.layers]

@@ -29,6 +29,7 @@ from sora.particles.hookpoint import HookPoint
 from sora.particles.kv_cache import KVCache
 from sora.particles.linear import GateCheck, is_plain_linear, linear, project
 from sora.particles.masks import attention_mask
+from sora.particles.packing import Packing
 from sora.particles.position import Rotary
 
 
@@ -81,6 +82,7 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool = False,
         is_causal: bool = False,  # causal with no mask tensor: SDPA's fused causal kernel
         queries: int | None = None,  # self-attention: only the first positions ask; all are keys and values
+        packing: Packing | None = None,  # x is (1, N, d), the real positions of a (B', T') batch (particles.packing)
     ) -> tuple[Tensor, Tensor | None]:
         x = self.hook_in(x)
         B, T, _ = x.shape
@@ -101,7 +103,10 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.k, cache.v = k, v
         else:
-            q, k, v = (self._split(t) for t in project(x, self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, dh)
+            projected = project(x, self.q_proj, self.k_proj, self.v_proj)  # (B, T, H*dh) each
+            if packing is not None:
+                projected = [packing.unpack(t) for t in projected]  # (B', T', H*dh): sequences apart again
+            q, k, v = (self._split(t) for t in projected)  # (B, H, T, dh)
             if self.rotary is not None:
                 q, k = self.rotary(q, offset), self.rotary(k, offset)
             if cache is not None:
@@ -130,6 +135,8 @@ class MultiHeadAttention(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None
             )
         z = z.transpose(1, 2)  # (B, T, H, dh)
+        if packing is not None:  # back to the real positions: (1, N, H, dh)
+            z = packing.pack(z.reshape(*z.shape[:2], -1)).view(B, T, self.n_heads, self.head_dim)
         gated = self._gate_check(self.head_gate)
         if gated and not self.hook_z.active and is_plain_linear(self.out_proj):
             # the same product, cheaper: gate the projection's H*dh columns, not every position's z

@@ -14,6 +14,7 @@ from sora.particles.feedforward import FeedForward
 from sora.particles.hookpoint import HookPoint
 from sora.particles.kv_cache import LayerCache
 from sora.particles.norm import make_norm
+from sora.particles.packing import Packing
 
 
 class Block(nn.Module):
@@ -54,12 +55,13 @@ class Block(nn.Module):
         cache: LayerCache | None = None,
         is_causal: bool = False,  # mask is None and attention is causal (see MultiHeadAttention)
         keep: int | None = None,  # only the first positions are read after this block: (B, keep, d) out
+        packing: Packing | None = None,  # x is (1, N, d): a batch's real positions (sora.particles.packing)
     ) -> Tensor:
         x = self.hook_resid_pre(x)
         self_cache = cache.self_attn if cache is not None else None
 
         def attend(h: Tensor) -> Tensor:
-            return self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal, queries=keep)[0]
+            return self.attn(h, mask=mask, cache=self_cache, is_causal=is_causal, queries=keep, packing=packing)[0]
 
         x = self._residual(x, self.attn_norm, attend, keep)
         if self.cross_attn is not None:
