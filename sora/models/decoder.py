@@ -42,7 +42,7 @@ class DecoderLM(Stack):
         for _ in range(max_new_tokens):
             if cache is None:
                 step_input = ids[:, -self.config.max_len :]
-            elif max(c.self_attn.length for c in cache) + step_input.shape[1] > self.config.max_len:
+            elif cache[0].self_attn.length + step_input.shape[1] > self.config.max_len:
                 cache, step_input = self.new_cache(), ids[:, -self.config.max_len + 1 :]  # slide the window
             logits = self(step_input, cache=cache)[:, -1]  # (B, V)
             token = next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)

@@ -84,7 +84,7 @@ class Stack(nn.Module):
         cache: list[LayerCache] | None = None,
         keep_last: int | None = None,  # the last block answers for the first positions only (B, keep_last, d)
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
-        offset = max(c.self_attn.length for c in cache) if cache else 0  # a layer without heads caches nothing
+        offset = cache[0].self_attn.length if cache else 0  # every layer counts its positions, headless ones too
         if valid is None and self.embed.tokens is not None and not self.causal:
             valid = inputs != self.config.pad_id
         elif valid is not None and self.config.input == "audio":
