@@ -3,12 +3,11 @@
 The embedder decides the modality: text, images (ViT-style) or audio (spectrogram patches).
 """
 
-import torch
 from torch import Tensor
 
 from sora.models.config import ModelConfig
 from sora.models.stack import Stack
-from sora.particles import ClassifierHead, HookPoint, TokenClassifierHead
+from sora.particles import ClassifierHead, TokenClassifierHead
 from sora.particles.heads import pool
 
 
@@ -35,12 +34,7 @@ class EncoderClassifier(Stack):
         """A CLS-pooled head reads one position of the last block: at inference its other positions need no
         queries, no FFN and no output projection (about a sixth of a 6-layer BERT's work). Only in inference
         mode, with nothing listening to that block's hook points, so analysis sees every position."""
-        if self.config.pooling != "cls" or self.training or not torch.is_inference_mode_enabled() or not self.layers:
-            return False
-        last = self.layers[-1]
-        if last.attn.adaptive_span is not None:
-            return False
-        return not any(isinstance(m, HookPoint) and m.active for m in last.modules())
+        return self.config.pooling == "cls" and len(self.layers) > 0 and self.may_skip_work(self.layers[-1])
 
 
 class TokenClassifier(Stack):

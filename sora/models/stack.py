@@ -130,18 +130,23 @@ class Stack(nn.Module):
         return x, valid
 
     def _packs(self, valid: Tensor | None, cache, memory) -> bool:
-        """Whether to run the blocks on the real positions alone (sora.particles.packing): at inference, for a
-        bidirectional stack whose batch is at least PACK_FROM padding, while no hook point listens (hooks see
-        the usual (B, T) shapes)."""
+        """Whether to run the blocks on the real positions alone (sora.particles.packing): for a bidirectional
+        stack whose batch is at least PACK_FROM padding, when inference may skip work at all."""
         if valid is None or self.causal or cache is not None or memory is not None:
-            return False
-        if self.training or not torch.is_inference_mode_enabled():
             return False
         if float(valid.float().mean()) > 1 - PACK_FROM:
             return False
+        return self.may_skip_work(self.layers)
+
+    def may_skip_work(self, blocks: nn.Module) -> bool:
+        """Whether inference may leave out work in ``blocks`` (padding, positions nobody reads): only in
+        inference mode, while no hook point listens (hooks see the usual shapes) and no adaptive span shapes
+        the patterns."""
+        if self.training or not torch.is_inference_mode_enabled():
+            return False
         return not any(
             (isinstance(m, HookPoint) and m.active) or getattr(m, "adaptive_span", None) is not None
-            for m in self.layers.modules()
+            for m in blocks.modules()
         )
 
     def new_cache(self) -> list[LayerCache]:
