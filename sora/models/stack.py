@@ -134,9 +134,8 @@ class Stack(nn.Module):
         stack whose batch is at least PACK_FROM padding, when inference may skip work at all."""
         if valid is None or self.causal or cache is not None or memory is not None:
             return False
-        if float(valid.float().mean()) > 1 - PACK_FROM:
-            return False
-        return self.may_skip_work(self.layers)
+        # the mode first: reading the padding fraction is a data-dependent step a traced export cannot take
+        return self.may_skip_work(self.layers) and float(valid.float().mean()) <= 1 - PACK_FROM
 
     def may_skip_work(self, blocks: nn.Module) -> bool:
         """Whether inference may leave out work in ``blocks`` (padding, positions nobody reads): only in
