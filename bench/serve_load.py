@@ -5,6 +5,7 @@
 ``--model DIR``). For each, 32 concurrent clients (asyncio + aiohttp, in this process) send one Rotten Tomatoes
 snippet per ``POST /v1/predict`` for ``--seconds``, then stop. Reported: requests per second, p50 and p99 latency,
 failed requests, and the batch sizes the server's /metrics saw. The two settings alternate ``--repeats`` times.
+Then the model alone, in this process, at batch 1 and 32: the server cannot gain more from batching than that.
 
     python bench/serve_load.py                  # writes bench/results/serve_load.json
 """
@@ -131,6 +132,27 @@ def measure(model: Path, max_batch: int, args, texts: list[str]) -> dict:
         proc.wait(timeout=60)
 
 
+def model_bound(model: Path, texts: list[str], threads: int, seconds: float = 10) -> dict:
+    """What the model alone gains from batching, the bound on what micro-batching can gain: the Predictor in this
+    process, snippets in arrival order, one at a time and 32 at a time."""
+    import torch
+
+    from sora.deploy.predictor import Predictor
+
+    torch.set_num_threads(threads)
+    predictor = Predictor.load(model)
+    rates = {}
+    for batch in (1, 32):
+        done, began, i = 0, time.perf_counter(), 0
+        while time.perf_counter() - began < seconds:
+            chunk = [texts[(i + k) % len(texts)] for k in range(batch)]
+            predictor.predict(chunk, batch_size=batch)
+            done, i = done + batch, i + batch
+        rates[f"batch_{batch}_per_s"] = round(done / (time.perf_counter() - began), 1)
+    rates["ratio"] = round(rates["batch_32_per_s"] / rates["batch_1_per_s"], 2)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a model or export folder (default: MiniLM classifier)")
@@ -154,6 +176,8 @@ def main() -> None:
                 row = measure(model, max_batch, args, texts)
                 runs[name].append(row)
                 print(f"repeat {r + 1} {name}: {row}", flush=True)
+        bound = model_bound(model, texts, args.threads)  # after the servers: its torch threads stay in this process
+        print(f"the model alone, batch 32 against batch 1: {bound}", flush=True)
     rate = {name: statistics.median(row["requests_per_s"] for row in rows) for name, rows in runs.items()}
     results = {
         "model": str(args.model or "all-MiniLM-L6-v2 + classification head"),
@@ -171,6 +195,7 @@ def main() -> None:
             for a, b in zip(runs["max_batch_32"], runs["max_batch_1"])
         ],
         "failed": sum(row["failed"] for rows in runs.values() for row in rows),
+        "model_alone": bound,
     }
     with staged_file(args.out) as tmp_out:
         tmp_out.write_text(json.dumps(results, indent=2) + "\n")

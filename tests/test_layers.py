@@ -61,6 +61,8 @@ NOT_IMPORTED = {
     "aiohttp": "fsspec loads it for http(s):// data",
     "tensorboard": "imported through torch.utils.tensorboard",
     "onnxscript": "torch.onnx's exporter needs it",
+    "uvloop": "uvicorn runs sora serve on it when installed",
+    "httptools": "uvicorn parses HTTP with it when installed",
 }
 PYPROJECT = ROOT.parent / "pyproject.toml"
 

@@ -17,13 +17,22 @@ from typing import Any, Callable
 
 
 class ModelWorker:
-    """The one thread every model call runs on (predict batches, generation steps, attention), in arrival order."""
+    """The one thread every model call runs on (predict batches, generation steps, attention), in arrival order.
+
+    The server loads its model on this thread too (``run_now``), so that one thread alone ever runs torch: each
+    thread that runs torch ops gets its own OpenMP team, and once more OpenMP threads exist than cores, libgomp
+    stops spinning between ops and every op waits on a wake-up (measured on MiniLM, 2 cores: 65 predictions/s
+    at batch 1 with the model loaded on the main thread, 120/s with it loaded on this one)."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sora-model")
 
     async def call(self, fn: Callable, *args) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def run_now(self, fn: Callable, *args, **kwargs) -> Any:
+        """``fn(*args, **kwargs)`` on the model thread, waited for here (outside an event loop: start-up)."""
+        return self._pool.submit(fn, *args, **kwargs).result()
 
     def post(self, fn: Callable, *args) -> None:
         """Run ``fn`` after the calls already queued, without waiting for it (clean-up)."""
@@ -48,7 +57,11 @@ class MicroBatcher:
 
     ``in_flight()``, when given, counts the requests in the server: once every one of them is in the batch being
     gathered, nobody can join it, and it runs at once instead of waiting out ``max_wait_ms`` (a lone request then
-    costs no wait; measured on a tiny model: 8 ms a request with the wait, 3 ms without)."""
+    costs no wait; measured on a tiny model: 8 ms a request with the wait, 3 ms without).
+
+    Only a model that was idle waits for company: requests that queued while the model ran have waited one call
+    already and run as soon as it is free, so under load the model never sits out ``max_wait_ms`` between calls
+    (MiniLM, 32 clients, 2 cores: 254 requests/s against 236/s)."""
 
     def __init__(
         self,
@@ -109,6 +122,7 @@ class MicroBatcher:
         """The first waiting job, then the next ones until ``max_batch`` items or ``max_wait`` after the first.
         A job is never split: one that does not fit waits for the next batch, and one larger than ``max_batch``
         runs alone (the Predictor cuts it into batches itself)."""
+        backlog = bool(self._pending)  # queued while the model ran: they have waited one model call already
         while not self._pending:
             self._arrived.clear()
             await self._arrived.wait()
@@ -123,7 +137,7 @@ class MicroBatcher:
                 size += len(jobs[-1].items)
                 continue
             left = deadline - time.perf_counter()
-            if left <= 0 or (self.in_flight is not None and self.in_flight() <= len(jobs)):
+            if backlog or left <= 0 or (self.in_flight is not None and self.in_flight() <= len(jobs)):
                 break
             self._arrived.clear()
             try:

@@ -23,6 +23,7 @@ from fastapi_offline import FastAPIOffline
 
 from sora.deploy.api import PAGE, open_routes, v1_routes
 from sora.deploy.auth import require_key
+from sora.deploy.batcher import ModelWorker
 from sora.deploy.limits import BodyLimit, ServeSettings
 from sora.deploy.metrics import MetricsMiddleware
 from sora.deploy.predictor import Predictor
@@ -38,9 +39,10 @@ DESCRIPTION = """Predictions, generation and attention from a Sora model.
 """
 
 
-def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
-    """The app serving ``predictor``; ``app.state.service`` holds its batcher, model thread and metrics."""
-    service = Service(predictor, settings or ServeSettings())
+def create_app(predictor, settings: ServeSettings | None = None, worker: ModelWorker | None = None) -> FastAPI:
+    """The app serving ``predictor``; ``app.state.service`` holds its batcher, model thread and metrics.
+    ``worker``: the model thread ``predictor`` was loaded on (see ``ModelWorker``)."""
+    service = Service(predictor, settings or ServeSettings(), worker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -88,8 +90,9 @@ def serve(
     settings = replace(
         settings, model_name=settings.model_name or str(model_path), model_dir=settings.model_dir or Path(model_path)
     )
-    predictor = Predictor.load(model_path, backend=backend)
-    app = create_app(predictor, settings)
+    worker = ModelWorker()  # loads the model, and runs it: one thread runs torch (see ModelWorker)
+    predictor = worker.run_now(Predictor.load, model_path, backend=backend)
+    app = create_app(predictor, settings, worker)
     sock = bind(host, port)
     url = url_of(sock)
     say(f"serving {settings.model_name} ({predictor.task}, {predictor.input}, {predictor.backend}) at {url}")

@@ -19,10 +19,10 @@ DONE = object()  # what next() gives when a generation has no more pieces
 
 
 class Service:
-    def __init__(self, predictor, settings: ServeSettings) -> None:
+    def __init__(self, predictor, settings: ServeSettings, worker: ModelWorker | None = None) -> None:
         self.predictor, self.settings = predictor, settings
         self.metrics = ServerMetrics()
-        self.worker = ModelWorker()
+        self.worker = worker or ModelWorker()  # the thread that loaded the model, when it was loaded on one
         self.batcher = MicroBatcher(
             self._predict_batch,
             self.worker,

@@ -116,6 +116,38 @@ def test_a_request_alone_in_the_server_runs_without_waiting():
     assert asyncio.run(with_batcher(model, lone, max_wait_ms=60_000, in_flight=lambda: 1)) == [6]
 
 
+def test_a_backlog_runs_as_soon_as_the_model_is_free():
+    """Requests that queued while the model ran have waited one call already: with a 60 s max_wait and a server
+    that says more requests are in flight (once the first call runs), they still run at once, together."""
+    model = Model()
+    later = [[1], [2, 3]]
+    results = asyncio.run(
+        asyncio.wait_for(
+            with_batcher(
+                model,
+                lambda b: queued_behind_first(b, model, later),
+                max_batch=32,
+                max_wait_ms=60_000,
+                in_flight=lambda: 100 if model.started.is_set() else 1,
+            ),
+            10,
+        )
+    )
+    assert results == [[0], [2], [4, 6]]
+    assert model.calls == [[0], [1, 2, 3]]
+
+
+def test_the_worker_loads_and_runs_on_one_thread():
+    """The server loads its model through ``run_now``: the same thread as every later call (one OpenMP team)."""
+    worker = ModelWorker()
+    try:
+        loaded_on = worker.run_now(lambda: threading.current_thread())
+        called_on = asyncio.run(worker.call(threading.current_thread))
+    finally:
+        worker.close()
+    assert loaded_on is called_on is not threading.main_thread()
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(lambda x: x, ModelWorker(), max_batch=0)
