@@ -30,6 +30,9 @@ from sora.errors import SoraError
 from sora.interop.checkpoint import read_json
 from sora.interop.exporter import EXPORT_FILES, HF_WEIGHTS, POOLING_DIR, is_sora_export
 from sora.models.folder import CONFIG, META, TOKENIZER, WEIGHTS
+from sora.run_report import DATA_YAML as RUN_DATA
+from sora.run_report import REPORT_HTML as RUN_REPORT
+from sora.stages import STAGES_FILE
 from sora.train.checkpoint import OPTIMIZER, RNG, TRAINER
 from sora.train.job import TOKENIZER_HANDOFF
 from sora.train.run_folder import RUN_FILE
@@ -86,7 +89,7 @@ EXPORT = Kind("an ONNX export", EXPORT_FOLDER_FILES, required=(CONFIG, WEIGHTS, 
 # What `sora train` and `sora run` write into OUT (sora.train.job, trainer, logbook, pipeline, interop.pretrained).
 RUN = Kind(
     "a training run",
-    frozenset({"metrics.json", RUN_FILE, TOKENIZER_HANDOFF}),
+    frozenset({"metrics.json", RUN_FILE, TOKENIZER_HANDOFF, RUN_REPORT, RUN_DATA, STAGES_FILE}),
     {
         "model": MODEL,
         "best": MODEL,

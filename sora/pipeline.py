@@ -6,7 +6,7 @@ import os
 import shlex
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 
@@ -20,6 +20,8 @@ from sora.models import save_model
 from sora.models.anatomy import print_particles
 from sora.models.build import build_within_memory
 from sora.recipe import Recipe
+from sora.run_report import write_run_report
+from sora.stages import StageBook, recovered_run
 from sora.train import train_recipe
 from sora.train.checkpoint import list_checkpoints
 
@@ -49,18 +51,15 @@ def _has_results(out_dir: Path) -> bool:
 
 
 def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool) -> dict:
+    """Every stage the recipe has, each skipped when OUT holds its outputs for today's settings (sora.stages)."""
+
     def show(model) -> None:  # the particle table: what a person reads first
         print_particles(model, console, title=f"{recipe.name}: particles")
 
+    book = StageBook.open(out_dir, recipe)
     if recipe.train is None:  # nothing to train: the built (or imported) model is the result
-        model = build_within_memory(recipe.model, f"recipe '{recipe.name}': model")
-        if recipe.init:
-            load_pretrained(model, recipe.init)
-        show(model)
-        model_dir = save_model(model, out_dir / "model", meta={"recipe": recipe.name, "stage": "built"})
-        console.print(f"model folder: {model_dir}")
-        return {"model_dir": str(model_dir)}
-    run = train_stage(recipe, out_dir, console, show=show, resume=resume)
+        return _build_stage(recipe, out_dir, console, book, show=show)
+    run = _train_or_recover(recipe, out_dir, console, book, show=show, resume=resume)
     results = {
         "model_dir": str(run.model_dir) if run.model_dir else None,
         "metrics": run.metrics,
@@ -69,14 +68,72 @@ def _run_stages(recipe: Recipe, out_dir: Path, console: Console, *, resume: bool
     if not run.main or run.model_dir is None:  # other ranks, or an interrupted run: nothing more to do
         return results
     if recipe.analyze is not None:
-        results["report"] = str(analyze_stage(recipe, run, out_dir / "analysis", console))
+        work = lambda: analyze_stage(recipe, run, out_dir / "analysis", console)  # noqa: E731
+        results["report"] = str(_once(book, "analyze", console, work, out_dir / "analysis" / "report.html"))
     if recipe.compress is not None:
         evidence = out_dir / "analysis" / "analysis.json" if "report" in results else None
-        results["compression"] = str(compress_stage(recipe, run, out_dir / "compressed", console, scores=evidence))
+        work = lambda: compress_stage(recipe, run, out_dir / "compressed", console, scores=evidence)  # noqa: E731
+        results["compression"] = str(_once(book, "compress", console, work, out_dir / "compressed" / "report.json"))
     if recipe.export is not None:
-        results["export"] = str(export_stage(recipe, run, out_dir, console))
+        work = lambda: export_stage(recipe, run, out_dir, console)  # noqa: E731
+        results["export"] = str(_once(book, "export", console, work, out_dir / "export"))
+    results["run_report"] = str(write_run_report(out_dir))  # the one page that shows every stage
     _print_where(results, console)
     return results
+
+
+def _build_stage(recipe: Recipe, out_dir: Path, console: Console, book: StageBook, *, show) -> dict:
+    """A recipe without training: build (or import) the model and save it as OUT/model."""
+
+    def build() -> Path:
+        model = build_within_memory(recipe.model, f"recipe '{recipe.name}': model")
+        if recipe.init:
+            load_pretrained(model, recipe.init)
+        show(model)
+        return save_model(model, out_dir / "model", meta={"recipe": recipe.name, "stage": "built"})
+
+    model_dir = _once(book, "build", console, build, out_dir / "model")
+    console.print(f"model folder: {model_dir}")
+    return {"model_dir": str(model_dir)}
+
+
+def _train_or_recover(recipe: Recipe, out_dir: Path, console: Console, book: StageBook, *, show, resume: bool):
+    """The train stage: skipped when done with today's settings (what later stages need is read back from
+    OUT), continued from its newest checkpoint when a training with today's settings was interrupted."""
+    if book.skips("train"):
+        _say(console, "train: done, skipped (settings unchanged)")
+        return recovered_run(recipe, out_dir)
+    continuing = resume or book.continues_training()
+    if continuing and not resume:
+        _say(console, "train: continuing the interrupted training from its newest checkpoint (settings unchanged)")
+    elif book.changed("train"):
+        _say(console, "train: settings changed since it was done; training anew")
+    book.begin("train")
+    run = train_stage(recipe, out_dir, console, show=show, resume=continuing)
+    if run.main and run.model_dir is not None:
+        book.finish("train")
+        write_run_report(out_dir)
+    return run
+
+
+def _once(book: StageBook, stage: str, console: Console, work: Callable[[], Path], output: Path) -> Path:
+    """``work()`` (what ``stage`` makes) unless the stage is done with today's settings: then ``output``, the
+    path ``work`` returns. The stage is recorded as done once ``work`` returns, its outputs whole."""
+    if book.skips(stage):
+        _say(console, f"{stage}: done, skipped (settings unchanged)")
+        return output
+    if book.changed(stage):
+        _say(console, f"{stage}: settings changed since it was done; running it again")
+    book.begin(stage)  # a kill from here on leaves the stage (and what reads it) to be redone
+    made = work()
+    book.finish(stage)
+    if book.writes:
+        write_run_report(book.out_dir)  # after every stage: an interrupted run still has its page
+    return made
+
+
+def _say(console: Console, message: str) -> None:
+    console.print(message, highlight=False, markup=False)
 
 
 def train_stage(recipe: Recipe, out_dir: Path, console: Console, *, show=None, resume: bool = False):
@@ -140,13 +197,18 @@ def export_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
 
 
 def _print_where(results: dict, console: Console) -> None:
-    console.print(f"model folder: {results['model_dir']}")
-    if "report" in results:
-        console.print(f"particle report: {results['report']}")
-    if "compression" in results:
-        console.print(f"compression report: {results['compression']}")
+    """Where the results are, a line each; never folded, so a path can be copied whole."""
+    lines = [("model folder", results["model_dir"])]
+    lines += [(label, results[key]) for key, label in WHERE if key in results]
     if "export" in results:
-        console.print(f"ONNX export: {results['export']}")
-        console.print(
-            f"serve it: sora serve {shlex.quote(results['export'])}", highlight=False, markup=False, soft_wrap=True
-        )
+        lines.append(("serve it", f"sora serve {shlex.quote(results['export'])}"))
+    for label, value in lines:
+        console.print(f"{label}: {value}", highlight=False, markup=False, soft_wrap=True)
+
+
+WHERE = [
+    ("report", "particle report"),
+    ("compression", "compression report"),
+    ("export", "ONNX export"),
+    ("run_report", "run report"),
+]

@@ -16,9 +16,10 @@ from pydantic import Field
 from sora.analyze.config import AnalyzeConfig
 from sora.compress.config import CompressConfig
 from sora.configio import StrictModel, apply_overrides, read_mapping, validate
+from sora.data import builtin
 from sora.data.config import DataConfig
 from sora.deploy.config import ExportConfig
-from sora.errors import ConfigError
+from sora.errors import ConfigError, SoraError
 from sora.models.config import ModelConfig
 from sora.train.config import TrainConfig
 
@@ -46,7 +47,22 @@ def load_recipe(path: str | Path, *, profile: str | None = None, overrides: list
     if profile:
         apply_overrides(data, _profile_overrides(data, profile, path, lines))
     apply_overrides(data, overrides or [])
-    return validate(Recipe, data, source=str(path), lines=lines)
+    recipe = validate(Recipe, data, source=str(path), lines=lines)
+    _check_dataset(recipe, path, lines)
+    return recipe
+
+
+def _check_dataset(recipe: Recipe, path: str | Path, lines: dict[tuple, int]) -> None:
+    """A built-in dataset that cannot be read (unknown, another task, a system package missing) is refused
+    here, before a command creates its output folder or prepares any data; the check fetches nothing."""
+    if recipe.data is None or recipe.data.dataset is None:
+        return
+    try:
+        builtin.check_available(recipe.data.dataset, recipe.data.task)
+    except SoraError as e:
+        message = str(e) if str(e).startswith("data.") else f"data.dataset: {e}"
+        line = lines.get(("data", message[len("data.") :].split(":")[0]))
+        raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None
 
 
 def _profile_overrides(data: dict[str, Any], profile: str, path: str | Path, lines: dict[tuple, int]) -> list[str]:

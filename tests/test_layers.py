@@ -6,7 +6,7 @@ it runs, not as its first lines read. The layers, lowest first (README, "Layout"
     particles <- models;  data apart from both;  tasks on models and data;  train on tasks;
     analyze, compress, interop on train (compress also on analyze: it prunes on its scores);
     deploy on tasks (it serves models and featurizes data, never trains);
-    pipeline (pipeline.py, recipe.py, outdir.py) on all of those;  cli on top.
+    pipeline (pipeline.py, recipe.py, outdir.py, stages.py, run_report) on all of those;  cli on top.
 
 ``errors``, ``configio``, ``atomic`` and ``paths`` are base utilities any layer may use.
 """
@@ -26,7 +26,14 @@ import sora
 
 ROOT = Path(sora.__file__).parent
 BASE = {"sora", "sora.errors", "sora.configio", "sora.atomic", "sora.paths"}  # use only each other
-TOP_MODULES = {"pipeline": "pipeline", "recipe": "pipeline", "outdir": "pipeline", "__main__": "cli"}
+TOP_MODULES = {
+    "pipeline": "pipeline",
+    "recipe": "pipeline",
+    "outdir": "pipeline",
+    "run_report": "pipeline",
+    "stages": "pipeline",
+    "__main__": "cli",
+}
 BELOW_TRAIN = {"particles", "models", "data", "tasks"}
 ON_TRAIN = BELOW_TRAIN | {"train"}
 MAY_IMPORT: dict[str, set[str]] = {  # each layer, and the layers it may import besides its own and the base

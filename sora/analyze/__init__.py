@@ -5,6 +5,8 @@
 - importance: head importance (Michel et al. 2019), neuron Taylor scores, measured ablation, agreement
 - attention: per-head statistics and head types; position: position-vector similarity
 - pruning: the pruning curve (importance vs random vs reverse order)
+- examples: a few inputs drawn per modality: attention over the image (overlays), along the spectrogram,
+  cross-attention as word alignment (alignment)
 - stage/report: ``analyze_model`` writes analysis.json and a self-contained report.html
 
 How a model runs on a batch and what its loss and [0, 1] metric are is the task's (sora.tasks, one

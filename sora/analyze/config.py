@@ -35,7 +35,10 @@ class AnalyzeConfig(StrictModel):
         "draws (text models; tokenized with the model's tokenizer)",
     )
     n_examples: int = Field(
-        2, ge=0, description="examples taken from the data for attention figures when 'examples' gives none"
+        2,
+        ge=0,
+        description="examples taken from the analysis data for the attention figures when 'examples' gives none "
+        "(always for images and audio; one per class where the batch has several)",
     )
     pruning_order: Literal["gradient", "ablation"] = Field(
         "gradient", description="which importance orders the pruning curve"

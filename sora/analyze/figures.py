@@ -20,13 +20,13 @@ DPI = 96
 ORDER_STYLE = {"importance": ("#1b7f3b", "-"), "random": ("#7f7f7f", "--"), "reverse": ("#c0392b", ":")}
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _save(fig: Figure, path: Path) -> str:
+def save_png(fig: Figure, path: Path) -> str:
     fig.savefig(path, dpi=DPI)
     return path.name
 
@@ -41,7 +41,7 @@ def importance_heatmaps(groups: list[dict], path: Path) -> str:
 
     cols = max(1, max(sum(g[k] is not None for k in ("gradient", "ablation")) for g in groups))
     width = max(max(g["gradient" if g["gradient"] is not None else "ablation"].shape[1] for g in groups), 2)
-    fig = _figure(cols * (2.4 + 0.6 * width), sum(1.5 + 0.45 * len(g["layers"]) for g in groups))
+    fig = new_figure(cols * (2.4 + 0.6 * width), sum(1.5 + 0.45 * len(g["layers"]) for g in groups))
     axes = fig.subplots(len(groups), cols, squeeze=False)
     for row, g in enumerate(groups):
         panels = [
@@ -79,7 +79,7 @@ def importance_heatmaps(groups: list[dict], path: Path) -> str:
             ax.set_xlabel("head", fontsize=8)
             ax.set_title(f"{g['title']}\n{label}", fontsize=8)
             fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def attention_grid(
@@ -96,7 +96,7 @@ def attention_grid(
     T, S = len(q_labels), len(k_labels)
     labelled = max(T, S) <= 32
     cell = 2.4 if labelled else 1.7
-    fig = _figure(n_cols * cell + 0.6, n_rows * cell + 0.8)
+    fig = new_figure(n_cols * cell + 0.6, n_rows * cell + 0.8)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i, layer in enumerate(patterns):
         for h in range(n_cols):
@@ -116,13 +116,13 @@ def attention_grid(
             else:
                 ax.set_xticks([])
     fig.suptitle(title + "  (rows: queries, columns: keys)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def neuron_figure(samples: dict[str, np.ndarray], taylor: dict[str, np.ndarray], path: Path, bins: int = 60) -> str:
     """Per feed-forward layer: activation histogram (top) and neurons sorted by Taylor score (bottom)."""
     names = list(samples)
-    fig = _figure(max(3.2 * len(names), 5), 5.4)
+    fig = new_figure(max(3.2 * len(names), 5), 5.4)
     axes = fig.subplots(2, len(names), squeeze=False)
     for j, name in enumerate(names):
         ax = axes[0, j]
@@ -139,12 +139,12 @@ def neuron_figure(samples: dict[str, np.ndarray], taylor: dict[str, np.ndarray],
         ax.set_title(f"Taylor score / max ({scores[0]:.2g}), sorted" if scores.size else "Taylor score", fontsize=8)
         ax.set_xlabel("neuron rank", fontsize=7)
         ax.tick_params(labelsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def pruning_figure(result: dict, metric: str, path: Path) -> str:
     """Metric vs fraction of heads removed, three orders (Michel et al. figure 3)."""
-    fig = _figure(6.4, 4.2)
+    fig = new_figure(6.4, 4.2)
     ax = fig.subplots()
     x = np.asarray(result["fraction"]) * 100
     for name, values in result["metric"].items():
@@ -165,12 +165,12 @@ def pruning_figure(result: dict, metric: str, path: Path) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Pruning heads one by one", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def layer_ablation_figure(rows: list[tuple[str, float]], metric: str, path: Path) -> str:
     """Horizontal bars: metric change (points) when each block / attention / feed-forward layer is removed."""
-    fig = _figure(6.4, 0.9 + 0.28 * len(rows))
+    fig = new_figure(6.4, 0.9 + 0.28 * len(rows))
     ax = fig.subplots()
     names = [r[0] for r in rows][::-1]
     values = np.array([r[1] for r in rows][::-1]) * 100
@@ -179,18 +179,18 @@ def layer_ablation_figure(rows: list[tuple[str, float]], metric: str, path: Path
     ax.axvline(0, color="black", linewidth=0.6)
     ax.set_xlabel(f"{metric} change when removed (points)")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def position_figure(name: str, sim: np.ndarray, kind: str, path: Path) -> str:
-    fig = _figure(4.8, 4.2)
+    fig = new_figure(4.8, 4.2)
     ax = fig.subplots()
     im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_title(f"{name} ({kind}): cosine similarity", fontsize=9)
     ax.set_xlabel("position")
     ax.set_ylabel("position")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def particle_graph_figure(columns: list[dict], path: Path) -> str:
@@ -203,7 +203,7 @@ def particle_graph_figure(columns: list[dict], path: Path) -> str:
 
     step = 1.25  # vertical distance between boxes
     height = max(len(c["nodes"]) for c in columns)
-    fig = _figure(3.4 * len(columns) + 0.6, 0.8 * height + 0.9)
+    fig = new_figure(3.4 * len(columns) + 0.6, 0.8 * height + 0.9)
     ax = fig.subplots()
     ax.set_xlim(-0.6, len(columns) - 0.4)
     ax.set_ylim(-0.8, step * height - 0.2)
@@ -244,7 +244,7 @@ def particle_graph_figure(columns: list[dict], path: Path) -> str:
                     "#8a6d3b",
                     dashed=True,
                 )
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _arrow(ax, start, end, xy_start, xy_end, color, dashed=False) -> None:

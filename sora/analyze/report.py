@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from sora.analyze import figures
+from sora.analyze import alignment, figures, overlays
+from sora.analyze.examples import example_json
 from sora.analyze.naming import group_of, layer_label
 from sora.atomic import staged_dir
 from sora.models.anatomy import block_parts, mermaid
@@ -31,6 +32,7 @@ def write_report(out_dir: str | Path, result: dict, extras: dict, model: nn.Modu
         graph = mermaid(model)
         (tmp / MERMAID_NAME).write_text(graph)
         result["figures"] = draw_figures(tmp, result, extras, model)
+        result["examples"] = [example_json(e) for e in extras.get("examples", []) if "kind" in e]
         result["figures"]["particle_graph_mermaid"] = MERMAID_NAME
         (tmp / JSON_NAME).write_text(json.dumps(result, indent=2, allow_nan=False, default=_jsonable) + "\n")
         (tmp / HTML_NAME).write_text(render_html(result, graph), encoding="utf-8")
@@ -67,23 +69,38 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
     out["positions"] = {}
     for i, (name, (kind, sim)) in enumerate(extras.get("positions", {}).items()):
         out["positions"][name] = figures.position_figure(name, sim, kind, folder / f"position_{i}.png")
-    out["attention"] = []
-    for i, example in enumerate(extras.get("examples", [])):
-        files = {}
-        for j, (group, g) in enumerate(example["groups"].items()):
-            path = folder / f"attention_{i}_{j}.png"
-            files[group] = figures.attention_grid(
-                g["patterns"],
-                g["layers"],
-                g["q_labels"],
-                g["k_labels"],
-                f"{group}: {example['caption'][:90]}",
-                path,
-                g["types"],
-            )
-        out["attention"].append({"caption": example["caption"], "files": files})
+    out["attention"] = [_example_figures(folder, i, example) for i, example in enumerate(extras.get("examples", []))]
     out["particle_graph"] = figures.particle_graph_figure(graph_columns(model, result), folder / "particle_graph.png")
     return out
+
+
+def _example_figures(folder: Path, i: int, example: dict) -> dict[str, Any]:
+    """An example's attention grids (attention_I_J.png, one per group) and the figure its kind draws over the
+    input: overlay_I.png (image, audio) or alignment_I_K.png (one per alignment of a translation)."""
+    caption = example["caption"]
+    entry: dict[str, Any] = {"caption": caption, "kind": example.get("kind", "text"), "files": {}}
+    for j, (group, g) in enumerate(example["groups"].items()):
+        entry["files"][group] = figures.attention_grid(
+            g["patterns"],
+            g["layers"],
+            g["q_labels"],
+            g["k_labels"],
+            f"{group}: {caption[:90]}",
+            folder / f"attention_{i}_{j}.png",
+            g["types"],
+        )
+    group = example["groups"].get("self-attention", {})
+    if entry["kind"] == "image":
+        path = folder / f"overlay_{i}.png"
+        entry["overlay"] = overlays.image_figure(example, group["layers"], caption[:90], path, group["types"])
+    elif entry["kind"] == "audio":
+        entry["overlay"] = overlays.audio_figure(example, group["layers"], caption[:70], folder / f"overlay_{i}.png")
+    elif entry["kind"] == "translation":
+        entry["alignments"] = [
+            {"title": a["title"], "file": alignment.alignment_figure(a, a["title"], folder / f"alignment_{i}_{k}.png")}
+            for k, a in enumerate(example.get("alignments", []))
+        ]
+    return entry
 
 
 def _heatmap_groups(heads: list[dict], modules: list[tuple[str, int, bool]], metric: str) -> list[dict]:
@@ -224,11 +241,7 @@ def render_html(r: dict, graph: str) -> str:
         parts.append(_pruning_html(r, metric, fig))
     if fig.get("attention"):
         parts.append("<h2>Attention patterns</h2>")
-        for ex in fig["attention"]:
-            parts.append(f"<div class='card'><p>{_e(ex['caption'])}</p>")
-            for group, name in ex["files"].items():
-                parts.append(f"<p class='note'>{_e(group)}</p>{_img(name, group)}")
-            parts.append("</div>")
+        parts.extend(_example_html(ex) for ex in fig["attention"])
     if r.get("layers"):
         parts.append(
             "<h2>Layers</h2><div class='card'><p class='note'>Change of the metric when a whole block is "
@@ -267,6 +280,40 @@ def render_html(r: dict, graph: str) -> str:
         f"<p class='note'>Every figure is also in <code>{JSON_NAME}</code>.</p></main></body></html>"
     )
     return "\n".join(parts)
+
+
+EXAMPLE_NOTES = {
+    "image": "What each head's CLS token attends to, as a heat map over the image (one row per layer, one "
+    "column per head), and attention rollout (Abnar &amp; Zuidema 2020: attention followed through the layers "
+    "up to that row, with the residual path as half identity). Without a CLS token: the attention each patch "
+    "receives. Every map is scaled to its own maximum, written in its corner.",
+    "audio": "The log-mel spectrogram (top) and, per layer, the attention each time patch gets from every head "
+    "(rows; from the CLS token where the model has one, else averaged over queries), on the same time axis "
+    "and scaled to each head's maximum.",
+    "translation": "Cross-attention alignment: source tokens (columns) against the target tokens each decoder "
+    "position produces (rows), for every cross-attention head and their average; each row sums to 1 "
+    "(black: all of it on one source token).",
+}
+
+
+def _example_html(ex: dict) -> str:
+    """One example's card: the figure its input kind draws, then its attention grids (folded away for images,
+    audio and translation, where the figure above says more)."""
+    kind = ex.get("kind", "text")
+    parts = [f"<div class='card'><p>{_e(ex['caption'])}</p>"]
+    if kind in EXAMPLE_NOTES:
+        parts.append(f"<p class='note'>{EXAMPLE_NOTES[kind]}</p>")
+    if ex.get("overlay"):
+        parts.append(_img(ex["overlay"], f"{kind} attention overlay"))
+    for a in ex.get("alignments", []):
+        parts.append(f"<p class='note'>{_e(a['title'])}</p>{_img(a['file'], a['title'])}")
+    grids = "".join(f"<p class='note'>{_e(group)}</p>{_img(name, group)}" for group, name in ex["files"].items())
+    if kind == "text":
+        parts.append(grids)
+    elif grids:
+        parts.append(f"<details><summary>attention patterns, position by position</summary>{grids}</details>")
+    parts.append("</div>")
+    return "".join(parts)
 
 
 def _summary_html(r: dict, metric: str) -> str:

@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from sora.analyze.attention import HEAD_TYPES, attention_statistics, special_token_ids
 from sora.analyze.config import AnalyzeConfig
+from sora.analyze.examples import example_patterns
 from sora.analyze.importance import ablation_scores, agreement, gradient_scores
 from sora.analyze.naming import group_of, layer_label, layer_order
 from sora.analyze.position import position_analysis
 from sora.analyze.pruning import pruning_curves, removal_counts
 from sora.analyze.report import write_report
-from sora.analyze.tracing import run_with_cache, stack_prefix, token_ids
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, summary
 from sora.models.checks import model_labels
@@ -32,7 +32,6 @@ from sora.tasks import as_task, check_batch, infer_task, loss_and_metric, normal
 from sora.tasks.device import to_device
 
 LOSS_METHODS = {"gradient", "ablation", "pruning"}
-EXAMPLE_TOKENS = 48  # longest example drawn in an attention grid
 
 
 def analyze_model(
@@ -61,7 +60,9 @@ def analyze_model(
     was_training = model.training
     model.eval()
     try:
-        result, extras = measure(model, data, task, config, tokenizer=tokenizer, labels=labels)
+        result, extras = measure(
+            model, data, task, config, tokenizer=tokenizer, labels=labels, preprocessing=meta.get("preprocessing")
+        )
     finally:
         model.train(was_training)
     result["model"] = {"source": source, "arch": model.config.arch, "input": model.config.input, **summary(model)}
@@ -99,6 +100,7 @@ def measure(
     *,
     tokenizer=None,
     labels: list[str] | None = None,
+    preprocessing: dict | None = None,
 ) -> tuple[dict, dict]:
     """Run every configured method. Returns the JSON-ready analysis and arrays for the figures."""
     methods = list(dict.fromkeys(config.methods))
@@ -171,7 +173,7 @@ def measure(
         result["pruning"]["order_by"] = config.pruning_order
         result["pruning"]["evaluated_counts"] = len(removal_counts(len(heads), steps))
     if attns:
-        extras["examples"] = example_patterns(model, data, task, config, tokenizer, labels, stats)
+        extras["examples"] = example_patterns(model, data, task, config, tokenizer, labels, stats, preprocessing)
     result["summary"] = _summary(result)
     return result, extras
 
@@ -276,117 +278,3 @@ def _num(x) -> float | None:
 
 def _rounded(d: dict) -> dict:
     return {k: _num(v) if isinstance(v, (int, float)) else v for k, v in d.items()}
-
-
-# Attention patterns of a few example inputs, for the grids in the report.
-
-
-@torch.no_grad()
-def example_patterns(model, data, task, config, tokenizer, labels, stats) -> list[dict]:
-    examples = _examples_from_texts(model, task, config.examples, tokenizer) if config.examples else []
-    if not examples:
-        examples = _examples_from_data(data, task, config.n_examples)
-    out = []
-    for batch, caption in examples:
-        logits, cache = run_with_cache(model, batch, task, "*.hook_pattern")
-        ids = token_ids(batch, task)
-        groups: dict[str, dict] = {}
-        for p, attn in attention_modules(model):
-            if attn.n_heads == 0:
-                continue
-            group = groups.setdefault(group_of(p, attn.cross), {"layers": [], "patterns": [], "types": {}})
-            i = len(group["layers"])
-            group["layers"].append(layer_label(p))
-            group["patterns"].append(cache[f"{p}.hook_pattern"][0].float().cpu().numpy())  # (H, T, S)
-            for h in range(attn.n_heads):
-                kind = stats.get(f"{p}.head.{h}", {}).get("type")
-                if kind:
-                    group["types"][(i, h)] = kind
-            prefix = stack_prefix(model, p)
-            group["q_labels"] = _position_labels(model, ids.get(prefix), tokenizer, group["patterns"][-1].shape[1])
-            key_prefix = "encoder." if attn.cross else prefix
-            group["k_labels"] = _position_labels(model, ids.get(key_prefix), tokenizer, group["patterns"][-1].shape[2])
-        out.append({"caption": caption + _prediction(logits, task, labels), "groups": groups})
-    return out
-
-
-def _examples_from_texts(model, task, texts, tokenizer) -> list[tuple[dict, str]]:
-    if model.config.input != "text" or tokenizer is None or task in ("ctc",):
-        return []
-    out = []
-    for text in texts:
-        ids = torch.tensor([tokenizer.encode(text).ids[: model.config.max_len]])
-        if ids.shape[1] == 0:
-            continue
-        if task == "seq2seq":
-            tgt = model.generate(ids, max_new_tokens=min(EXAMPLE_TOKENS, model.config.max_len - 1))[0]
-            tgt_in = torch.tensor([[model.config.bos_id, *tgt]])
-            batch = {
-                "src": ids,
-                "src_valid": torch.ones_like(ids, dtype=torch.bool),
-                "tgt_in": tgt_in,
-                "tgt_valid": torch.ones_like(tgt_in, dtype=torch.bool),
-            }
-        else:
-            batch = {"inputs": ids, "valid": torch.ones_like(ids, dtype=torch.bool)}
-        device = next(model.parameters()).device
-        out.append((to_device(batch, device), text))
-    return out
-
-
-def _examples_from_data(data, task, n) -> list[tuple[dict, str]]:
-    out = []
-    first = data[0]
-    B = next(v for v in first.values() if isinstance(v, Tensor)).shape[0]
-    for i in range(min(n, B)):
-        if task == "seq2seq":
-            sv = first.get("src_valid", torch.ones_like(first["src"], dtype=torch.bool))[i]
-            tv = first.get("tgt_valid", first["tgt_out"] != -100)[i]
-            src, tgt = first["src"][i][sv][:EXAMPLE_TOKENS], first["tgt_in"][i][tv][:EXAMPLE_TOKENS]
-            batch = {
-                "src": src[None],
-                "src_valid": torch.ones_like(src[None], dtype=torch.bool),
-                "tgt_in": tgt[None],
-                "tgt_valid": torch.ones_like(tgt[None], dtype=torch.bool),
-            }
-        else:
-            x, valid = first["inputs"][i], first.get("valid")
-            if x.dim() == 1:  # token ids
-                if valid is not None:
-                    x = x[valid[i]]
-                x = x[:EXAMPLE_TOKENS]
-                batch = {"inputs": x[None], "valid": torch.ones_like(x[None], dtype=torch.bool)}
-            elif x.dim() == 2 and valid is not None:  # log-mel (n_mels, F): real frames only
-                x = x[:, valid[i]]
-                batch = {"inputs": x[None], "valid": torch.ones(1, x.shape[1], dtype=torch.bool, device=x.device)}
-            else:
-                batch = {"inputs": x[None]}
-            if task == "classification":
-                batch["labels"] = first["labels"][i : i + 1]
-        out.append((batch, f"example {i + 1} of the first analysis batch"))
-    return out
-
-
-def _position_labels(model, ids: Tensor | None, tokenizer, n: int) -> list[str]:
-    if ids is not None and ids.dim() == 2:
-        row = ids[0, :n].tolist()
-        if tokenizer is not None:
-            return [_short(tokenizer.id_to_token(i) or str(i)) for i in row]
-        return [str(i) for i in row]
-    patches = getattr(getattr(model, "embed", None), "patches", None)
-    has_cls = patches is not None and patches.cls is not None
-    return [("CLS" if has_cls and j == 0 else f"p{j - has_cls}") for j in range(n)]
-
-
-def _short(token: str, width: int = 10) -> str:
-    token = token.replace("Ġ", "▁").replace("Ċ", "\\n")
-    return token if len(token) <= width else token[: width - 1] + "…"
-
-
-def _prediction(logits: Tensor, task: str, labels: list[str] | None) -> str:
-    if task != "classification":
-        return ""
-    probs = logits[0].float().softmax(-1)
-    k = int(probs.argmax())
-    name = labels[k] if labels and k < len(labels) else str(k)
-    return f" (predicted: {name}, p={float(probs[k]):.2f})"

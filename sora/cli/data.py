@@ -12,6 +12,7 @@ from rich.table import Table as RichTable
 from sora.cli.app import app
 from sora.configio import validate
 from sora.data import DataConfig, builtin, cache, prepare_data, read_data_config
+from sora.data.duplicates import summary
 from sora.errors import SoraError
 
 data_app = typer.Typer(
@@ -69,7 +70,9 @@ def fetch_command(
 
 @data_app.command("show")
 def show_command(
-    name: str = typer.Argument(..., help="a built-in dataset, or a YAML/JSON file: a recipe or a data config"),
+    name: str = typer.Argument(
+        ..., help="a built-in dataset; a YAML/JSON file: a recipe or a data config; or a data file or folder"
+    ),
     task: str = typer.Option(None, "--task", help="task to prepare for (default: the dataset's)"),
     limit: int = typer.Option(None, "--limit", help="at most this many examples per split (1 or more; omit for all)"),
     examples: int = typer.Option(3, "--examples", min=0, help="how many examples to print"),
@@ -86,10 +89,10 @@ def show_command(
             "sora data show: the name is empty; give a built-in dataset (see `sora data list`) or a YAML/JSON file"
         )
     path = Path(name)
-    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+    if path.suffix in (".yaml", ".yml", ".json"):
         config = read_data_config(path, overrides)
-    else:  # a built-in dataset's name
-        given = {"dataset": name, "task": task, "limit": limit}
+    else:  # a built-in dataset's name, or a data file or folder read with the defaults
+        given = {("source" if path.exists() else "dataset"): name, "task": task, "limit": limit}
         config = validate(
             DataConfig, {k: v for k, v in given.items() if v is not None}, source="sora data show", prefix=()
         )
@@ -129,6 +132,8 @@ def _print(info: dict) -> None:
         console.print(f"labels ({len(info['labels'])}): " + ", ".join(info["labels"][:40]))
     if info.get("skipped_rows"):
         console.print(f"[yellow]skipped rows:[/] {info['skipped_rows']}")
+    for line in summary(info):
+        console.print(line, highlight=False, markup=False)
     console.print("examples:")
     for ex in info["examples"]:
         console.print("  " + json.dumps(ex, ensure_ascii=False)[:400], highlight=False, markup=False)

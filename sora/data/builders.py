@@ -22,6 +22,7 @@ from sora.data.audio import log_mel, resample
 from sora.data.builtin import Raw
 from sora.data.config import DataConfig
 from sora.data.datasets import Audio, Examples, Images, LMBlocks, Seq2SeqPairs, TextClassification
+from sora.data.duplicates import describe_duplicates, first_occurrences, group_ids, input_keys, split_overlap
 from sora.data.encoding import encode, encode_corpus, tokenizer_for
 from sora.data.prepared import Prepared
 from sora.data.rows import check_labels, check_texts, kept, label_ids, label_names, skipped_note
@@ -31,6 +32,10 @@ from sora.data.tokenizer import BOS, EOS, special_id
 from sora.errors import SoraError, SoraWarning
 
 BLANK = "<blank>"  # CTC's class 0
+
+
+class DuplicateInputsWarning(SoraWarning):
+    """``duplicates: drop`` met inputs with more than one label: it kept the first row's."""
 
 
 class UnseenLabelsWarning(SoraWarning):
@@ -57,12 +62,30 @@ def build_classification(src: Source) -> Prepared:
     modality = _modality(src.raw.tables, src.columns)
     column = src.columns.get(modality, modality)
     names, labels, raw = _labelled(src, modality, column)
-    chosen = select_rows(src.cfg, raw, src.columns, labels)
+    keys = {
+        k: input_keys(t.require(column, modality, src.name), modality, src.cfg.normalize.strip)
+        for k, t in raw.tables.items()
+    }
+    raw, keys, same, info = _repeats(src, raw, keys, labels, names)
+    chosen = select_rows(src.cfg, raw, src.columns, labels, same)
     split_labels = {k: labels[s.source][s.rows] for k, s in chosen.items()}
-    info = _unseen_labels(split_labels, names, src.name)
+    info.update(_unseen_labels(split_labels, names, src.name, chosen))
+    info["overlap"] = _overlap(src, chosen, keys)
     make = {"text": _text_splits, "image": _image_splits, "audio": _audio_splits}[modality]
     tokenizer, splits = make(src, chosen, split_labels, column)
-    return Prepared(src.cfg, "classification", modality, tokenizer, names, splits, info=info)
+    return Prepared(src.cfg, "classification", modality, tokenizer, names, _with_columns(splits, chosen), info=info)
+
+
+def _with_columns(splits: dict[str, Examples], chosen: dict[str, Selection]) -> dict[str, Examples]:
+    """Each split keeps the source's columns of single values (accent, snr, ...), row by row: metrics can
+    then be grouped by them. Inputs (audio, images) are not single values and stay out."""
+    for key, selection in chosen.items():
+        splits[key].columns = {
+            name: [values[i] for i in selection.rows]
+            for name, values in selection.table.columns.items()
+            if len(values) and np.ndim(values[0]) == 0 and not isinstance(values[0], bytes)
+        }
+    return splits
 
 
 def _modality(tables: dict[str, Table], columns: dict[str, str]) -> str:
@@ -95,18 +118,74 @@ def _labelled(src: Source, modality: str, column: str) -> tuple[list[str], dict[
     return names, labels, Raw(tables, src.raw.columns, names, src.raw.group)
 
 
-def _unseen_labels(split_labels: dict[str, np.ndarray], names: list[str], name: str) -> dict[str, Any]:
-    """Labels of validation/test examples that no training example has, said in a warning and kept in
-    ``info`` (``sora data show --json``): their examples are used, but can never be predicted right."""
+def _repeats(
+    src: Source,
+    raw: Raw,
+    keys: dict[str, list],
+    labels: dict[str, np.ndarray] | None = None,
+    names: list[str] | None = None,
+    targets: dict[str, list] | None = None,
+) -> tuple[Raw, dict[str, list], dict[str, np.ndarray], dict[str, Any]]:
+    """Identical inputs reported, then handled as ``data.duplicates`` says: the rows after ``drop`` (``labels``
+    and ``targets``, each table's, are cut to them in place), their keys, and (``group``) each table's groups
+    of identical inputs for select_rows, only where some input repeats."""
+    handling, tables = src.cfg.duplicates, raw.tables
+    where = [w for t in tables.values() for w in t.where]
+    every = [k for t in keys.values() for k in t]
+    shown = [k if isinstance(k, str) else w for k, w in zip(every, where)]  # a text, or the file an array came from
+    row_labels = [names[i] for k in tables for i in labels[k]] if labels is not None and names else None
+    report = describe_duplicates(every, where, shown, row_labels, handling)
+    if handling == "drop" and report["extra_copies"]:
+        firsts = {k: first_occurrences(v) for k, v in keys.items()}
+        tables = {k: kept(t, firsts[k]) for k, t in tables.items()}
+        keys = {k: [v[i] for i in firsts[k]] for k, v in keys.items()}
+        if labels is not None:
+            labels.update({k: v[firsts[k]] for k, v in labels.items()})
+        if targets is not None:
+            targets.update({k: [v[i] for i in firsts[k]] for k, v in targets.items()})
+        report["dropped"] = len(every) - sum(len(v) for v in keys.values())
+        if report.get("conflicting_labels"):
+            c = report["conflicts"][0]
+            warnings.warn(
+                f"{src.name}: {report['conflicting_labels']:,} input(s) have more than one label; duplicates: drop "
+                f"keeps the first row's, e.g. {c['input']!r} ({c['first']}): {', '.join(c['labels'])}",
+                DuplicateInputsWarning,
+                stacklevel=4,
+            )
+    same = {}
+    if handling == "group":
+        same = {k: ids for k, v in keys.items() if len(set(ids := group_ids(v).tolist())) < len(v)}
+        same = {k: np.asarray(v, np.int64) for k, v in same.items()}
+    return Raw(tables, raw.columns, raw.label_names, raw.group), keys, same, {"duplicates": report}
+
+
+def _overlap(src: Source, chosen: dict[str, Selection], keys: dict[str, list]) -> dict[str, Any]:
+    """How many validation and test examples also occur in training (a warning when more than a few)."""
+    split_keys = {k: [keys[s.source][i] for i in s.rows.tolist()] for k, s in chosen.items()}
+    given = any(s.source == k for k, s in chosen.items() if k != "train")
+    return split_overlap(split_keys, src.name, given, src.cfg.duplicates)
+
+
+def _unseen_labels(
+    split_labels: dict[str, np.ndarray], names: list[str], name: str, chosen: dict[str, Selection]
+) -> dict[str, Any]:
+    """Labels of validation/test examples that no training example has, each with the first row that has it,
+    said in a warning and kept in ``info`` (``sora data show --json``): their examples are used, but can never
+    be predicted right."""
     seen = set(split_labels["train"].tolist())
-    unseen = {
-        split: [names[i] for i in sorted(set(split_labels[split].tolist()) - seen)] for split in ("validation", "test")
-    }
-    unseen = {k: v for k, v in unseen.items() if v}
-    for split, labels in unseen.items():
-        shown = ", ".join(map(repr, labels[:8])) + (", ..." if len(labels) > 8 else "")
+    unseen: dict[str, list[str]] = {}
+    for split in ("validation", "test"):
+        ids = split_labels[split].tolist()
+        firsts = {i: n for n, i in reversed(list(enumerate(ids))) if i not in seen}  # label id -> its first row
+        if not firsts:
+            continue
+        unseen[split] = [names[i] for i in sorted(firsts)]
+        sel = chosen[split]
+        rows = ", ".join(f"{names[i]!r} at {sel.table.where[sel.rows[firsts[i]]]}" for i in sorted(firsts)[:8])
+        shown = ", ".join(map(repr, unseen[split][:8])) + (", ..." if len(firsts) > 8 else "")
         warnings.warn(
-            f"{name}: the {split} split has label(s) {shown} that no training example has",
+            f"{name}: the {split} split has label(s) {shown} that no training example has (first rows: {rows}); "
+            "the model cannot learn them",
             UnseenLabelsWarning,
             stacklevel=4,
         )  # the caller of prepare_data
@@ -204,7 +283,8 @@ def build_lm(src: Source) -> Prepared:
     docs = []
     for key in ("train", "validation", "test", "all"):
         if key in src.raw.tables:  # given splits are concatenated in order, then cut by fractions
-            _, texts = check_texts(src.raw.tables[key], src.columns.get("text", "text"), "text", src.name, src.errors)
+            table = src.raw.tables[key]
+            _, texts = check_texts(table, src.columns.get("text", "text"), "text", src.name, src.errors, empty_ok=True)
             docs.extend(texts)
     parts = cut_documents(docs, cfg.split.validation, cfg.split.test)
     tok = tokenizer_for(cfg, "lm", src.tokenizer, parts["train"], cfg.max_len)
@@ -240,7 +320,10 @@ def build_seq2seq(src: Source) -> Prepared:
         table, _ = check_texts(table, src_col, "source", src.name, src.errors)
         table, _ = check_texts(table, tgt_col, "target", src.name, src.errors)
         tables[key] = table
-    chosen = select_rows(cfg, Raw(tables, src.raw.columns, None, src.raw.group), src.columns, None)
+    keys = {k: input_keys(t.columns[src_col], "text", cfg.normalize.strip) for k, t in tables.items()}
+    raw, keys, same, info = _repeats(src, Raw(tables, src.raw.columns, None, src.raw.group), keys)
+    chosen = select_rows(cfg, raw, src.columns, None, same)
+    info["overlap"] = _overlap(src, chosen, keys)
     sources = {k: [str(s.table.columns[src_col][i]) for i in s.rows] for k, s in chosen.items()}
     targets = {k: [str(s.table.columns[tgt_col][i]) for i in s.rows] for k, s in chosen.items()}
     tok = tokenizer_for(cfg, "seq2seq", src.tokenizer, sources["train"] + targets["train"], cfg.max_source_len)
@@ -254,7 +337,7 @@ def build_seq2seq(src: Source) -> Prepared:
         t_ids = encode(tok, targets[k])
         tok.enable_truncation(cfg.max_source_len)  # what a saved tokenizer applies to new sources
         splits[k] = Seq2SeqPairs(s_ids, t_ids, bos, list(zip(sources[k], targets[k])))
-    return Prepared(cfg, "seq2seq", "text", tok, None, splits)
+    return Prepared(cfg, "seq2seq", "text", tok, None, splits, info=info)
 
 
 # -- CTC -----------------------------------------------------------------------------------------------
@@ -276,7 +359,10 @@ def build_ctc(src: Source) -> Prepared:
     targets: dict[str, list[np.ndarray]] = {}
     for key, table in tables.items():
         tables[key], targets[key] = _transcripts(table, text_col, index, words, src.errors)
-    chosen = select_rows(cfg, Raw(tables, src.raw.columns, None, src.raw.group), src.columns, None)
+    keys = {k: input_keys(t.require(audio_col, "audio", src.name), "audio") for k, t in tables.items()}
+    raw, keys, same, info = _repeats(src, Raw(tables, src.raw.columns, None, src.raw.group), keys, targets=targets)
+    chosen = select_rows(cfg, raw, src.columns, None, same)
+    info["overlap"] = _overlap(src, chosen, keys)
     waves = {k: _waves(s.table, audio_col, s.rows, cfg, src.name) for k, s in chosen.items()}
     stats = _mel_stats(waves["train"], cfg)
     splits = {
@@ -293,7 +379,7 @@ def build_ctc(src: Source) -> Prepared:
         )
         for k, s in chosen.items()
     }
-    return Prepared(cfg, "ctc", "audio", None, [BLANK] + list(symbols), splits)
+    return Prepared(cfg, "ctc", "audio", None, [BLANK] + list(symbols), _with_columns(splits, chosen), info=info)
 
 
 def _transcripts(

@@ -87,6 +87,15 @@ class AugmentConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
+    """Where examples come from and how they become batches.
+
+    ``duplicates`` defaults to ``group`` because a user who holds out a test split expects its examples to be
+    unseen: identical inputs (exact texts, or images and audio with the same bytes) then always land in the
+    same split, and every row is still used, so a dataset without repeats splits exactly as before.
+    ``drop`` keeps the first of each input (and reports inputs given different labels); ``keep`` splits as
+    if every row were distinct. Splits a source comes with cannot be regrouped: their overlap is reported.
+    """
+
     dataset: str | None = Field(None, description="a built-in dataset (sora data list)")
     source: str | dict[str, str] | None = Field(None, description="fsspec URL or glob, or {split: URL}")
     format: Format | None = Field(None, description="inferred from the file extension when omitted")
@@ -110,6 +119,10 @@ class DataConfig(StrictModel):
     )
     on_error: Literal["fail", "skip"] = Field(
         "fail", description="a malformed row fails, or is skipped and counted in a warning"
+    )
+    duplicates: Literal["group", "keep", "drop"] = Field(
+        "group",
+        description="identical inputs: group (all kept, always in one split), drop (keep the first), keep",
     )
     block_size: int = Field(128, gt=0, description="lm: context length of each training block")
     max_source_len: int = Field(128, gt=1, description="seq2seq: longest source, in tokens")

@@ -8,7 +8,8 @@ the same for a given (seed, epoch, batch number) whichever worker builds it.
 
 from __future__ import annotations
 
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -32,9 +33,11 @@ def pad_ids(seqs: list[np.ndarray], pad: int = 0) -> tuple[Tensor, Tensor]:
 
 
 class Examples:
-    """Base: ``lengths`` (for bucketing), ``batch(indices, rng)`` and ``example(i)`` (for show)."""
+    """Base: ``lengths`` (for bucketing), ``batch(indices, rng)``, ``example(i)`` (for show) and ``columns``:
+    the source's other columns (an accent, a noise level), one value per example, to group metrics by."""
 
     lengths: np.ndarray
+    columns: Mapping[str, list] = MappingProxyType({})
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -44,6 +47,21 @@ class Examples:
 
     def example(self, i: int) -> dict[str, Any]:
         raise NotImplementedError
+
+
+class Rows(Examples):
+    """The examples at ``rows`` of another set: one group's share of a split, batched as the split is."""
+
+    def __init__(self, examples: Examples, rows: np.ndarray):
+        self.examples, self.rows = examples, np.asarray(rows, dtype=np.int64)
+        self.lengths = examples.lengths[self.rows]
+        self.columns = {k: [v[i] for i in self.rows] for k, v in examples.columns.items()}
+
+    def batch(self, indices, rng=None):
+        return self.examples.batch(self.rows[np.asarray(indices, dtype=np.int64)], rng)
+
+    def example(self, i):
+        return self.examples.example(int(self.rows[i]))
 
 
 class TextClassification(Examples):

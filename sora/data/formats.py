@@ -18,7 +18,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sora.data.audio import decode_wav
-from sora.data.sources import basename, display_name, is_dir, list_files, open_file, read_bytes, strip_compression
+from sora.data.sources import (
+    basename,
+    display_name,
+    filesystem,
+    is_dir,
+    list_files,
+    open_file,
+    read_bytes,
+    strip_compression,
+)
 from sora.data.table import RowErrors, Table
 from sora.errors import SoraError
 
@@ -171,8 +180,35 @@ def _decodable_lines(f, name: str, errors: RowErrors) -> Iterator[tuple[str, str
         yield f"{name}:{i}", line
 
 
+class _Pieces:
+    """What ``csv.reader`` reads: the file's lines as Python's csv and pandas end them (at ``\\n``, ``\\r\\n`` or a
+    bare ``\\r``; every one counts for line numbers, as in the other readers), noting whether the last one
+    ended with a bare ``\\r`` in a file whose lines end with ``\\n`` (in an old Mac file, with no ``\\n``, a bare
+    ``\\r`` is the line end)."""
+
+    def __init__(self, f):
+        self.pieces = iter(f)
+        self.line = 1  # the line the next piece starts on
+        self.seen_lf = False
+        self.after_bare_cr = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        piece = next(self.pieces)
+        self.seen_lf = self.seen_lf or piece.endswith("\n")
+        self.after_bare_cr = self.seen_lf and piece.endswith("\r")
+        self.line += 1
+        return piece
+
+
 def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator[Row]:
-    reader = csv.reader(f, delimiter=delimiter, strict=True)
+    """Rows as ``csv.reader`` reads them. A bare ``\\r`` in an unquoted field ends a row for csv and pandas;
+    where that leaves a row with the wrong number of fields, the whole line it cut is one bad row, named by
+    its cause, so that skipping it leaves no fragment behind as a row."""
+    pieces = _Pieces(f)
+    reader = csv.reader(pieces, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -180,26 +216,53 @@ def _delimited_rows(f, name: str, errors: RowErrors, delimiter: str) -> Iterator
     except csv.Error as e:
         raise SoraError(f"{name}:1: malformed header ({e})") from None
     _check_header(header, name, f.encoding)
-    width = len(header)
+    line: list[tuple[str, dict | str]] = []  # the records of one line: (where, values or what is wrong)
+    cuts = 0  # bare carriage returns that ended a record inside this line
     while True:
-        start = reader.line_num + 1
+        where = f"{name}:{pieces.line}"
         try:
             fields = next(reader)
         except StopIteration:
-            return
+            break
         except csv.Error as e:
-            errors.bad(f"{name}:{start}", f"malformed row ({e})")
-            continue
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue  # blank line
-        problem = _undecodable("".join(fields), f.encoding)
-        if problem:
-            errors.bad(f"{name}:{start}", problem)
-            continue
-        if len(fields) != width:
-            errors.bad(f"{name}:{start}", f"expected {width} fields ({', '.join(header)}), found {len(fields)}")
-            continue
-        yield f"{name}:{start}", dict(zip(header, fields))
+            fields = f"malformed row ({e})"
+        if isinstance(fields, str) or fields and not (len(fields) == 1 and not fields[0].strip()):  # not blank
+            line.append((where, _record(fields, header, f.encoding)))
+        cuts += pieces.after_bare_cr
+        if not pieces.after_bare_cr:
+            yield from _line_records(line, cuts, errors)
+            line, cuts = [], 0
+    yield from _line_records(line, cuts, errors)
+
+
+def _record(fields: list[str] | str, header: list[str], encoding: str) -> dict | str:
+    """A row's values by column, or why it is not a row."""
+    if isinstance(fields, str):
+        return fields
+    problem = _undecodable("".join(fields), encoding)
+    if problem:
+        return problem
+    if len(fields) != len(header):
+        return f"expected {len(header)} fields ({', '.join(header)}), found {len(fields)}"
+    return dict(zip(header, fields))
+
+
+def _line_records(line: list[tuple[str, dict | str]], cuts: int, errors: RowErrors) -> Iterator[Row]:
+    """The rows of one line. A line that bare carriage returns cut into records where one is not a row had
+    the \\r inside a field: the whole line is one bad row, so that skipping it keeps no fragment as a row."""
+    problems = [p for _, p in line if isinstance(p, str)]
+    if cuts and problems:
+        errors.bad(
+            line[0][0],
+            "a bare carriage return (\\r) inside a field, which csv readers (Python's csv, pandas) take as a "
+            f"line end, cuts this line into {cuts + 1} rows ({problems[0]}); quote that field or replace the \\r",
+        )
+        return
+    for where, values in line:
+        if isinstance(values, str):
+            errors.bad(where, values)
+        else:
+            yield where, values
 
 
 def _check_header(header: list[str], name: str, encoding: str) -> None:
@@ -328,10 +391,13 @@ def _nhwc(images: np.ndarray) -> np.ndarray:
 def _folder_files(root: str, storage_options: dict | None, extensions: tuple[str, ...]) -> list[tuple[str, str]]:
     """(url, label) for every matching file; the label is the name of the file's parent folder."""
     root = root.rstrip("/")
+    fs, base = filesystem(root, storage_options)  # a relative local folder lists as absolute paths
+    base = base.rstrip("/")
     found = []
     for url in list_files(root, storage_options, dirs=True):
         if url.lower().endswith(extensions):
-            rel = url[len(root) :].lstrip("/") if url.startswith(root) else basename(url)
+            path = fs._strip_protocol(url)
+            rel = path[len(base) :].lstrip("/") if path.startswith(base) else basename(url)
             parts = rel.split("/")
             found.append((url, parts[-2] if len(parts) > 1 else ""))
     if not found:

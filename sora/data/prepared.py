@@ -11,10 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from sora.data.config import DataConfig
-from sora.data.datasets import Examples, TextClassification
+from sora.data.datasets import Examples, Rows, TextClassification
 from sora.data.encoding import encode
 from sora.data.loader import Loader, count_batches
 from sora.data.preprocess import describe_preprocessing
@@ -71,9 +72,11 @@ class Prepared(TaskData):
         bucket: bool = True,
         num_workers: int = 0,
         drop_last: bool = False,
+        rows: np.ndarray | None = None,
     ) -> Loader:
-        """Batches of ``split`` for one rank and epoch (see sora.data.loader); augmentation on train only."""
-        examples = self._split(split)
+        """Batches of ``split`` for one rank and epoch (see sora.data.loader); augmentation on train only.
+        ``rows``: only these examples of the split (one group's, for metrics by group)."""
+        examples = self._split(split) if rows is None else Rows(self._split(split), rows)
         return Loader(
             examples,
             batch_size,
@@ -91,6 +94,16 @@ class Prepared(TaskData):
 
     def num_batches(self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
         return count_batches(len(self._split(split)), batch_size, world_size, drop_last)
+
+    def column(self, split: str, name: str) -> list:
+        """One value per example of ``split`` from the source's column ``name`` (metrics are grouped by it)."""
+        columns = self._split(split).columns
+        if name not in columns:
+            have = ", ".join(sorted(columns)) or "none"
+            raise SoraError(
+                f"{self.name or 'the data'}: no column '{name}' to group by in the {split} split (has {have})"
+            )
+        return list(columns[name])
 
     def model_fields(self) -> dict[str, Any]:
         """The ModelConfig keys this data decides: input kind, vocabulary, classes, special ids, sizes."""

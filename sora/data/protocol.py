@@ -40,6 +40,11 @@ class TaskData(Protocol):
         """Batches per rank that ``loader`` gives for ``split``."""
         ...
 
+    def column(self, split: str, name: str) -> list:
+        """One value per example of ``split`` from the source's column ``name`` (an accent, a noise level),
+        for metrics by group; data that keeps no such column says so."""
+        raise SoraError(f"{self.name or 'the data'}: keeps no column '{name}' to group by")
+
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists and holds an example: a stage picks its split with this (validation
         if there is one, else train), so a missing split is an answer here, not an error."""

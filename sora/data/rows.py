@@ -20,12 +20,14 @@ def kept(table: Table, keep: list[int]) -> Table:
     return table if len(keep) == len(table) else table.take(keep)
 
 
-def check_texts(table: Table, column: str, role: str, name: str, errors: RowErrors) -> tuple[Table, list[str]]:
-    """The rows with a usable text in ``column``, and those texts."""
+def check_texts(
+    table: Table, column: str, role: str, name: str, errors: RowErrors, *, empty_ok: bool = False
+) -> tuple[Table, list[str]]:
+    """The rows with a usable text in ``column``, and those texts (``empty_ok``: keep empty ones)."""
     values = table.require(column, role, name)
     keep, texts = [], []
     for i, v in enumerate(values):
-        problem = text_problem(v, column, role)
+        problem = text_problem(v, column, role, empty_ok=empty_ok)
         if problem:
             errors.bad(table.where[i], problem)
         else:

@@ -9,12 +9,13 @@ comes with (carving missing ones from train), a split column, or computes them, 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from sora.data.builtin import Raw
 from sora.data.config import DataConfig
+from sora.data.duplicates import merge_groups
 from sora.data.table import Table
 from sora.errors import SoraError
 
@@ -135,10 +136,15 @@ def unusable_split(split: str, sizes: dict[str, int], name: str, fraction: float
 
 
 def select_rows(
-    cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
+    cfg: DataConfig,
+    raw: Raw,
+    columns: dict[str, str],
+    labels: dict[str, np.ndarray] | None,
+    same: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Selection]:
-    """Each split's rows after splitting and ``limit`` (``labels``: each table's label ids, to stratify)."""
-    chosen = _split_indices(cfg, raw, columns, labels)
+    """Each split's rows after splitting and ``limit`` (``labels``: each table's label ids, to stratify;
+    ``same``: each table's groups of identical inputs, which splits computed here keep together)."""
+    chosen = _split_indices(cfg, raw, columns, labels, same or {})
     out = {}
     for split in SPLITS:
         source, idx = chosen.get(split, ("all" if "all" in raw.tables else "train", np.zeros(0, np.int64)))
@@ -147,7 +153,7 @@ def select_rows(
 
 
 def _split_indices(
-    cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None
+    cfg: DataConfig, raw: Raw, columns: dict[str, str], labels: dict[str, np.ndarray] | None, same: dict
 ) -> dict[str, tuple[str, np.ndarray]]:
     """For each split, (table name, row indices). Given splits are used; missing ones carved from train."""
     s = cfg.split
@@ -159,34 +165,62 @@ def _split_indices(
             f"({', '.join(given)}); remove it or give a single source"
         )
     if use_given:
-        return _given_tables(cfg, raw, given, labels)
+        return _given_tables(cfg, raw, given, labels, same.get("train"))
     table = raw.tables["all"]
     if s.given:
         return {k: ("all", v) for k, v in _split_column(table, columns.get("split", "split")).items()}
     group_col = cfg.column("group") or columns.get("group") or raw.group
+    rows, same_all = np.arange(len(table)), same.get("all")
     if group_col:
-        parts = group_split(table.require(group_col, "group", "data"), s.validation, s.test, s.seed)
+        values = table.require(group_col, "group", "data")
+        if same_all is not None:  # a group column and identical inputs: both stay in one split
+            values = merge_groups(np.unique(np.asarray([str(g) for g in values]), return_inverse=True)[1], same_all)
+        parts = group_split(values, s.validation, s.test, s.seed)
     elif labels is not None and s.stratify:
-        parts = stratified_split(labels["all"], s.validation, s.test, s.seed)
+        parts = by_group(rows, same_all, lambda r: stratified_split(labels["all"][r], s.validation, s.test, s.seed))
     else:
-        parts = random_split(len(table), s.validation, s.test, s.seed)
+        parts = by_group(rows, same_all, lambda r: random_split(len(r), s.validation, s.test, s.seed))
     return {k: ("all", v) for k, v in parts.items()}
 
 
+def by_group(rows: np.ndarray, groups: np.ndarray | None, split: Callable[[np.ndarray], Splits]) -> Splits:
+    """``split`` (positions into the rows it is given) applied to the first row of each group among ``rows``;
+    every other row goes where its group's first row went. Without repeats this is ``split`` of ``rows``."""
+    if groups is None:
+        return {k: rows[v] for k, v in split(rows).items()}
+    ids = groups[rows]
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups in the order they first occur
+    heads = rows[first[order]]
+    position = np.empty(len(order), np.int64)
+    position[order] = np.arange(len(order))
+    members: list[list[int]] = [[] for _ in heads]
+    for row, p in zip(rows.tolist(), position[inverse].tolist()):
+        members[p].append(row)
+    return {k: np.asarray([r for p in v.tolist() for r in members[p]], dtype=np.int64) for k, v in split(heads).items()}
+
+
 def _given_tables(
-    cfg: DataConfig, raw: Raw, given: list[str], labels: dict[str, np.ndarray] | None
+    cfg: DataConfig, raw: Raw, given: list[str], labels: dict[str, np.ndarray] | None, same: np.ndarray | None
 ) -> dict[str, tuple[str, np.ndarray]]:
-    """The splits a source comes with; validation and test, when missing, carved from train in that order."""
+    """The splits a source comes with; validation and test, when missing, carved from train in that order
+    (``same``: groups of identical training inputs, carved whole)."""
     s = cfg.split
     out = {k: (k, np.arange(len(raw.tables[k]))) for k in given}
-    train_labels = labels.get("train") if labels else None
+    train_labels = labels.get("train") if labels and s.stratify else None
     seed = s.seed
     for missing, fraction in (("validation", s.validation), ("test", s.test)):
         if missing not in out:
-            rest, held = carve(out["train"][1], fraction, seed, train_labels if s.stratify else None)
-            out["train"], out[missing] = ("train", rest), ("train", held)
+            parts = by_group(out["train"][1], same, lambda r: _carved(r, fraction, seed, train_labels))
+            out["train"], out[missing] = ("train", parts["train"]), ("train", parts["held"])
             seed += 1
     return out
+
+
+def _carved(rows: np.ndarray, fraction: float, seed: int, labels: np.ndarray | None) -> Splits:
+    """``carve`` as positions into ``rows``, for ``by_group``."""
+    rest, held = carve(np.arange(len(rows)), fraction, seed, labels[rows] if labels is not None else None)
+    return {"train": rest, "held": held}
 
 
 def _split_column(table: Table, split_col: str) -> Splits:

@@ -135,7 +135,7 @@ class StreamingData(TaskData):
         index = {n: i for i, n in enumerate(self.labels or [])}
         for where, row in self.rows(split, errors):
             text = row.get(text_col)
-            problem = text_problem(text, text_col, "text")
+            problem = text_problem(text, text_col, "text", empty_ok=self.task == "lm")
             if problem:
                 errors.bad(where, problem)
                 continue

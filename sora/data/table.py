@@ -28,13 +28,17 @@ def missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def text_problem(value: Any, column: str, role: str) -> str | None:
-    """Why a row's ``value`` cannot be its text, or None: missing, or a list or mapping (str() would
-    quietly make "[1, 2]" a text)."""
+def text_problem(value: Any, column: str, role: str, *, empty_ok: bool = False) -> str | None:
+    """Why a row's ``value`` cannot be its text, or None: missing, a list or mapping (str() would quietly
+    make "[1, 2]" a text), or empty: blank is what a CSV writes for a missing value (pandas reads it as
+    NaN), and an example with no input teaches nothing (``empty_ok``: a language model's empty document
+    adds nothing and harms nothing)."""
     if missing(value):
         return f"missing value for '{column}' ({role})"
     if isinstance(value, _NESTED):
         return f"'{column}' ({role}) holds a {type(value).__name__}, not text"
+    if not empty_ok and not str(value).strip():
+        return f"empty text in column '{column}' ({role})"
     return None
 
 

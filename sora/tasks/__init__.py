@@ -11,11 +11,13 @@ deployment can use it without the training loop.
 
 Layout: ``base`` (the Task contract, Score), ``kinds`` (one class per task, greedy CTC), ``registry``
 (tasks by name, from a model, from data), ``evaluation`` (a model over batches), ``metrics``
-(additive statistics: confusion, edit distance, BLEU), ``device`` (batches to a device, autocast).
+(additive statistics: confusion, edit distance, BLEU), ``groups`` (metrics by a column's values),
+``device`` (batches to a device, autocast).
 """
 
 from sora.tasks.base import IGNORE, Score, Task, unwrap
-from sora.tasks.evaluation import evaluate, loss_and_metric, run_model, score, score_figures
+from sora.tasks.evaluation import evaluate, evaluation_totals, loss_and_metric, run_model, score, score_figures
+from sora.tasks.groups import describe_groups, evaluate_by, group_rows
 from sora.tasks.kinds import CTC, Classification, Features, LanguageModel, Seq2SeqTask, TokenClassification, greedy_ctc
 from sora.tasks.registry import ALIASES, TASKS, as_task, check_batch, infer_task, make_task, normalise_task, task_for
 
@@ -33,7 +35,11 @@ __all__ = [
     "TokenClassification",
     "as_task",
     "check_batch",
+    "describe_groups",
     "evaluate",
+    "evaluate_by",
+    "evaluation_totals",
+    "group_rows",
     "greedy_ctc",
     "infer_task",
     "loss_and_metric",

@@ -18,7 +18,6 @@ from sora.tasks.device import autocast, to_device
 from sora.tasks.registry import as_task
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: Iterable[dict],
@@ -36,6 +35,35 @@ def evaluate(
     evaluates its own shard; ``decode_examples`` caps the examples decoded for BLEU on this process.
     """
     task = as_task(task)
+    totals = evaluation_totals(
+        model,
+        loader,
+        task,
+        device=device,
+        precision=precision,
+        max_batches=max_batches,
+        decode_examples=decode_examples,
+        reduce=reduce,
+    )
+    if not totals:
+        raise SoraError("evaluation saw no batches (is the split empty?)")
+    return task.finish(totals)
+
+
+@torch.no_grad()
+def evaluation_totals(
+    model: nn.Module,
+    loader: Iterable[dict],
+    task: Task,
+    *,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+    max_batches: int | None = None,
+    decode_examples: int = 200,
+    reduce: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """The task's additive statistics over ``loader`` (empty when it has no batch): ``task.finish`` turns
+    them into metrics, and the totals of parts (shards, groups) add up to the whole's."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -56,9 +84,7 @@ def evaluate(
         model.train(was_training)
     if reduce is not None:
         totals = {k: reduce(v) for k, v in sorted(totals.items())}
-    if not totals:
-        raise SoraError("evaluation saw no batches (is the split empty?)")
-    return task.finish(totals)
+    return totals
 
 
 def run_model(model: nn.Module, batch: dict[str, Tensor], task: Task | str) -> Tensor:

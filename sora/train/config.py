@@ -68,6 +68,9 @@ class TrainConfig(StrictModel):
     eval_max_batches: int | None = Field(None, gt=0, description="cap validation batches (fast feedback)")
     decode_examples: int = Field(200, ge=0, description="seq2seq/ctc: validation examples decoded for BLEU/CER")
     decode_max_tokens: int = Field(96, gt=0, description="seq2seq: longest greedy decode in validation")
+    test_by: str | None = Field(
+        None, description="a data column (e.g. snr, accent): test metrics for each of its values, besides overall"
+    )
     early_stopping: EarlyStopping | None = None
     best_metric: str | None = Field(
         None, description="metric that picks the best model (default: early_stopping's, else per task)"

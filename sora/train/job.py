@@ -27,6 +27,7 @@ from torch import nn
 
 from sora.configio import validate
 from sora.data import DataConfig, prepare_data
+from sora.data.duplicates import summary as duplicates_summary
 from sora.data.protocol import TaskData
 from sora.data.splits import unusable_split
 from sora.errors import ConfigError, SoraError
@@ -34,7 +35,7 @@ from sora.models import ModelConfig, load_meta, load_model, load_tokenizer, save
 from sora.models.build import build_within_memory
 from sora.models.checks import require_fits, require_same_labels
 from sora.models.folder import TOKENIZER
-from sora.tasks import Task, evaluate, task_for
+from sora.tasks import Task, describe_groups, evaluate, evaluate_by, task_for
 from sora.train import distributed
 from sora.train.baseline import describe as describe_baseline
 from sora.train.baseline import text_baseline
@@ -186,6 +187,10 @@ def train_and_test(
 
     ``run_spec`` (recipe, data) joins the run's identity, which a resume must match (sora.train.run_folder)."""
     d = dist or distributed.Dist()
+    quality = {k: v for k, v in getattr(data, "info", {}).items() if k in ("duplicates", "overlap")}
+    if d.main:
+        for line in duplicates_summary(quality):  # repeated inputs, and held-out examples also in training
+            log(line)
     trainer = Trainer(model, data, cfg, out_dir, resume=resume, meta=meta, dist=d, run_spec=run_spec)
     result = trainer.fit(stop_after_steps=stop_after_steps)
     task = trainer.task
@@ -200,21 +205,13 @@ def train_and_test(
         "dataset": data.name,
         "parameters": sum(p.numel() for p in final.parameters()),
     }
+    if quality:
+        metrics["data"] = quality
     best_validation = result.best_validation()
     if best_validation is not None:
         metrics["validation"] = best_validation
     if data.has_split("test"):
-        loader = data.loader("test", trainer.eval_bs, rank=d.rank, world_size=d.world_size, num_workers=cfg.num_workers)
-        metrics["test"] = evaluate(
-            final,
-            loader,
-            task,
-            device=d.device,
-            precision=cfg.precision,
-            decode_examples=-(-cfg.decode_examples // d.world_size),
-            reduce=d.sum if d.enabled else None,
-        )
-        log(f"test: {_short(metrics['test'])}")
+        metrics.update(_test(final, data, task, cfg, trainer.eval_bs, d, log))
     run.model = final = final.cpu().eval()
     if d.main:
         baseline = text_baseline(data)
@@ -241,7 +238,7 @@ def train_and_test(
             "task": task.name,
             "labels": data.labels,
             "preprocessing": data.preprocessing(),  # how raw images/audio become inputs (sora.data.preprocess)
-            "metrics": {k: metrics[k] for k in ("validation", "test", "baseline") if k in metrics},
+            "metrics": {k: metrics[k] for k in ("validation", "test", "test_by", "baseline") if k in metrics},
             "provenance": provenance,
         }
         run.model_dir = save_model(final, out_dir / "model", tokenizer=data.tokenizer, meta=model_meta)
@@ -251,6 +248,27 @@ def train_and_test(
         log(f"model folder: {run.model_dir}")
     d.barrier()
     return run
+
+
+def _test(model, data, task, cfg: TrainConfig, batch_size: int, d: distributed.Dist, log) -> dict[str, Any]:
+    """The test metrics, and with ``train.test_by`` the same for each value of that data column."""
+    shard = {"rank": d.rank, "world_size": d.world_size, "num_workers": cfg.num_workers}
+    options = {
+        "device": d.device,
+        "precision": cfg.precision,
+        "decode_examples": -(-cfg.decode_examples // d.world_size),
+        "reduce": d.sum if d.enabled else None,
+    }
+    out: dict[str, Any] = {}
+    if cfg.test_by is None:
+        out["test"] = evaluate(model, data.loader("test", batch_size, **shard), task, **options)
+    else:
+        out["test"], groups = evaluate_by(model, data, "test", cfg.test_by, task, batch_size, **shard, **options)
+        out["test_by"] = {cfg.test_by: groups}
+    log(f"test: {_short(out['test'])}")
+    for line in describe_groups(cfg.test_by, groups) if cfg.test_by else []:
+        log(f"test {line}")
+    return out
 
 
 # -- evaluation of a saved model ----------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The run that owns a training folder, so two runs never mix in one ``--out``.
 
-``OUT/run.json`` holds a random run id and what defines the run: the recipe's name, its data, the
-model and the training keys that shape the trajectory. Every checkpoint's ``trainer.json`` carries
-the same id, so checkpoint rotation and ``--resume`` consider only the current run's checkpoints
-(an earlier run's are never deleted by rotation nor picked up by a resume), and a resume with a
-different recipe is refused with the first key that differs instead of continuing a different run.
+``OUT/run.json`` holds a random run id, the machine it started on (sora.train.machine), and what
+defines the run: the recipe's name, its data, the model and the training keys that shape the
+trajectory. Every checkpoint's ``trainer.json`` carries the same id, so checkpoint rotation and
+``--resume`` consider only the current run's checkpoints (an earlier run's are never deleted by
+rotation nor picked up by a resume), and a resume with a different recipe is refused with the first
+key that differs instead of continuing a different run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sora.atomic import staged_file
 from sora.errors import SoraError
 from sora.train.checkpoint import one_line
 from sora.train.config import TrainConfig
+from sora.train.machine import describe_machine
 
 RUN_FILE = "run.json"
 
@@ -56,7 +58,12 @@ def start_run(out_dir: Path, spec: dict[str, Any]) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         out_dir / RUN_FILE,
-        {"run_id": run_id, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "spec": spec},
+        {
+            "run_id": run_id,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": describe_machine(),  # where its figures are measured (scripts/results_table.py)
+            "spec": spec,
+        },
     )
     return run_id
 

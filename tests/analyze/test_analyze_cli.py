@@ -24,6 +24,7 @@ def text_model_and_data(tmp_path):
         f"name: t\nmodel: {{arch: encoder_classifier, vocab_size: 50, n_classes: 2}}\n"
         f"data:\n  source: {tmp_path / 'reviews.csv'}\n  columns: {{text: text, label: label}}\n"
         "  tokenizer: {kind: wordpiece, vocab_size: 40, min_frequency: 1}\n"
+        "  duplicates: keep\n"  # four reviews, twenty times each: grouped, they would fill one split
         "analyze: {max_batches: 2, batch_size: 4, pruning_seeds: 1, methods: [gradient, attention, pruning]}\n"
     )
     data = prepare_data(

@@ -542,7 +542,8 @@ def data_files(draw, folder: Path) -> DataFile:
         if blank_before:
             f.text.append(eol)
         if fmt == "jsonl":
-            f.add(jsonl_record(kind, label, text) + eol, bad=kind not in ("good", "extra"), label=label)
+            blank = not text.strip()  # an empty text is a bad row
+            f.add(jsonl_record(kind, label, text) + eol, bad=kind not in ("good", "extra") or blank, label=label)
             continue
         extra = ["n"] * (len(HEADERS[header]) - 2)
         fields = {
@@ -551,7 +552,7 @@ def data_files(draw, folder: Path) -> DataFile:
             "many": [label, text, "x"] + extra,
             "no_label": ["", text] + extra,
         }[kind]
-        f.add(csv_record(fields, delimiter, eol), bad=kind != "good", label=label)
+        f.add(csv_record(fields, delimiter, eol), bad=kind != "good" or not text.strip(), label=label)
     if fmt != "jsonl" and draw(st.booleans()):  # a quote left open runs to the end of the file
         f.add(f'pos{delimiter}"unterminated{eol}', bad=True)
     read = [kind for kind, *_ in rows if kind not in ("bad_json", "not_object")]  # the rows that become a table
@@ -661,7 +662,9 @@ def test_labels_unseen_in_training_are_said(sandbox, capsys, train, test):
         unseen = sorted(set(test) - set(train))
         assert info.get("unseen_labels", {}) == ({"test": unseen} if unseen else {})
         warned = re.findall(
-            r"^warning: .*the test split has label\(s\) (.*) that no training example has$", answer.stderr, re.M
+            r"^warning: .*the test split has label\(s\) (.*) that no training example has \(first rows",
+            answer.stderr,
+            re.M,
         )
         assert warned == ([", ".join(map(repr, unseen))] if unseen else []), answer.stderr
 

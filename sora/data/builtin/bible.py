@@ -47,10 +47,15 @@ def _clean(verse: str) -> str:
     return " ".join(verse.replace("¶", " ").split())
 
 
-def extract_pairs(books: list[str] | None = None, workers: int = 2) -> tuple[list[dict], int]:
-    """Aligned verse pairs (and the number of verses missing in either language)."""
+def require_modules() -> None:
+    """The SWORD modules the pairs are read from, or an error naming the Debian package to install."""
     for module, package in MODULES.items():
         require_path(SWORD / "mods.d" / f"{module}.conf", package, "bible_en_es")
+
+
+def extract_pairs(books: list[str] | None = None, workers: int = 2) -> tuple[list[dict], int]:
+    """Aligned verse pairs (and the number of verses missing in either language)."""
+    require_modules()
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:  # one language per process: half the wall time
             en, es = pool.map(_read_module, list(MODULES), [books, books])
@@ -91,4 +96,5 @@ BIBLE_EN_ES = Builtin(
     origin="Debian packages sword-text-kjv, sword-text-sparv (read with pysword)",
     fetch_into=fetch_bible,
     load=load_bible,
+    requires=require_modules,
 )

@@ -34,6 +34,8 @@ class Builtin:
     origin: str  # where the data comes from, for `sora data list`
     fetch_into: Callable[[Path], dict]  # fill an empty folder; returns facts for the manifest
     load: Callable[[Path, DataConfig, str], Raw]  # (cache folder, config, task) -> tables
+    layout: int = 1  # bumped when what fetch_into writes changes; a cache of another layout is fetched again
+    requires: Callable[[], None] | None = None  # raises naming a missing system package fetch_into needs (cheap)
 
     @property
     def folder(self) -> Path:

@@ -28,9 +28,15 @@ FASHION_LABELS = [
 ]
 
 
-def fetch_fashion_mnist(folder: Path) -> dict:
+def require_fashion_mnist() -> None:
     for name in FASHION_FILES:
-        shutil.copyfile(require_path(FASHION_DIR / name, "dataset-fashion-mnist", "fashion_mnist"), folder / name)
+        require_path(FASHION_DIR / name, "dataset-fashion-mnist", "fashion_mnist")
+
+
+def fetch_fashion_mnist(folder: Path) -> dict:
+    require_fashion_mnist()
+    for name in FASHION_FILES:
+        shutil.copyfile(FASHION_DIR / name, folder / name)
     return {"package": "dataset-fashion-mnist"}
 
 
@@ -65,6 +71,7 @@ FASHION_MNIST = Builtin(
     origin="Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, IDX files)",
     fetch_into=fetch_fashion_mnist,
     load=load_fashion_mnist,
+    requires=require_fashion_mnist,
 )
 
 DIGITS = Builtin(
