@@ -34,9 +34,25 @@ class EarlyStopping(StrictModel):
         return self.mode or metric_mode(self.metric)
 
 
+class PretrainConfig(StrictModel):
+    """Masked-language-model pretraining of a text encoder on the training split's own texts, before the task.
+
+    A small encoder trained from scratch on ten thousand labelled sentences learns its words and the task at once;
+    learning to fill in masked words first (BERT's objective, on the same texts: no other data) gives the task
+    training a body that already knows how the words go together."""
+
+    epochs: float = Field(..., gt=0, description="passes over the training texts")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up, cosine decay)")
+    warmup_steps: int = Field(100, ge=0)
+    mask: float = Field(0.15, gt=0, lt=1, description="share of real tokens chosen for prediction")
+    batch_size: int | None = Field(None, gt=0, description="default: the training batch size")
+    weight_decay: float = Field(0.01, ge=0)
+
+
 class TrainConfig(StrictModel):
     # optimizer
     optimizer: Literal["adamw", "sgd"] = "adamw"
+    pretrain: PretrainConfig | None = Field(None, description="masked-LM pretraining on the training texts first")
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.01, ge=0, description="not applied to norms, biases and embeddings")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW")
@@ -68,6 +84,10 @@ class TrainConfig(StrictModel):
     eval_max_batches: int | None = Field(None, gt=0, description="cap validation batches (fast feedback)")
     decode_examples: int = Field(200, ge=0, description="seq2seq/ctc: validation examples decoded for BLEU/CER")
     decode_max_tokens: int = Field(96, gt=0, description="seq2seq: longest greedy decode in validation")
+    test_beam: int = Field(1, ge=1, description="seq2seq: beam width of the test split's decodes (1: greedy)")
+    test_decode_examples: int | None = Field(
+        None, ge=0, description="seq2seq/ctc: test examples decoded for BLEU/CER; null: every one"
+    )
     early_stopping: EarlyStopping | None = None
     best_metric: str | None = Field(
         None, description="metric that picks the best model (default: early_stopping's, else per task)"

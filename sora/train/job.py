@@ -14,6 +14,7 @@ metrics, provenance), ``OUT/metrics.json``, ``OUT/best``, ``OUT/checkpoints/step
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import subprocess
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from sora.train.baseline import text_baseline
 from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
 from sora.train.killpoints import kill_point
+from sora.train.pretrain import pretrain_masked_lm
 from sora.train.run_folder import identity, read_run, resumed_run, write_json
 from sora.train.trainable import require_trainable
 from sora.train.trainer import Trainer, TrainResult
@@ -152,6 +154,13 @@ def train_recipe(
         if on_model is not None and d.main:
             on_model(model)
         meta = {"recipe": recipe.name}
+        if cfg.pretrain is not None and not resume:  # a resumed run's checkpoint holds the pretrained body
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            say(f"pretraining: masked tokens of the training texts, {cfg.pretrain.epochs:g} epochs ...")
+            meta["pretrain"] = pretrain_masked_lm(
+                model, data, cfg.pretrain, batch_size=cfg.batch_size, seed=cfg.seed, log=say
+            )
         run = train_and_test(
             model,
             data,
@@ -200,18 +209,21 @@ def train_and_test(
         "dataset": data.name,
         "parameters": sum(p.numel() for p in final.parameters()),
     }
+    if (meta or {}).get("pretrain"):
+        metrics["pretrain"] = meta["pretrain"]
     best_validation = result.best_validation()
     if best_validation is not None:
         metrics["validation"] = best_validation
     if data.has_split("test"):
         loader = data.loader("test", trainer.eval_bs, rank=d.rank, world_size=d.world_size, num_workers=cfg.num_workers)
+        decoded = cfg.test_decode_examples if cfg.test_decode_examples is not None else 2**31 - 1
         metrics["test"] = evaluate(
             final,
             loader,
-            task,
+            with_beam(task, cfg.test_beam),
             device=d.device,
             precision=cfg.precision,
-            decode_examples=-(-cfg.decode_examples // d.world_size),
+            decode_examples=-(-decoded // d.world_size),
             reduce=d.sum if d.enabled else None,
         )
         log(f"test: {_short(metrics['test'])}")
@@ -264,8 +276,10 @@ def evaluate_folder(
     batch_size: int = 64,
     decode_examples: int = 200,
     max_batches: int | None = None,
+    beam: int = 1,
 ) -> dict[str, Any]:
-    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer.
+    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer
+    (seq2seq: BLEU of the first ``decode_examples`` decodes, beam search when ``beam`` > 1).
 
     ``data`` is a validated DataConfig (``sora.data.read_data_config``) or a recipe's data section."""
     model = load_model(model_dir)
@@ -284,7 +298,7 @@ def evaluate_folder(
         )
     require_same_labels(model, load_meta(model_dir), data.labels, model_where=model_dir, data_where=data.name)
     require_fits(model.config, data, data.name)  # after: a label mismatch is named label by label
-    task = task_for(data, model, decode_examples=decode_examples)
+    task = with_beam(task_for(data, model, decode_examples=decode_examples), beam)
     metrics = evaluate(
         model, data.loader(split, batch_size), task, max_batches=max_batches, decode_examples=decode_examples
     )
@@ -356,3 +370,12 @@ def _git_commit() -> str | None:
 def _short(metrics: dict[str, float]) -> str:
     keys = [k for k in metrics if not k.startswith("f1_")] + [k for k in metrics if k.startswith("f1_")]
     return " ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def with_beam(task: Task, beam: int) -> Task:
+    """``task`` decoding with beam search of width ``beam`` (a copy), where the task decodes at all."""
+    if beam == 1 or not hasattr(task, "beam"):
+        return task
+    beamed = copy.copy(task)
+    beamed.beam = beam
+    return beamed
