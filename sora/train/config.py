@@ -35,18 +35,27 @@ class EarlyStopping(StrictModel):
 
 
 class PretrainConfig(StrictModel):
-    """Masked-language-model pretraining of a text encoder on the training split's own texts, before the task.
+    """Pretraining of a text encoder on the training split's own texts, before the task: no other data.
 
-    A small encoder trained from scratch on ten thousand labelled sentences learns its words and the task at once;
-    learning to fill in masked words first (BERT's objective, on the same texts: no other data) gives the task
-    training a body that already knows how the words go together."""
+    A small encoder trained from scratch on ten thousand labelled sentences learns its words and the task at
+    once. ``ppmi``: start the token embedding from word vectors of the training texts (seconds;
+    sora.train.word_vectors). ``mlm``: train the body to fill in masked tokens first (BERT's objective;
+    sora.train.pretrain), which needs many thousand steps before it beats guessing common words."""
 
-    epochs: float = Field(..., gt=0, description="passes over the training texts")
-    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up, cosine decay)")
-    warmup_steps: int = Field(100, ge=0)
-    mask: float = Field(0.15, gt=0, lt=1, description="share of real tokens chosen for prediction")
-    batch_size: int | None = Field(None, gt=0, description="default: the training batch size")
-    weight_decay: float = Field(0.01, ge=0)
+    objective: Literal["ppmi", "mlm"] = "mlm"
+    epochs: float | None = Field(None, gt=0, description="mlm: passes over the training texts")
+    lr: float = Field(1e-3, gt=0, description="mlm: peak learning rate (AdamW, linear warm-up, cosine decay)")
+    warmup_steps: int = Field(100, ge=0, description="mlm")
+    mask: float = Field(0.15, gt=0, lt=1, description="mlm: share of real tokens chosen for prediction")
+    batch_size: int | None = Field(None, gt=0, description="mlm: default the training batch size")
+    weight_decay: float = Field(0.01, ge=0, description="mlm")
+    window: int = Field(4, gt=0, description="ppmi: tokens either side that count as context")
+
+    @model_validator(mode="after")
+    def _mlm_has_epochs(self) -> PretrainConfig:
+        if self.objective == "mlm" and self.epochs is None:
+            raise ValueError("objective mlm needs epochs")
+        return self
 
 
 class TrainConfig(StrictModel):

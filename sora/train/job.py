@@ -42,10 +42,11 @@ from sora.train.baseline import text_baseline
 from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
 from sora.train.killpoints import kill_point
-from sora.train.pretrain import pretrain_masked_lm
+from sora.train.pretrain import pretrain_masked_lm, token_embedding, training_sequences
 from sora.train.run_folder import identity, read_run, resumed_run, write_json
 from sora.train.trainable import require_trainable
 from sora.train.trainer import Trainer, TrainResult
+from sora.train.word_vectors import init_token_embedding
 
 TOKENIZER_HANDOFF = ".tokenizer.json"  # rank 0 trains the tokenizer; the other ranks read it from here
 
@@ -155,12 +156,7 @@ def train_recipe(
             on_model(model)
         meta = {"recipe": recipe.name}
         if cfg.pretrain is not None and not resume:  # a resumed run's checkpoint holds the pretrained body
-            if cfg.threads:
-                torch.set_num_threads(cfg.threads)
-            say(f"pretraining: masked tokens of the training texts, {cfg.pretrain.epochs:g} epochs ...")
-            meta["pretrain"] = pretrain_masked_lm(
-                model, data, cfg.pretrain, batch_size=cfg.batch_size, seed=cfg.seed, log=say
-            )
+            meta["pretrain"] = pretrain(model, data, cfg, say)
         run = train_and_test(
             model,
             data,
@@ -176,6 +172,18 @@ def train_recipe(
         return run
     finally:
         d.close()
+
+
+def pretrain(model: nn.Module, data: TaskData, cfg: TrainConfig, say: Callable[[str], None]) -> dict:
+    """``train.pretrain`` on the training split's texts: word vectors (ppmi) or masked-LM training (mlm)."""
+    pre = cfg.pretrain
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if pre.objective == "ppmi":
+        say(f"pretraining: word vectors of the training texts (PPMI, window {pre.window}) ...")
+        return init_token_embedding(token_embedding(model), training_sequences(data), pre.window)
+    say(f"pretraining: masked tokens of the training texts, {pre.epochs:g} epochs ...")
+    return pretrain_masked_lm(model, data, pre, batch_size=cfg.batch_size, seed=cfg.seed, log=say)
 
 
 def train_and_test(

@@ -53,7 +53,7 @@ def pretrain_masked_lm(
     model: nn.Module, data, cfg: PretrainConfig, *, batch_size: int, seed: int, log: Callable[[str], None]
 ) -> dict:
     """Train ``model``'s body to restore masked training texts for ``cfg.epochs``; its figures for metrics.json."""
-    embedding = _token_embedding(model)
+    embedding = token_embedding(model)
     tokenizer = data.tokenizer
     special = torch.tensor([i for i in (special_id(tokenizer, s) for s in SPECIALS) if i is not None])
     unk_id = special_id(tokenizer, UNK)
@@ -92,14 +92,24 @@ def pretrain_masked_lm(
     return {"steps": step, "loss": window.loss, "masked_accuracy": window.accuracy, "seconds": round(seconds, 1)}
 
 
-def _token_embedding(model: nn.Module) -> Tensor:
+def token_embedding(model: nn.Module) -> nn.Parameter:
+    """The token embedding matrix (V, d) of a text encoder; anything else cannot be pretrained on texts."""
     tokens = getattr(getattr(model, "embed", None), "tokens", None)
     if tokens is None or not hasattr(model, "run_stack"):
         raise ConfigError(
-            "train.pretrain: masked-LM pretraining needs a text encoder (an encoder_classifier or "
+            "train.pretrain: pretraining on the training texts needs a text encoder (an encoder_classifier or "
             "token_classifier with input: text)"
         )
     return tokens.weight
+
+
+def training_sequences(data) -> list:
+    """The token ids of every training text (what the word vectors count)."""
+    train = data.splits.get("train")
+    ids = getattr(train, "ids", None)
+    if ids is None:
+        raise ConfigError("train.pretrain: the training split holds no token ids to count")
+    return list(ids)
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:

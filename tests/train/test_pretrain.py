@@ -4,6 +4,7 @@ recipe whose metrics record it."""
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,6 +15,7 @@ from sora.pipeline import run_recipe
 from sora.recipe import load_recipe
 from sora.train.config import PretrainConfig
 from sora.train.pretrain import mask_tokens, pretrain_masked_lm
+from sora.train.word_vectors import init_token_embedding, ppmi_vectors
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the teacher", "our neighbour"]
 ACTIONS = ["sat on the mat", "ran to the park", "ate the red apple", "read a long book", "sang a sad song"]
@@ -93,5 +95,34 @@ def test_pretraining_needs_a_text_encoder():
             }
         )
     )
-    with pytest.raises(ConfigError, match="train.pretrain: masked-LM pretraining needs a text encoder"):
+    with pytest.raises(ConfigError, match="train.pretrain: pretraining on the training texts needs a text encoder"):
         pretrain_masked_lm(vit, None, PretrainConfig(epochs=1), batch_size=4, seed=0, log=print)
+
+
+def test_word_vectors_put_tokens_used_alike_close_together():
+    """Tokens 5 and 6 follow the same words and precede the same words; 7 lives elsewhere."""
+    rng = np.random.default_rng(0)
+    sequences = []
+    for _ in range(300):
+        left, right = rng.integers(10, 20), rng.integers(20, 30)
+        sequences.append(np.array([left, rng.choice([5, 6]), right]))
+        sequences.append(np.array([rng.integers(30, 40), 7, rng.integers(40, 50)]))
+    vectors = ppmi_vectors(sequences, vocab_size=50, dim=8)
+
+    def cosine(a, b):
+        return vectors[a] @ vectors[b] / (np.linalg.norm(vectors[a]) * np.linalg.norm(vectors[b]))
+
+    assert cosine(5, 6) > 0.9 and abs(cosine(5, 7)) < 0.2
+    assert not vectors[:5].any()  # tokens the texts never use keep no vector
+
+
+def test_a_ppmi_start_keeps_the_embedding_scale_and_unused_rows(tmp_path):
+    embedding = torch.nn.Parameter(torch.randn(50, 8) * 0.02)
+    before = embedding.detach().clone()
+    sequences = [np.array([10 + i % 7, 20 + i % 5, 30 + i % 3]) for i in range(200)]
+    figures = init_token_embedding(embedding, sequences)
+    used = sorted({int(t) for s in sequences for t in s})
+    assert figures["tokens"] == len(used)
+    assert torch.equal(embedding[:10], before[:10])  # never used: untouched
+    norms = embedding.detach()[used].norm(dim=1).mean() / before.norm(dim=1).mean()
+    assert 0.99 < norms.item() < 1.01
