@@ -53,9 +53,14 @@ def eval_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     overrides: list[str] = typer.Option([], "--set", help="override a data key: --set limit=500"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    beam: int = typer.Option(1, "--beam", min=1, help="seq2seq: beam width of the decodes BLEU reads (1: greedy)"),
+    decode_examples: int = typer.Option(200, "--decode-examples", min=0, help="seq2seq/ctc: examples decoded"),
 ) -> None:
     """Evaluate a saved model on a split of a dataset, with the model's own tokenizer."""
-    result = evaluate_folder(model_dir, read_data_config(data, overrides), split=split, batch_size=batch_size)
+    config = read_data_config(data, overrides)
+    result = evaluate_folder(
+        model_dir, config, split=split, batch_size=batch_size, beam=beam, decode_examples=decode_examples
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

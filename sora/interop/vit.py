@@ -119,6 +119,8 @@ class VitFamily(Family):
             problems.append(f"{self.name} always has a CLS token; this model has none (pooling: {config.pooling})")
         if config.pooler:
             problems.append(f"{self.name}'s image classifier has no pooler; this model has one")
+        if config.image is not None and config.image.stem != "patch":
+            problems.append(f"{self.name} embeds each patch on its own; this model has a {config.image.stem} stem")
         return problems
 
     def export_checkpoint(

@@ -53,11 +53,16 @@ class ImageInput(StrictModel):
     size: int = Field(28, gt=0, description="images are size x size pixels")
     channels: int = Field(1, gt=0)
     patch: int = Field(4, gt=0, description="patch side in pixels; tokens = (size/patch)^2")
+    stem: Literal["patch", "conv"] = Field(
+        "patch", description="patch: one projection per patch (ViT); conv: overlapping stride-2 convolutions"
+    )
 
     @model_validator(mode="after")
     def _patch_divides(self) -> ImageInput:
         if self.size % self.patch:
             raise ValueError(f"patch {self.patch} does not divide image size {self.size}")
+        if self.stem == "conv" and (self.patch < 2 or self.patch & (self.patch - 1)):
+            raise ValueError(f"stem conv needs a patch that is a power of two, at least 2, got {self.patch}")
         return self
 
 

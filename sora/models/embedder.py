@@ -29,7 +29,9 @@ class Embedder(nn.Module):
             self.tokens = TokenEmbedding(config.vocab_size, d)
         elif config.input == "image":
             im = config.image
-            self.patches = ImagePatchEmbedding(im.size, im.patch, im.channels, d, cls=config.pooling == "cls")
+            self.patches = ImagePatchEmbedding(
+                im.size, im.patch, im.channels, d, cls=config.pooling == "cls", stem=im.stem
+            )
         else:
             au = config.audio
             cls = config.arch == "encoder_classifier" and config.pooling == "cls"

@@ -12,15 +12,23 @@ from sora.particles.hookpoint import HookPoint
 
 
 class ImagePatchEmbedding(nn.Module):
+    """``stem="patch"``: each P x P patch projected on its own (ViT). ``stem="conv"``: log2(P) overlapping 3x3
+    convolutions of stride 2, so that a token also sees the pixels around its patch (Xiao et al. 2021, "Early
+    convolutions help transformers see better"): the same tokens, and a ViT trained from scratch on a small
+    set learns faster. Either way the tokens are the (size / P)^2 patches, row by row."""
+
     kind = "patch_embedding"
 
-    def __init__(self, image_size: int, patch: int, channels: int, d_model: int, cls: bool = True):
+    def __init__(self, image_size: int, patch: int, channels: int, d_model: int, cls: bool = True, stem: str = "patch"):
         super().__init__()
         if image_size % patch:
             raise ValueError(f"image size {image_size} is not a multiple of patch {patch}")
-        self.patch = patch
+        self.patch, self.stem = patch, stem
         self.n_patches = (image_size // patch) ** 2
-        self.proj = nn.Conv2d(channels, d_model, kernel_size=patch, stride=patch)
+        if stem == "conv":
+            self.proj = conv_stem(channels, d_model, patch)
+        else:
+            self.proj = nn.Conv2d(channels, d_model, kernel_size=patch, stride=patch)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if cls else None
         self.hook_out = HookPoint()  # (B, T, d) T = N patches, plus one when a CLS vector leads
 
@@ -33,6 +41,22 @@ class ImagePatchEmbedding(nn.Module):
     @property
     def n_tokens(self) -> int:
         return self.n_patches + (self.cls is not None)
+
+
+def conv_stem(channels: int, d_model: int, patch: int) -> nn.Sequential:
+    """Stride-2 3x3 convolutions, log2(patch) of them, widening to ``d_model`` (GELU between them)."""
+    if patch < 2 or patch & (patch - 1):
+        raise ValueError(f"a conv stem needs a patch that is a power of two, at least 2, got {patch}")
+    n = patch.bit_length() - 1
+    layers: list[nn.Module] = []
+    width = channels
+    for i in range(n):
+        out = d_model if i == n - 1 else max(d_model >> (n - 1 - i), 16)
+        layers.append(nn.Conv2d(width, out, kernel_size=3, stride=2, padding=1))
+        if i < n - 1:
+            layers.append(nn.GELU())
+        width = out
+    return nn.Sequential(*layers)
 
 
 class AudioPatchEmbedding(nn.Module):

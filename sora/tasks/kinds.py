@@ -122,14 +122,15 @@ class LanguageModel(Task):
 
 
 class Seq2SeqTask(Task):
-    """Teacher-forced loss, and BLEU (sacrebleu) of greedy decodes of the first validation examples."""
+    """Teacher-forced loss, and BLEU (sacrebleu) of decodes of the first validation examples (greedy; the test
+    split's decodes may use beam search: ``train.test_beam``)."""
 
     name, metric = "seq2seq", "token_accuracy"
     required = ("src", "tgt_in", "tgt_out")
 
-    def __init__(self, tokenizer=None, max_new_tokens: int = 96, decode: bool = True):
+    def __init__(self, tokenizer=None, max_new_tokens: int = 96, decode: bool = True, beam: int = 1):
         self.tokenizer = tokenizer
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.beam = max_new_tokens, beam
         self.monitor = "bleu" if decode else "loss"
 
     def forward(self, model, batch):
@@ -169,11 +170,13 @@ class Seq2SeqTask(Task):
         return token_score(self.forward(model, batch) if logits is None else logits, batch["tgt_out"])
 
     def decode(self, model: nn.Module, batch: dict, n: int) -> tuple[list[list[int]], list[list[int]]]:
-        """Greedy decodes of the batch's first ``n`` sources, and their references (ids, no end token)."""
+        """Decodes (greedy, or beam search with ``beam`` > 1) of the batch's first ``n`` sources, and their
+        references (ids, no end token)."""
         src_valid = batch.get("src_valid")
         inner = unwrap(model)
         longest = min(self.max_new_tokens, inner.config.max_len - 1)  # positions the decoder has
-        hyps = inner.generate(batch["src"][:n], longest, src_valid=src_valid[:n] if src_valid is not None else None)
+        valid = src_valid[:n] if src_valid is not None else None
+        hyps = inner.generate(batch["src"][:n], longest, src_valid=valid, beam=self.beam)
         eos = inner.config.eos_id
         refs = [[t for t in row.tolist() if t != IGNORE and t != eos] for row in batch["tgt_out"][:n]]
         return hyps, refs

@@ -34,9 +34,34 @@ class EarlyStopping(StrictModel):
         return self.mode or metric_mode(self.metric)
 
 
+class PretrainConfig(StrictModel):
+    """Pretraining of a text encoder on the training split's own texts, before the task: no other data.
+
+    A small encoder trained from scratch on ten thousand labelled sentences learns its words and the task at
+    once. ``ppmi``: start the token embedding from word vectors of the training texts (seconds;
+    sora.train.word_vectors). ``mlm``: train the body to fill in masked tokens first (BERT's objective;
+    sora.train.pretrain), which needs many thousand steps before it beats guessing common words."""
+
+    objective: Literal["ppmi", "mlm"] = "mlm"
+    epochs: float | None = Field(None, gt=0, description="mlm: passes over the training texts")
+    lr: float = Field(1e-3, gt=0, description="mlm: peak learning rate (AdamW, linear warm-up, cosine decay)")
+    warmup_steps: int = Field(100, ge=0, description="mlm")
+    mask: float = Field(0.15, gt=0, lt=1, description="mlm: share of real tokens chosen for prediction")
+    batch_size: int | None = Field(None, gt=0, description="mlm: default the training batch size")
+    weight_decay: float = Field(0.01, ge=0, description="mlm")
+    window: int = Field(4, gt=0, description="ppmi: tokens either side that count as context")
+
+    @model_validator(mode="after")
+    def _mlm_has_epochs(self) -> PretrainConfig:
+        if self.objective == "mlm" and self.epochs is None:
+            raise ValueError("objective mlm needs epochs")
+        return self
+
+
 class TrainConfig(StrictModel):
     # optimizer
     optimizer: Literal["adamw", "sgd"] = "adamw"
+    pretrain: PretrainConfig | None = Field(None, description="masked-LM pretraining on the training texts first")
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.01, ge=0, description="not applied to norms, biases and embeddings")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW")
@@ -70,6 +95,10 @@ class TrainConfig(StrictModel):
     decode_max_tokens: int = Field(96, gt=0, description="seq2seq: longest greedy decode in validation")
     test_by: str | None = Field(
         None, description="a data column (e.g. snr, accent): test metrics for each of its values, besides overall"
+    )
+    test_beam: int = Field(1, ge=1, description="seq2seq: beam width of the test split's decodes (1: greedy)")
+    test_decode_examples: int | None = Field(
+        None, ge=0, description="seq2seq/ctc: test examples decoded for BLEU/CER; null: every one"
     )
     early_stopping: EarlyStopping | None = None
     best_metric: str | None = Field(

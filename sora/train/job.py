@@ -14,6 +14,7 @@ metrics, provenance), ``OUT/metrics.json``, ``OUT/best``, ``OUT/checkpoints/step
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import subprocess
 from dataclasses import dataclass, field
@@ -42,9 +43,11 @@ from sora.train.baseline import text_baseline
 from sora.train.checkpoint import latest_checkpoint
 from sora.train.config import TrainConfig
 from sora.train.killpoints import kill_point
+from sora.train.pretrain import pretrain_masked_lm, token_embedding, training_sequences
 from sora.train.run_folder import identity, read_run, resumed_run, write_json
 from sora.train.trainable import require_trainable
 from sora.train.trainer import Trainer, TrainResult
+from sora.train.word_vectors import init_token_embedding
 
 TOKENIZER_HANDOFF = ".tokenizer.json"  # rank 0 trains the tokenizer; the other ranks read it from here
 
@@ -153,6 +156,8 @@ def train_recipe(
         if on_model is not None and d.main:
             on_model(model)
         meta = {"recipe": recipe.name}
+        if cfg.pretrain is not None and not resume:  # a resumed run's checkpoint holds the pretrained body
+            meta["pretrain"] = pretrain(model, data, cfg, say)
         run = train_and_test(
             model,
             data,
@@ -168,6 +173,18 @@ def train_recipe(
         return run
     finally:
         d.close()
+
+
+def pretrain(model: nn.Module, data: TaskData, cfg: TrainConfig, say: Callable[[str], None]) -> dict:
+    """``train.pretrain`` on the training split's texts: word vectors (ppmi) or masked-LM training (mlm)."""
+    pre = cfg.pretrain
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if pre.objective == "ppmi":
+        say(f"pretraining: word vectors of the training texts (PPMI, window {pre.window}) ...")
+        return init_token_embedding(token_embedding(model), training_sequences(data), pre.window)
+    say(f"pretraining: masked tokens of the training texts, {pre.epochs:g} epochs ...")
+    return pretrain_masked_lm(model, data, pre, batch_size=cfg.batch_size, seed=cfg.seed, log=say)
 
 
 def train_and_test(
@@ -207,11 +224,13 @@ def train_and_test(
     }
     if quality:
         metrics["data"] = quality
+    if (meta or {}).get("pretrain"):
+        metrics["pretrain"] = meta["pretrain"]
     best_validation = result.best_validation()
     if best_validation is not None:
         metrics["validation"] = best_validation
     if data.has_split("test"):
-        metrics.update(_test(final, data, task, cfg, trainer.eval_bs, d, log))
+        metrics.update(_test(final, data, with_beam(task, cfg.test_beam), cfg, trainer.eval_bs, d, log))
     run.model = final = final.cpu().eval()
     if d.main:
         baseline = text_baseline(data)
@@ -253,10 +272,11 @@ def train_and_test(
 def _test(model, data, task, cfg: TrainConfig, batch_size: int, d: distributed.Dist, log) -> dict[str, Any]:
     """The test metrics, and with ``train.test_by`` the same for each value of that data column."""
     shard = {"rank": d.rank, "world_size": d.world_size, "num_workers": cfg.num_workers}
+    decoded = cfg.test_decode_examples if cfg.test_decode_examples is not None else 2**31 - 1  # null: all
     options = {
         "device": d.device,
         "precision": cfg.precision,
-        "decode_examples": -(-cfg.decode_examples // d.world_size),
+        "decode_examples": -(-decoded // d.world_size),
         "reduce": d.sum if d.enabled else None,
     }
     out: dict[str, Any] = {}
@@ -282,8 +302,10 @@ def evaluate_folder(
     batch_size: int = 64,
     decode_examples: int = 200,
     max_batches: int | None = None,
+    beam: int = 1,
 ) -> dict[str, Any]:
-    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer.
+    """Metrics of a saved model folder on a split of a dataset, tokenized with the folder's tokenizer
+    (seq2seq: BLEU of the first ``decode_examples`` decodes, beam search when ``beam`` > 1).
 
     ``data`` is a validated DataConfig (``sora.data.read_data_config``) or a recipe's data section."""
     model = load_model(model_dir)
@@ -302,7 +324,7 @@ def evaluate_folder(
         )
     require_same_labels(model, load_meta(model_dir), data.labels, model_where=model_dir, data_where=data.name)
     require_fits(model.config, data, data.name)  # after: a label mismatch is named label by label
-    task = task_for(data, model, decode_examples=decode_examples)
+    task = with_beam(task_for(data, model, decode_examples=decode_examples), beam)
     metrics = evaluate(
         model, data.loader(split, batch_size), task, max_batches=max_batches, decode_examples=decode_examples
     )
@@ -374,3 +396,12 @@ def _git_commit() -> str | None:
 def _short(metrics: dict[str, float]) -> str:
     keys = [k for k in metrics if not k.startswith("f1_")] + [k for k in metrics if k.startswith("f1_")]
     return " ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def with_beam(task: Task, beam: int) -> Task:
+    """``task`` decoding with beam search of width ``beam`` (a copy), where the task decodes at all."""
+    if beam == 1 or not hasattr(task, "beam"):
+        return task
+    beamed = copy.copy(task)
+    beamed.beam = beam
+    return beamed

@@ -54,7 +54,7 @@ def image_classifier(root: Path) -> Path:
     pixels = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
     np.savez(root / "images.npz", image=pixels, label=np.arange(40) % 3)
     data = prepare_data({"source": str(root / "images.npz"), "split": SPLIT})
-    image = {"size": 8, "channels": 1, "patch": 4}
+    image = {"size": 8, "channels": 1, "patch": 4, "stem": "conv"}  # tiny_folders' ViT has the plain patch stem
     return save_with_data(
         root / "vision", data, build(data, "encoder_classifier", input="image", image=image, norm_position="post")
     )

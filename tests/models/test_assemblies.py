@@ -30,6 +30,22 @@ def test_output_shapes(config, inputs, expected):
     assert build_model(config).eval()(inputs).shape == expected
 
 
+def test_a_conv_stem_gives_the_same_tokens_each_seeing_past_its_patch():
+    """Pixel (0, 3) lies in the first 4x4 patch: a plain patch stem's second patch token ignores it; the conv
+    stem's (its 3x3 convolutions overlap into the patch before) does not."""
+    image = torch.randn(1, 1, 28, 28)
+    nudged = image.clone()
+    nudged[0, 0, 0, 3] += 1.0
+    tokens = {}
+    for stem in ("patch", "conv"):
+        embed = build_model(tiny("encoder_classifier", input="image", image={"size": 28, "patch": 4, "stem": stem}))
+        patches = embed.embed.patches
+        before, after = patches(image), patches(nudged)  # (1, 1 + 49, d): CLS first
+        assert before.shape == (1, 50, embed.config.d_model)
+        tokens[stem] = (after - before)[0, 2].abs().max().item()  # the second patch's token
+    assert tokens["patch"] == 0 and tokens["conv"] > 0
+
+
 def test_seq2seq_shapes():
     model = build_model(tiny("seq2seq")).eval()
     src, tgt = torch.randint(3, 50, (2, 7)), torch.randint(3, 50, (2, 5))
