@@ -159,3 +159,14 @@ def fit_classifier(model, data, epochs: int, lr: float = 3e-3):
             opt.step()
             opt.zero_grad()
     return model.eval()
+
+
+# A recipe's model section for tiny character-level classifier runs (pipeline, report and --out tests).
+TINY_RECIPE_MODEL = {
+    "arch": "encoder_classifier",
+    "d_model": 16,
+    "vocab_size": 100,
+    "max_len": 32,
+    "n_classes": 2,
+    "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
+}

@@ -17,7 +17,7 @@ import yaml
 from safetensors.torch import load_file
 
 from sora.stages import STAGES_FILE
-from tests.helpers import run_cli, snapshot, write_reviews
+from tests.helpers import TINY_RECIPE_MODEL, run_cli, snapshot, write_reviews
 
 WORDS = {"pos": "good great fine".split(), "neg": "bad awful dull".split()}
 STAGES = ("train", "analyze", "compress", "export")
@@ -31,14 +31,7 @@ def tiny_recipe(root: Path, **changes) -> dict:
         "max_len": 32,
         "split": {"validation": 0.2, "test": 0.2, "seed": 0},
     }
-    model = {
-        "arch": "encoder_classifier",
-        "d_model": 16,
-        "vocab_size": 100,
-        "max_len": 32,
-        "n_classes": 2,
-        "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
-    }
+    model = dict(TINY_RECIPE_MODEL)
     recipe = {
         "name": "tiny-stages",
         "data": data,

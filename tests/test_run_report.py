@@ -23,7 +23,7 @@ from sora.run_report import DATA_YAML, REPORT_HTML, write_run_report
 from sora.run_report.curves import training_curves
 from sora.run_report.read import read_run_folder
 from sora.train.machine import describe_machine
-from tests.helpers import run_cli, write_reviews
+from tests.helpers import TINY_RECIPE_MODEL, run_cli, write_reviews
 
 WORDS = {"pos": "good great fine".split(), "neg": "bad awful dull".split()}
 STAGES = {
@@ -44,14 +44,7 @@ def tiny_recipe(root: Path, name: str, stages: dict) -> Path:
             "max_len": 32,
             "split": {"validation": 0.2, "test": 0.2, "seed": 0},
         },
-        "model": {
-            "arch": "encoder_classifier",
-            "d_model": 16,
-            "vocab_size": 100,
-            "max_len": 32,
-            "n_classes": 2,
-            "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
-        },
+        "model": dict(TINY_RECIPE_MODEL),
         "train": {"max_steps": 4, "batch_size": 8, "quiet": True, "log_every": 1, "validate_every_steps": 2},
         **stages,
     }

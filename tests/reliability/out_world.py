@@ -17,7 +17,7 @@ import yaml
 
 from sora.configio import load
 from sora.data import DataConfig, prepare_data
-from tests.helpers import run_cli, save_tiny, write_reviews
+from tests.helpers import TINY_RECIPE_MODEL, run_cli, save_tiny, write_reviews
 
 WORDS = {"pos": "good great fine".split(), "neg": "bad awful dull".split()}
 
@@ -94,14 +94,7 @@ def build_world(root: Path) -> World:
             }
         )
     )
-    model = {
-        "arch": "encoder_classifier",
-        "d_model": 16,
-        "vocab_size": 100,
-        "max_len": 32,
-        "n_classes": 2,
-        "encoder": {"n_layers": 1, "n_heads": 2, "d_ff": 16},
-    }
+    model = dict(TINY_RECIPE_MODEL)
     (root / "recipe.yaml").write_text(
         yaml.safe_dump(
             {"name": "tiny", "data": data, "model": model, "train": {"max_steps": 2, "batch_size": 8, "quiet": True}}
