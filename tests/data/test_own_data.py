@@ -88,6 +88,7 @@ def test_group_joins_a_group_column(tmp_path):
     assert not texts["train"] & texts["test"] and not texts["train"] & texts["validation"]
 
 
+@pytest.mark.filterwarnings("ignore:.*validation examples")  # warned too; the test split's line is the one asserted
 def test_keep_warns_of_the_overlap(tmp_path):
     with pytest.warns(SplitOverlapWarning, match=r"of 20 test examples .* also occur in training"):
         data = prepare_data({"source": str(questions(tmp_path / "q.csv")), "tokenizer": CHAR, "duplicates": "keep"})
