@@ -107,7 +107,7 @@ def _train_or_recover(recipe: Recipe, out_dir: Path, console: Console, book: Sta
     if continuing and not resume:
         _say(console, "train: continuing the interrupted training from its newest checkpoint (settings unchanged)")
     elif book.changed("train"):
-        _say(console, "train: settings changed since it was done; training anew")
+        _say(console, "train: settings or data files changed since it was done; training anew")
     book.begin("train")
     run = train_stage(recipe, out_dir, console, show=show, resume=continuing)
     if run.main and run.model_dir is not None:

@@ -60,6 +60,7 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
         "train": {
             **model_part,
             "data": sections["data"],
+            "data_files": data_files(sections["data"]),
             "train": {k: v for k, v in (sections["train"] or {}).items() if k not in REPORTING_KEYS},
         },
     }
@@ -68,6 +69,35 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
         own = reads.get(stage) or {stage: sections[stage]}
         prints[stage] = _digest({"reads": own, "upstream": {s: prints[s] for s in sources}})
     return prints
+
+
+def data_files(data: dict | None) -> list[tuple[str, int, int]]:
+    """(path, size, modification time) of every local file the data section reads, so that a rerun after the
+    user edited their CSV trains anew. A built-in dataset is named by the section alone (its cache changes only
+    with Sora's layout for it); a remote source (s3://, http://) by its URL: stating it would need the network."""
+    source = (data or {}).get("source")
+    urls = list(source.values()) if isinstance(source, dict) else [source] if source else []
+    found = []
+    for url in urls:
+        path = str(url).removeprefix("file://")
+        if "://" in path:
+            continue
+        for file in _files(Path(path)):
+            stat = file.stat()
+            found.append((str(file), stat.st_size, stat.st_mtime_ns))
+    return sorted(found)
+
+
+def _files(path: Path) -> list[Path]:
+    """The files at ``path``: the file, every file under a folder, or the matches of a glob."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    if any(ch in str(path) for ch in "*?["):
+        anchor = Path(path.anchor or ".")
+        return [p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file()]
+    return []
 
 
 def _digest(value: Any) -> str:

@@ -127,6 +127,22 @@ def test_changed_compress_settings_redo_compress_and_export_only(world, tmp_path
     assert sorted(prints) == sorted(STAGES)
 
 
+def test_an_edited_data_file_trains_anew(world, tmp_path, capsys):
+    out = copy_run(world, tmp_path)
+    data = tmp_path / "reviews.csv"
+    shutil.copy(world / "reviews.csv", data)
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_recipe(tmp_path))
+    first = run_cli(capsys, "run", recipe, "--out", out)  # another data path: trains anew once
+    assert first.code == 0, first.stderr[-2000:]
+    again = run_cli(capsys, "run", recipe, "--out", out)
+    assert all(skipped(again, stage) for stage in STAGES), said(again)
+    with data.open("a") as f:
+        f.write("a good good film,pos\n")
+    edited = run_cli(capsys, "run", recipe, "--out", out)
+    assert edited.code == 0, edited.stderr[-2000:]
+    assert "train: settings or data files changed since it was done; training anew" in said(edited)
+
+
 def test_stages_a_killed_run_had_not_recorded_are_run_and_training_is_not(world, tmp_path, capsys):
     out = copy_run(world, tmp_path)
     record = json.loads((out / STAGES_FILE).read_text())
