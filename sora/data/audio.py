@@ -108,3 +108,27 @@ def time_shift(wave_: np.ndarray, max_samples: int, rng: np.random.Generator) ->
     else:
         out[:k] = wave_[-k:]
     return out
+
+
+def change_speed(wave_: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``factor`` times faster (tempo and pitch together, like a tape): a talker with a shorter or longer
+    vocal tract, speaking faster or slower. Linear interpolation, which is enough below 8 kHz."""
+    n = max(2, int(round(len(wave_) / factor)))
+    return np.interp(np.linspace(0, len(wave_) - 1, n), np.arange(len(wave_)), wave_).astype(np.float32)
+
+
+def mask_bands(mels: torch.Tensor, frames: torch.Tensor, widths: tuple[int, int], count: int, rng) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019): ``count`` random runs of up to ``widths[0]`` mel bands and as many of up to
+    ``widths[1]`` frames set to 0 (the normalised mean), so no single band or moment decides the answer.
+    ``mels`` (B, n_mels, F) normalised; ``frames`` (B,) real frames of each clip."""
+    out = mels.clone()
+    M = mels.shape[1]
+    for b in range(mels.shape[0]):
+        for _ in range(count):
+            w = int(rng.integers(0, widths[0] + 1))
+            f0 = int(rng.integers(0, max(1, M - w + 1)))
+            out[b, f0 : f0 + w, :] = 0.0
+            t = int(rng.integers(0, min(widths[1], int(frames[b]) // 5) + 1))  # at most a fifth of the clip
+            t0 = int(rng.integers(0, max(1, int(frames[b]) - t + 1)))
+            out[b, :, t0 : t0 + t] = 0.0
+    return out

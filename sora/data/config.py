@@ -78,11 +78,21 @@ class AugmentConfig(StrictModel):
         None, description="audio: add white noise at an SNR (dB) drawn from [low, high]"
     )
     time_shift: float = Field(0.0, ge=0, description="audio: random shift, up to this many seconds either way")
+    speed: tuple[float, float] | None = Field(
+        None, description="audio: play at a speed drawn from [low, high] (tempo and pitch), e.g. [0.9, 1.1]"
+    )
+    spec_mask: tuple[int, int] | None = Field(
+        None, description="audio: SpecAugment, two masks of up to [mel bands, frames] each (e.g. [8, 10])"
+    )
 
     @model_validator(mode="after")
     def _snr_range(self) -> AugmentConfig:
         if self.noise_snr is not None and self.noise_snr[0] > self.noise_snr[1]:
             raise ValueError(f"noise_snr: low {self.noise_snr[0]} is above high {self.noise_snr[1]}")
+        if self.speed is not None and not 0 < self.speed[0] <= self.speed[1]:
+            raise ValueError(f"speed: expected 0 < low <= high, got {list(self.speed)}")
+        if self.spec_mask is not None and min(self.spec_mask) < 0:
+            raise ValueError(f"spec_mask: widths must be >= 0, got {list(self.spec_mask)}")
         return self
 
 

@@ -19,6 +19,7 @@ from sora.data import audio as au
 from sora.data.config import AugmentConfig
 
 IGNORE = -100  # positions the loss skips
+SPEC_MASKS = 2  # SpecAugment masks of each kind per clip (Park et al. 2019 use 1-2 on short clips)
 
 
 def pad_ids(seqs: list[np.ndarray], pad: int = 0) -> tuple[Tensor, Tensor]:
@@ -181,6 +182,7 @@ class Audio(Examples):
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.targets, self.augment, self.stats, self.texts = targets, augment, stats, texts
         self.lengths = np.array([au.n_frames(len(w), hop_length) for w in waves], dtype=np.int64)
+        self.longest = max((len(w) for w in waves), default=1)
 
     def batch(self, indices, rng=None):
         waves = [self.waves[i] for i in indices]
@@ -195,6 +197,8 @@ class Audio(Examples):
         valid = torch.arange(mels.shape[-1])[None, :] < frames[:, None]  # (B, F)
         mean, std = self.stats
         mels = ((mels - mean) / std).masked_fill(~valid[:, None, :], 0.0)
+        if self.augment is not None and rng is not None and self.augment.spec_mask is not None:
+            mels = au.mask_bands(mels, frames, self.augment.spec_mask, SPEC_MASKS, rng)
         out = {"inputs": mels, "valid": valid}
         if self.targets is not None:
             seqs = [self.targets[i] for i in indices]
@@ -205,6 +209,9 @@ class Audio(Examples):
         return out
 
     def _augment(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.augment.speed is not None:  # never longer than the split's longest clip: the model's max_len holds
+            factor = max(float(rng.uniform(*self.augment.speed)), len(w) / self.longest)
+            w = au.change_speed(w, factor)
         if self.augment.time_shift:
             w = au.time_shift(w, int(self.augment.time_shift * self.sample_rate), rng)
         if self.augment.noise_snr is not None:

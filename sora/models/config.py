@@ -69,6 +69,17 @@ class ImageInput(StrictModel):
 class AudioInput(StrictModel):
     n_mels: int = Field(40, gt=0, description="mel bands of the log-mel spectrogram")
     patch_frames: int = Field(4, gt=0, description="spectrogram frames per token")
+    stem: Literal["patch", "conv"] = Field(
+        "patch", description="patch: one projection per frame group; conv: stride-2 convolutions over bands and frames"
+    )
+
+    @model_validator(mode="after")
+    def _conv_frames(self) -> AudioInput:
+        if self.stem == "conv" and (self.patch_frames < 2 or self.patch_frames & (self.patch_frames - 1)):
+            raise ValueError(
+                f"stem conv needs patch_frames that is a power of two, at least 2, got {self.patch_frames}"
+            )
+        return self
 
 
 class AdaptiveSpanConfig(StrictModel):

@@ -35,7 +35,7 @@ class Embedder(nn.Module):
         else:
             au = config.audio
             cls = config.arch == "encoder_classifier" and config.pooling == "cls"
-            self.patches = AudioPatchEmbedding(au.n_mels, au.patch_frames, d, cls=cls)
+            self.patches = AudioPatchEmbedding(au.n_mels, au.patch_frames, d, cls=cls, stem=au.stem)
         self.position = {
             "learned": LearnedPosition(config.max_len, d),
             "sinusoidal": SinusoidalPosition(config.max_len, d),

@@ -60,22 +60,30 @@ def conv_stem(channels: int, d_model: int, patch: int) -> nn.Sequential:
 
 
 class AudioPatchEmbedding(nn.Module):
-    """Groups of ``patch_frames`` spectrogram frames (all mel bands) projected to d_model."""
+    """Groups of ``patch_frames`` spectrogram frames (all mel bands) as tokens. ``stem="patch"``: each group
+    projected on its own. ``stem="conv"``: stride-2 3x3 convolutions over bands and frames first (the subsampling
+    of Conformer and Whisper), so a formant that an accent or a voice moves by a band or two still matches."""
 
     kind = "audio_patch_embedding"
 
-    def __init__(self, n_mels: int, patch_frames: int, d_model: int, cls: bool = True):
+    def __init__(self, n_mels: int, patch_frames: int, d_model: int, cls: bool = True, stem: str = "patch"):
         super().__init__()
-        self.n_mels, self.patch_frames = n_mels, patch_frames
-        self.proj = nn.Linear(n_mels * patch_frames, d_model)
+        self.n_mels, self.patch_frames, self.stem = n_mels, patch_frames, stem
+        if stem == "conv":
+            self.proj = AudioConvStem(n_mels, patch_frames, d_model)
+        else:
+            self.proj = nn.Linear(n_mels * patch_frames, d_model)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if cls else None
         self.hook_out = HookPoint()  # (B, T, d) T = N patches, plus one when a CLS vector leads
 
     def forward(self, mels: Tensor) -> Tensor:  # (B, n_mels, F) -> (B, F // p (+1), d)
         B, M, F = mels.shape
         n = F // self.patch_frames
-        x = mels[:, :, : n * self.patch_frames].reshape(B, M, n, self.patch_frames)
-        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, n, M * self.patch_frames))  # (B, n, d)
+        if self.stem == "conv":
+            x = self.proj(mels[:, :, : n * self.patch_frames])  # (B, n, d)
+        else:
+            x = mels[:, :, : n * self.patch_frames].reshape(B, M, n, self.patch_frames)
+            x = self.proj(x.permute(0, 2, 1, 3).reshape(B, n, M * self.patch_frames))  # (B, n, d)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(B, -1, -1), x], dim=1)
         return self.hook_out(x)
@@ -87,3 +95,24 @@ class AudioPatchEmbedding(nn.Module):
         if self.cls is not None:
             mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return mask
+
+
+class AudioConvStem(nn.Module):
+    """log2(patch_frames) stride-2 3x3 convolutions over (bands, frames), GELU after each, then one Linear of
+    each frame group's channels x remaining bands to d_model: (B, n_mels, p * n) -> (B, n, d)."""
+
+    def __init__(self, n_mels: int, patch_frames: int, d_model: int, width: int = 32):
+        super().__init__()
+        if patch_frames < 2 or patch_frames & (patch_frames - 1):
+            raise ValueError(f"a conv stem needs patch_frames that is a power of two, at least 2, got {patch_frames}")
+        layers: list[nn.Module] = []
+        bands, channels = n_mels, 1
+        for _ in range(patch_frames.bit_length() - 1):
+            layers += [nn.Conv2d(channels, width, kernel_size=3, stride=2, padding=1), nn.GELU()]
+            bands, channels = (bands + 1) // 2, width
+        self.convs = nn.Sequential(*layers)
+        self.out = nn.Linear(width * bands, d_model)
+
+    def forward(self, mels: Tensor) -> Tensor:  # (B, M, p * n) -> (B, n, d)
+        z = self.convs(mels.unsqueeze(1))  # (B, C, M', n)
+        return self.out(z.permute(0, 3, 1, 2).flatten(2))  # (B, n, C * M') -> (B, n, d)

@@ -82,6 +82,9 @@ class TrainConfig(StrictModel):
     grad_accum: int = Field(1, ge=1, description="micro-steps per optimizer step")
     clip_grad_norm: float | None = Field(1.0, gt=0, description="max global gradient norm; null = no clipping")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="validate and keep a moving average of the weights (e.g. 0.995); null: off"
+    )
     # numerics and speed
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp16 needs CUDA (gradient scaler)")
     compile: bool = Field(False, description="torch.compile the model for training")

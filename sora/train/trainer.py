@@ -41,6 +41,7 @@ from sora.particles import MultiHeadAttention
 from sora.tasks import Task, evaluate, task_for
 from sora.tasks.device import autocast, to_device
 from sora.train import checkpoint as ckpt
+from sora.train.averaging import averaged_weights, keep_average, update_average
 from sora.train import distributed, run_folder
 from sora.train.config import TrainConfig
 from sora.train.device import check_precision
@@ -280,6 +281,8 @@ class Trainer:
         set_lr(loop.parts.optimizer, lr)
         out = self._step(loop.parts, group)
         state.step, state.batch = state.step + 1, state.batch + len(group)
+        if cfg.ema_decay:
+            update_average(loop.parts.optimizer, cfg.ema_decay, state.step)
         self._count(loop, out)
         kill_point("step", state.step)
         if state.step % cfg.log_every == 0 or state.step == self.total:
@@ -334,11 +337,13 @@ class Trainer:
     def _validate_and_select(self, loop: _Loop) -> None:
         """Validate, keep the model in OUT/best when it is the best so far, stop early when patience runs out."""
         state = loop.state
-        record = self._validate(loop.parts.model, state.step, state.position(self.n_batches))
-        state.history.append(record)
-        if loop.tracker.observe(state, record, self.task.name):
-            self._save_best(loop.parts.model, self.dist, record)
-        elif loop.tracker.exhausted(state):
+        with averaged_weights(loop.parts.optimizer, enabled=bool(self.config.ema_decay)):
+            record = self._validate(loop.parts.model, state.step, state.position(self.n_batches))
+            state.history.append(record)
+            better = loop.tracker.observe(state, record, self.task.name)
+            if better:
+                self._save_best(loop.parts.model, self.dist, record)
+        if not better and loop.tracker.exhausted(state):
             loop.stopped = loop.stopped or "early_stopping"
             loop.early_stopped = True
             best = state.best
@@ -366,6 +371,8 @@ class Trainer:
         elapsed = loop.clock.elapsed()
         if loop.stopped == "interrupted":
             self.log.say(f"stopped at step {state.step}: checkpoint {loop.checkpoint}; continue with --resume")
+        if self.config.ema_decay and loop.stopped != "interrupted":
+            keep_average(loop.parts.optimizer)  # the run's last model is the average too
         final = self._final_model(loop.parts.model, self.dist, state)
         return TrainResult(
             model=final,

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from sora.data.audio import add_noise, decode_wav, log_mel, mel_filterbank, resample, time_shift
+from sora.data.audio import (
+    add_noise,
+    change_speed,
+    decode_wav,
+    log_mel,
+    mask_bands,
+    mel_filterbank,
+    resample,
+    time_shift,
+)
 from sora.errors import SoraError
 from tests.data.test_formats import _wav_bytes
 
@@ -44,6 +53,27 @@ def test_noise_hits_the_requested_snr_and_shift_keeps_length():
     assert snr == pytest.approx(10.0, abs=0.3)
     shifted = time_shift(clean, 800, rng)
     assert len(shifted) == len(clean) and not np.array_equal(shifted, clean)
+
+
+def test_speed_changes_tempo_and_pitch_together():
+    t = np.arange(16000) / 16000
+    faster = change_speed(np.sin(2 * np.pi * 440 * t).astype(np.float32), 1.1)
+    assert len(faster) == round(16000 / 1.1)
+    spectrum = np.abs(np.fft.rfft(faster, n=16000))
+    assert abs(np.argmax(spectrum) - 484) <= 2  # 440 Hz played 1.1x faster
+
+
+def test_spec_masks_blank_bands_and_frames_inside_each_clip_only():
+    rng = np.random.default_rng(0)
+    mels = torch.ones(3, 40, 100)
+    frames = torch.tensor([100, 50, 10])
+    out = mask_bands(mels, frames, (8, 10), 2, rng)
+    assert torch.equal(mels, torch.ones(3, 40, 100))  # the batch itself is untouched
+    blank_bands = (out == 0).all(dim=2).sum(dim=1)  # (3,) bands masked over every frame
+    assert (blank_bands <= 16).all() and blank_bands.sum() > 0
+    blank_frames = (out == 0).all(dim=1)  # (3, F)
+    assert not blank_frames[1, 50:].any() and blank_frames[2].sum() <= 2 * 2  # masks stay in the real frames
+    assert blank_frames.sum(dim=1).max() <= 20
 
 
 def test_decode_wav_reads_int16_and_rejects_garbage():

@@ -65,7 +65,8 @@ def audio_model(root: Path, task: str, **overrides) -> Path:
     source = wav_folder(root / task, with_transcripts=task == "ctc")
     data = prepare_data({"source": str(source), "task": task, "n_mels": 16, "split": {"validation": 0.3, "test": 0.0}})
     arch = "encoder_classifier" if task == "classification" else "token_classifier"
-    model = build(data, arch, input="audio", audio={"n_mels": 16, "patch_frames": 4}, **overrides)
+    stem = "conv" if task == "ctc" else "patch"  # export parity covers both audio stems
+    model = build(data, arch, input="audio", audio={"n_mels": 16, "patch_frames": 4, "stem": stem}, **overrides)
     return save_with_data(root / f"{task}_model", data, model)
 
 
