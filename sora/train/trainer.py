@@ -41,8 +41,8 @@ from sora.particles import MultiHeadAttention
 from sora.tasks import Task, evaluate, task_for
 from sora.tasks.device import autocast, to_device
 from sora.train import checkpoint as ckpt
-from sora.train.averaging import averaged_weights, keep_average, update_average
 from sora.train import distributed, run_folder
+from sora.train.averaging import averaged_weights, keep_average, update_average
 from sora.train.config import TrainConfig
 from sora.train.device import check_precision
 from sora.train.killpoints import kill_point
