@@ -90,24 +90,18 @@ class Stack(nn.Module):
         elif valid is not None and self.config.input == "audio":
             valid = self.embed.patches.token_mask(valid)
         x = self.embed(inputs, offset)  # (B, T, d)
-        T = x.shape[1]
-        key_valid = valid
         if cache is not None and valid is not None and offset:
             raise ValueError("incremental decoding takes no padding mask after the first step")
-        # A purely causal square mask goes to SDPA as is_causal (its faster kernel), not as a tensor.
-        is_causal = bool(self.causal and key_valid is None and offset == 0)  # a plain bool when traced for export
-        mask = (
-            None
-            if is_causal
-            else attention_mask(
-                key_valid, q_len=T, k_len=offset + T, causal=self.causal, dtype=x.dtype, device=x.device
-            )
-        )
+        real = self._real_fraction(valid)
+        key_valid = None if real == 1.0 else valid  # no padding at inference: no mask to add (SDPA runs faster)
+        mask, is_causal = self._self_mask(key_valid, x, offset)
         memory_mask = None
         if memory is not None and memory_valid is not None:
-            memory_mask = attention_mask(memory_valid, q_len=T, k_len=memory.shape[1], causal=False, dtype=x.dtype)
+            memory_mask = attention_mask(
+                memory_valid, q_len=x.shape[1], k_len=memory.shape[1], causal=False, dtype=x.dtype
+            )
         last = len(self.layers) - 1
-        packing = Packing.of(valid) if self._packs(valid, cache, memory) else None
+        packing = Packing.of(valid) if self._packs(real, cache, memory) else None
         if packing is not None:
             x = packing.pack(x)  # (1, N, d): the real positions only
         for i, block in enumerate(self.layers):
@@ -129,13 +123,31 @@ class Stack(nn.Module):
             x = self.final_norm(x)
         return x, valid
 
-    def _packs(self, valid: Tensor | None, cache, memory) -> bool:
+    def _self_mask(self, key_valid: Tensor | None, x: Tensor, offset: int) -> tuple[Tensor | None, bool]:
+        """The additive self-attention mask (B or 1, 1, T, offset + T), or None with ``is_causal`` True for a
+        purely causal square one (SDPA's faster kernel takes it as a flag, not a tensor). A decoding step's one
+        query, with no padding, sees every key: no mask at all (building an all-zero one cost a few small ops a
+        token); only in inference mode, as an export traces T as a symbol."""
+        T = x.shape[1]
+        is_causal = bool(self.causal and key_valid is None and offset == 0)  # a plain bool when traced for export
+        if is_causal or (self.causal and key_valid is None and torch.is_inference_mode_enabled() and T == 1):
+            return None, is_causal
+        mask = attention_mask(key_valid, q_len=T, k_len=offset + T, causal=self.causal, dtype=x.dtype, device=x.device)
+        return mask, is_causal
+
+    def _real_fraction(self, valid: Tensor | None) -> float | None:
+        """The fraction of real positions in a bidirectional stack's batch, read at inference only: it is a
+        data-dependent step that a traced export cannot take (it would bake one batch's answer in)."""
+        if valid is None or self.causal or self.training or not torch.is_inference_mode_enabled():
+            return None
+        return float(valid.float().mean())
+
+    def _packs(self, real: float | None, cache, memory) -> bool:
         """Whether to run the blocks on the real positions alone (sora.particles.packing): for a bidirectional
         stack whose batch is at least PACK_FROM padding, when inference may skip work at all."""
-        if valid is None or self.causal or cache is not None or memory is not None:
+        if real is None or real > 1 - PACK_FROM or cache is not None or memory is not None:
             return False
-        # the mode first: reading the padding fraction is a data-dependent step a traced export cannot take
-        return self.may_skip_work(self.layers) and float(valid.float().mean()) <= 1 - PACK_FROM
+        return self.may_skip_work(self.layers)
 
     def may_skip_work(self, blocks: nn.Module) -> bool:
         """Whether inference may leave out work in ``blocks`` (padding, positions nobody reads): only in
@@ -148,5 +160,6 @@ class Stack(nn.Module):
             for m in blocks.modules()
         )
 
-    def new_cache(self) -> list[LayerCache]:
-        return [LayerCache() for _ in self.layers]
+    def new_cache(self, capacity: int | None = None) -> list[LayerCache]:
+        """Empty caches, one per block; ``capacity`` (positions) preallocates their buffers (KVCache)."""
+        return [LayerCache.preallocated(capacity) for _ in self.layers]
