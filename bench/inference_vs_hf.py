@@ -138,7 +138,6 @@ def bench_generation(sora, hf, prompts: torch.Tensor, repeats: int, new_tokens: 
             prompts,
             attention_mask=torch.ones_like(prompts),
             max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
             do_sample=False,
             use_cache=True,
             pad_token_id=0,

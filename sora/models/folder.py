@@ -63,7 +63,8 @@ def write_model_files(
 
 
 def _write_safetensors(model: nn.Module, path: Path) -> None:
-    save_safetensors_from(model, str(path))  # handles tied weights: each stored once
+    # handles tied weights (each stored once); inference may have stored weights column-major (particles.linear)
+    save_safetensors_from(model, str(path), force_contiguous=True)
 
 
 def is_model_dir(path: str | Path) -> bool:

@@ -21,6 +21,7 @@ from sora.particles import (
     attention_mask,
     make_norm,
 )
+from sora.particles.linear import inference_layout
 from sora.particles.packing import Packing
 
 PACK_FROM = 0.1  # the padding fraction from which packing pays (gather and scatter cost a little)
@@ -73,6 +74,14 @@ class Stack(nn.Module):
         self.layers = build_blocks(config, stack, cross=cross)
         pre = config.norm_position == "pre"
         self.final_norm = make_norm(config.norm, config.d_model, config.norm_eps) if pre else None
+        self.inference_layout = False  # whether the Linears' weights are stored for inference (particles.linear)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.inference_layout:
+            inference_layout(self, on=False)
+            self.inference_layout = False
+        return self
 
     def run_stack(
         self,
@@ -85,6 +94,9 @@ class Stack(nn.Module):
         keep_last: int | None = None,  # the last block answers for the first positions only (B, keep_last, d)
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
         offset = cache[0].self_attn.length if cache else 0  # every layer counts its positions, headless ones too
+        if not self.inference_layout and not self.training and torch.is_inference_mode_enabled():
+            inference_layout(self)  # once, the first time inference runs
+            self.inference_layout = True
         if valid is None and self.embed.tokens is not None and not self.causal:
             valid = inputs != self.config.pad_id
         elif valid is not None and self.config.input == "audio":

@@ -9,7 +9,7 @@ bias, which is zero in a model built that way.
 Two paths give the same outputs (within float error): PyTorch's fused SDPA kernel, and an explicit
 softmax(QK^T/sqrt(dh))V that exposes the attention pattern at ``hook_pattern``. The explicit path
 runs when weights are asked for, when a hook listens to the pattern, with adaptive span, or when
-``explicit`` is set.
+``explicit`` is set; and at CPU inference for the shapes where it was measured faster (``EXPLICIT_KEYS``).
 
 Hook points, in the order they fire (shapes where each is declared): the input; the queries, keys
 and values split into heads, Q and K both *after* the rotary rotation (what the scores are made
@@ -31,6 +31,18 @@ from sora.particles.linear import GateCheck, is_plain_linear, linear, project
 from sora.particles.masks import attention_mask
 from sora.particles.packing import Packing
 from sora.particles.position import Rotary
+
+# Key lengths S for which the explicit path beat SDPA's CPU flash kernel at inference, for more than one query:
+# SDPA took 1.1-2.8x as long for 20 <= S <= 30 at batch 1-32 (12 heads of 32, 4 of 64, 1 thread; best of 9,
+# bench/results/attention_kernels.json), and was faster from S = 48 up and for a decoding step's single query.
+EXPLICIT_KEYS = (20, 30)
+
+
+def explicit_wins(queries: int, keys: int, device: torch.device) -> bool:
+    """Whether the explicit path is the faster kernel for this shape (at inference; training keeps SDPA's)."""
+    low, high = EXPLICIT_KEYS
+    # inference mode first: an export traces under no_grad, where sizes are symbols a comparison would pin
+    return device.type == "cpu" and torch.is_inference_mode_enabled() and queries > 1 and low <= keys <= high
 
 
 class MultiHeadAttention(nn.Module):
@@ -117,7 +129,13 @@ class MultiHeadAttention(nn.Module):
 
         dropout = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.explicit or self.adaptive_span is not None or self.hook_pattern.active:
+        if (
+            need_weights
+            or self.explicit
+            or self.adaptive_span is not None
+            or self.hook_pattern.active
+            or explicit_wins(q.shape[2], k.shape[2], q.device)
+        ):
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, S)
             if is_causal and mask is None:
                 mask = attention_mask(

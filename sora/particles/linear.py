@@ -3,6 +3,7 @@ neurons), several projections of one input at once, and when a gate may be folde
 
 import warnings
 
+import torch
 from torch import Tensor, nn
 
 
@@ -51,3 +52,21 @@ class GateCheck:
         if key != self.key:
             self.key, self.needed = key, not bool(gate.eq(1).all())
         return self.needed
+
+
+def inference_layout(model: nn.Module, on: bool = True) -> None:
+    """Store every plain Linear's weight column-major (its (out, in) shape over (in, out) memory), or back.
+
+    ``F.linear`` multiplies by the weight's transpose, and with few rows (a sentence, a decoding step) oneDNN's
+    kernel for a contiguous (in, out) operand ran 1.2-2.5x faster than for the transposed view (1 thread;
+    equal from about 300 rows up): MiniLM's forward at batch 1 took 13% less, greedy generation at batch 8 14%
+    less. The values do not change, only their order in memory; a weight shared with an embedding (a tied LM
+    head) moves with it. Training gets the usual layout back (``Stack.train``)."""
+    seen: set[int] = set()
+    for module in model.modules():
+        if not is_plain_linear(module) or id(module.weight) in seen:
+            continue
+        seen.add(id(module.weight))
+        weight = module.weight
+        with torch.inference_mode(weight.is_inference()):  # a normal tensor stays normal (training may follow)
+            weight.data = weight.data.t().contiguous().t() if on else weight.data.contiguous()
