@@ -78,10 +78,15 @@ class Stack(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.inference_layout:
-            inference_layout(self, on=False)
-            self.inference_layout = False
+        if mode:
+            self.set_inference_layout(False)
         return self
+
+    def set_inference_layout(self, on: bool) -> None:
+        """Store the Linears' weights for inference (column-major) or as usual (sora.particles.linear)."""
+        if on != self.inference_layout:
+            inference_layout(self, on=on)
+            self.inference_layout = on
 
     def run_stack(
         self,
@@ -95,8 +100,7 @@ class Stack(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
         offset = cache[0].self_attn.length if cache else 0  # every layer counts its positions, headless ones too
         if not self.inference_layout and not self.training and torch.is_inference_mode_enabled():
-            inference_layout(self)  # once, the first time inference runs
-            self.inference_layout = True
+            self.set_inference_layout(True)  # once, the first time inference runs
         if valid is None and self.embed.tokens is not None and not self.causal:
             valid = inputs != self.config.pad_id
         elif valid is not None and self.config.input == "audio":

@@ -6,7 +6,13 @@ point is a module, its name is its path in the model (``layers.2.attn.hook_patte
 """
 
 from torch import Tensor, nn
-from torch.nn.modules import module as _module
+
+try:
+    from torch.nn.modules.module import _has_any_global_hook
+except ImportError:  # a torch without it: always go through nn.Module's own call
+
+    def _has_any_global_hook() -> bool:
+        return True
 
 
 class HookPoint(nn.Module):
@@ -16,7 +22,7 @@ class HookPoint(nn.Module):
         """``x`` itself unless a hook listens. A model holds about twenty hook points a layer, and going through
         ``nn.Module.__call__`` for each cost about a tenth of a small decoder's time per generated token."""
         own = self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks
-        return super().__call__(x) if own or _global_hooks() else x
+        return super().__call__(x) if own or _has_any_global_hook() else x
 
     def forward(self, x: Tensor) -> Tensor:
         return x
@@ -25,13 +31,3 @@ class HookPoint(nn.Module):
     def active(self) -> bool:
         """Whether anything listens here (lets attention pick its explicit path on demand)."""
         return bool(self._forward_hooks)
-
-
-def _global_hooks() -> bool:
-    """Whether hooks registered for every module (``torch.nn.modules.module.register_module_forward_hook``) exist."""
-    return bool(
-        _module._global_forward_hooks
-        or _module._global_forward_pre_hooks
-        or _module._global_backward_hooks
-        or _module._global_backward_pre_hooks
-    )
