@@ -152,24 +152,31 @@ class Stack(nn.Module):
         return mask, is_causal
 
     def _real_fraction(self, valid: Tensor | None) -> float | None:
-        """The fraction of real positions in a bidirectional stack's batch, read at inference only: it is a
-        data-dependent step that a traced export cannot take (it would bake one batch's answer in)."""
-        if valid is None or self.causal or self.training or not torch.is_inference_mode_enabled():
+        """The fraction of real positions in a bidirectional stack's batch, read only where work may be skipped:
+        it is a data-dependent step that a traced export cannot take (it would bake one batch's answer in)."""
+        if valid is None or self.causal or not self._mode_skips():
             return None
         return float(valid.float().mean())
 
     def _packs(self, real: float | None, cache, memory) -> bool:
         """Whether to run the blocks on the real positions alone (sora.particles.packing): for a bidirectional
-        stack whose batch is at least PACK_FROM padding, when inference may skip work at all."""
+        stack whose batch is at least PACK_FROM padding, when work may be skipped at all."""
         if real is None or real > 1 - PACK_FROM or cache is not None or memory is not None:
             return False
         return self.may_skip_work(self.layers)
 
+    def _mode_skips(self) -> bool:
+        """Inference (eval, inference mode) and training (train mode, gradients on) may skip work nobody reads;
+        a plain ``no_grad`` pass (evaluation, analysis, an export's trace) gets the usual shapes."""
+        if self.training:
+            return torch.is_grad_enabled()
+        return torch.is_inference_mode_enabled()
+
     def may_skip_work(self, blocks: nn.Module) -> bool:
-        """Whether inference may leave out work in ``blocks`` (padding, positions nobody reads): only in
-        inference mode, while no hook point listens (hooks see the usual shapes) and no adaptive span shapes
-        the patterns."""
-        if self.training or not torch.is_inference_mode_enabled():
+        """Whether a pass may leave out work in ``blocks`` (padding, positions nobody reads): at inference or in
+        training (the same outputs and gradients), while no hook point listens (hooks see the usual shapes) and
+        no adaptive span shapes the patterns."""
+        if not self._mode_skips():
             return False
         return not any(
             (isinstance(m, HookPoint) and m.active) or getattr(m, "adaptive_span", None) is not None

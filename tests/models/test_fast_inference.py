@@ -108,3 +108,31 @@ def test_inference_stores_weights_column_major_and_training_gets_them_back(tmp_p
     model.train()
     assert model.layers[0].attn.q_proj.weight.is_contiguous()
     model(ids).sum().backward()  # and trains
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_training_skips_padding_and_unread_positions_with_the_same_gradients(pooling):
+    """Training packs a padded batch and, for a CLS head, runs the last block's queries and FFN on position 0
+    alone; a hook point listening forces the full pass, whose loss and gradients must be the same."""
+    torch.manual_seed(0)
+    model = build_model(tiny(max_len=128, pooling=pooling, dropout=0.0)).train()
+    ids, valid = mixed_batch(50)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(ids, valid), labels)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    rows = []
+    model.layers[-1].ffn.register_forward_pre_hook(lambda m, args: rows.append(tuple(args[0].shape[:2])))
+    fast_loss, fast = loss_and_grads()
+    assert rows[-1] == ((8, 1) if pooling == "cls" else (1, int(valid.sum())))
+    handle = model.layers[-1].attn.hook_q.register_forward_hook(lambda m, a, out: None)
+    full_loss, full = loss_and_grads()
+    handle.remove()
+    assert rows[-1] == (8, 128)
+    torch.testing.assert_close(fast_loss, full_loss, atol=1e-6, rtol=0)
+    for name in full:
+        torch.testing.assert_close(fast[name], full[name], atol=1e-6, rtol=1e-5, msg=name)
