@@ -174,15 +174,19 @@ class Stack(nn.Module):
 
     def may_skip_work(self, blocks: nn.Module) -> bool:
         """Whether a pass may leave out work in ``blocks`` (padding, positions nobody reads): at inference or in
-        training (the same outputs and gradients), while no hook point listens (hooks see the usual shapes) and
-        no adaptive span shapes the patterns."""
+        training (the same outputs and gradients), while no hook point or block is hooked (hooks see the usual
+        shapes: analysis, layer distillation) and no adaptive span shapes the patterns."""
         if not self._mode_skips():
             return False
-        return not any(
-            (isinstance(m, HookPoint) and m.active) or getattr(m, "adaptive_span", None) is not None
-            for m in blocks.modules()
-        )
+        return not any(_listened(m) or getattr(m, "adaptive_span", None) is not None for m in blocks.modules())
 
     def new_cache(self, capacity: int | None = None) -> list[LayerCache]:
         """Empty caches, one per block; ``capacity`` (positions) preallocates their buffers (KVCache)."""
         return [LayerCache.preallocated(capacity) for _ in self.layers]
+
+
+def _listened(module: nn.Module) -> bool:
+    """A hook point something listens to, or a hooked block (layer distillation reads blocks' outputs)."""
+    if isinstance(module, HookPoint):
+        return module.active
+    return isinstance(module, Block) and bool(module._forward_hooks or module._forward_pre_hooks)
