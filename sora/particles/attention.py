@@ -33,9 +33,11 @@ from sora.particles.packing import Packing
 from sora.particles.position import Rotary
 
 # Key lengths S for which the explicit path beat SDPA's CPU flash kernel at inference, for more than one query:
-# SDPA took 1.1-2.8x as long for 20 <= S <= 30 at batch 1-32 (12 heads of 32, 4 of 64, 1 thread; best of 9,
-# bench/results/attention_kernels.json), and was faster from S = 48 up and for a decoding step's single query.
-EXPLICIT_KEYS = (20, 30)
+# SDPA took 1.4-2.9x as long at S = 24 and 28 in every case measured (12 heads of 32 and 4 of 64, batch 1, 8 and
+# 32, 1 thread, best of 9: bench/results/attention_kernels.json); at 20 and 32-40 either won; from 48 up, and for
+# a decoding step's single query, SDPA was as fast or faster. End to end on MiniLM the rule is within noise
+# (attention is about 5% of its time).
+EXPLICIT_KEYS = (21, 31)
 
 
 def explicit_wins(queries: int, keys: int, device: torch.device) -> bool:
