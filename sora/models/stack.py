@@ -74,7 +74,7 @@ class Stack(nn.Module):
         self.layers = build_blocks(config, stack, cross=cross)
         pre = config.norm_position == "pre"
         self.final_norm = make_norm(config.norm, config.d_model, config.norm_eps) if pre else None
-        self.inference_layout = False  # whether the Linears' weights are stored for inference (particles.linear)
+        self.inference_layout_on = False  # whether the Linears' weights are stored for inference (particles.linear)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -84,9 +84,9 @@ class Stack(nn.Module):
 
     def set_inference_layout(self, on: bool) -> None:
         """Store the Linears' weights for inference (column-major) or as usual (sora.particles.linear)."""
-        if on != self.inference_layout:
+        if on != self.inference_layout_on:
             inference_layout(self, on=on)
-            self.inference_layout = on
+            self.inference_layout_on = on
 
     def run_stack(
         self,
@@ -99,7 +99,7 @@ class Stack(nn.Module):
         keep_last: int | None = None,  # the last block answers for the first positions only (B, keep_last, d)
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
         offset = cache[0].self_attn.length if cache else 0  # every layer counts its positions, headless ones too
-        if not self.inference_layout and not self.training and torch.is_inference_mode_enabled():
+        if not self.inference_layout_on and not self.training and torch.is_inference_mode_enabled():
             self.set_inference_layout(True)  # once, the first time inference runs
         if valid is None and self.embed.tokens is not None and not self.causal:
             valid = inputs != self.config.pad_id
@@ -153,8 +153,11 @@ class Stack(nn.Module):
 
     def _real_fraction(self, valid: Tensor | None) -> float | None:
         """The fraction of real positions in a bidirectional stack's batch, read only where work may be skipped:
-        it is a data-dependent step that a traced export cannot take (it would bake one batch's answer in)."""
+        it is a data-dependent step that a traced export cannot take (it would bake one batch's answer in), and
+        that a GPU would wait for: training reads it on the CPU only (a step would sync on it otherwise)."""
         if valid is None or self.causal or not self._mode_skips():
+            return None
+        if self.training and valid.device.type != "cpu":
             return None
         return float(valid.float().mean())
 
