@@ -51,11 +51,15 @@ class TorchBackend:
         return memory, feeds["valid"]
 
     def lm_steps(self) -> TorchSteps:
-        return TorchSteps(lambda ids, cache: self.model(ids, cache=cache), self.model.new_cache)
+        capacity = self.model.config.max_len  # the window never holds more: buffers allocated once per reset
+        return TorchSteps(lambda ids, cache: self.model(ids, cache=cache), lambda: self.model.new_cache(capacity))
 
     def seq2seq_steps(self, memory: Tensor, memory_valid: Tensor) -> TorchSteps:
         model = self.model
-        return TorchSteps(lambda ids, cache: model.decode(ids, memory, memory_valid, cache), model.decoder.new_cache)
+        return TorchSteps(
+            lambda ids, cache: model.decode(ids, memory, memory_valid, cache),
+            lambda: model.decoder.new_cache(model.config.max_len),
+        )
 
 
 class TorchSteps:

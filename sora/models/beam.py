@@ -13,15 +13,16 @@ from torch import Tensor
 class Seq2SeqStep:
     """The seq2seq decoder, one token a step, attending to the (beam-repeated) source."""
 
-    def __init__(self, model, memory: Tensor, memory_valid: Tensor | None):
+    def __init__(self, model, memory: Tensor, memory_valid: Tensor | None, capacity: int, use_cache: bool = True):
         self.model, self.memory, self.memory_valid = model, memory, memory_valid
-        self.cache = model.decoder.new_cache()
+        self.cache = model.decoder.new_cache(capacity) if use_cache else None
 
     def __call__(self, tokens: Tensor) -> Tensor:  # (N, T) -> (N, V)
-        return self.model.decode(tokens[:, -1:], self.memory, self.memory_valid, self.cache)[:, -1]
+        fed = tokens[:, -1:] if self.cache is not None else tokens  # without a cache: everything again
+        return self.model.decode(fed, self.memory, self.memory_valid, self.cache)[:, -1]
 
     def reorder(self, rows: Tensor) -> None:
-        for layer in self.cache:
+        for layer in self.cache or ():
             layer.reorder(rows)
 
 
@@ -29,22 +30,26 @@ class LMStep:
     """A decoder LM: the prompt first, then one token a step; past ``max_len`` the cache restarts on
     the last ``max_len - 1`` tokens, as ``DecoderLM.generate`` slides its window."""
 
-    def __init__(self, model):
-        self.model, self.cache, self.length = model, model.new_cache(), 0
+    def __init__(self, model, capacity: int, use_cache: bool = True):
+        self.model, self.cache, self.length, self.use_cache = model, None, 0, use_cache
+        self.capacity = min(capacity, model.config.max_len)
 
     def __call__(self, tokens: Tensor) -> Tensor:  # (N, T) -> (N, V)
         max_len = self.model.config.max_len
+        if not self.use_cache:  # everything in the window again
+            return self.model.next_logits(tokens[:, -max_len:])
         if self.length == 0 or self.length == max_len:  # the prompt, or a full window: (re)start the cache
             keep = max_len if self.length == 0 else max(max_len - 1, 1)
-            self.cache, fed = self.model.new_cache(), tokens[:, -keep:]
+            capacity = self.capacity if self.length == 0 else max_len
+            self.cache, fed = self.model.new_cache(capacity), tokens[:, -keep:]
             self.length = fed.shape[1]
         else:
             fed = tokens[:, -1:]
             self.length += 1
-        return self.model(fed, cache=self.cache)[:, -1]
+        return self.model.next_logits(fed, self.cache)
 
     def reorder(self, rows: Tensor) -> None:
-        for layer in self.cache:
+        for layer in self.cache or ():
             layer.reorder(rows)
 
 
@@ -58,6 +63,7 @@ def beam_search(
     bos_id: int,
     eos_id: int,
     length_penalty: float = 1.0,
+    use_cache: bool = True,
 ) -> list[list[int]]:
     """seq2seq: the best target for each source (without bos and eos)."""
     memory = memory.repeat_interleave(beam, dim=0)  # (B*beam, S, d)
@@ -65,7 +71,7 @@ def beam_search(
         memory_valid = memory_valid.repeat_interleave(beam, dim=0)
     start = torch.full((memory.shape[0] // beam, 1), bos_id, dtype=torch.long, device=memory.device)
     return search(
-        Seq2SeqStep(model, memory, memory_valid),
+        Seq2SeqStep(model, memory, memory_valid, 1 + max_new_tokens, use_cache),
         start,
         beam=beam,
         max_new_tokens=max_new_tokens,
@@ -74,16 +80,23 @@ def beam_search(
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def lm_beam_search(
-    model, ids: Tensor, *, beam: int, max_new_tokens: int, eos_id: int | None = None, length_penalty: float = 1.0
+    model,
+    ids: Tensor,
+    *,
+    beam: int,
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    length_penalty: float = 1.0,
+    use_cache: bool = True,
 ) -> list[list[int]]:
     """Decoder LM: the best continuation of each prompt in ``ids`` (B, T), without the prompt and eos."""
     was_training = model.training
     model.eval()
     try:
         return search(
-            LMStep(model),
+            LMStep(model, ids.shape[1] + max_new_tokens, use_cache),
             ids,
             beam=beam,
             max_new_tokens=max_new_tokens,

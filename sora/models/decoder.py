@@ -20,7 +20,11 @@ class DecoderLM(Stack):
         h, _ = self.run_stack(ids, valid, cache=cache)
         return self.head(h)
 
-    @torch.no_grad()
+    def next_logits(self, ids: Tensor, cache=None) -> Tensor:  # (B, T) -> (B, V) for the last position only
+        h, _ = self.run_stack(ids, cache=cache)
+        return self.head(h[:, -1])  # a prompt's other positions need no (d x V) projection
+
+    @torch.inference_mode()
     def generate(
         self,
         ids: Tensor,  # (B, T) prompts of equal length
@@ -35,23 +39,36 @@ class DecoderLM(Stack):
     ) -> Tensor:  # (B, T + new) stops early once every row has produced eos_id
         was_training = self.training
         self.eval()
-        eos_id = self.config.eos_id if eos_id is None else eos_id
-        cache = self.new_cache() if use_cache else None
-        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        step_input = ids
+        try:
+            sample = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+            eos_id = self.config.eos_id if eos_id is None else eos_id
+            return self._generate(ids, max_new_tokens, sample, eos_id, use_cache)
+        finally:
+            self.train(was_training)
+
+    def _generate(self, ids: Tensor, max_new_tokens: int, sample: dict, eos_id: int | None, use_cache: bool) -> Tensor:
+        """The prompt in one pass, then one token a step into a cache preallocated for them all; the output ids
+        are written into one tensor, not concatenated each step. Past ``max_len`` the window slides: the cache
+        restarts on the last ``max_len - 1`` tokens."""
+        B, T0 = ids.shape
+        max_len = self.config.max_len
+        out = ids.new_empty(B, T0 + max_new_tokens)  # (B, T0 + new)
+        out[:, :T0] = ids
+        length, step_input = T0, ids
+        cache = self.new_cache(min(max_len, T0 + max_new_tokens)) if use_cache else None
+        done = torch.zeros(B, dtype=torch.bool, device=ids.device) if eos_id is not None else None
         for _ in range(max_new_tokens):
             if cache is None:
-                step_input = ids[:, -self.config.max_len :]
-            elif cache[0].self_attn.length + step_input.shape[1] > self.config.max_len:
-                cache, step_input = self.new_cache(), ids[:, -self.config.max_len + 1 :]  # slide the window
-            logits = self(step_input, cache=cache)[:, -1]  # (B, V)
-            token = next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-            if eos_id is not None:
+                step_input = out[:, max(0, length - max_len) : length]
+            elif cache[0].self_attn.length + step_input.shape[1] > max_len:
+                cache, step_input = self.new_cache(max_len), out[:, length - max_len + 1 : length]  # slide
+            token = next_token(self.next_logits(step_input, cache), **sample)  # (B,)
+            if done is not None:
                 token = token.masked_fill(done, eos_id)
                 done |= token == eos_id
-            ids = torch.cat([ids, token[:, None]], dim=1)
-            step_input = token[:, None]
-            if eos_id is not None and done.all():
+            out[:, length] = token
+            length += 1
+            step_input = out[:, length - 1 : length]  # (B, 1)
+            if done is not None and done.all():
                 break
-        self.train(was_training)
-        return ids
+        return out[:, :length]

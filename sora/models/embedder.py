@@ -50,4 +50,4 @@ class Embedder(nn.Module):
             x = x + self.position(x.shape[1], offset)
         if self.norm is not None:
             x = self.norm(x)
-        return self.hook_out(self.dropout(x))
+        return self.hook_out(self.dropout(x) if self.training else x)

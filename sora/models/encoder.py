@@ -31,9 +31,10 @@ class EncoderClassifier(Stack):
         return self.head(h, valid if keep is None or valid is None else valid[:, :keep])
 
     def _reads_first_only(self) -> bool:
-        """A CLS-pooled head reads one position of the last block: at inference its other positions need no
-        queries, no FFN and no output projection (about a sixth of a 6-layer BERT's work). Only in inference
-        mode, with nothing listening to that block's hook points, so analysis sees every position."""
+        """A CLS-pooled head reads one position of the last block: its other positions need no queries, no FFN
+        and no output projection (about a sixth of a 6-layer BERT's work), at inference and in training alike
+        (their gradient is zero). Not while anything listens to that block's hook points, so analysis sees every
+        position."""
         return self.config.pooling == "cls" and len(self.layers) > 0 and self.may_skip_work(self.layers[-1])
 
 

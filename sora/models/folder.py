@@ -26,6 +26,7 @@ from sora.models.build import build_within_memory
 from sora.models.checks import require_finite
 from sora.models.config import ModelConfig
 from sora.models.quantized import INT8_METHOD, int8_skeleton, share_tied, with_tied
+from sora.models.stack import Stack
 from sora.paths import existing_file
 
 CONFIG, WEIGHTS, TOKENIZER, META = "config.json", "model.safetensors", "tokenizer.json", "meta.json"
@@ -63,6 +64,9 @@ def write_model_files(
 
 
 def _write_safetensors(model: nn.Module, path: Path) -> None:
+    for module in model.modules():  # weights as stored for training (inference may have stored them column-major)
+        if isinstance(module, Stack):
+            module.set_inference_layout(False)
     save_safetensors_from(model, str(path))  # handles tied weights: each stored once
 
 

@@ -47,7 +47,7 @@ class Seq2Seq(nn.Module):
         memory, memory_valid = self.encode(src, src_valid)
         return self.decode(tgt, memory, memory_valid, tgt_valid=tgt_valid)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         src: Tensor,  # (B, S)
@@ -63,37 +63,41 @@ class Seq2Seq(nn.Module):
             raise ValueError("generation needs bos_id and eos_id in the model config")
         was_training = self.training
         self.eval()
-        memory, memory_valid = self.encode(src, src_valid)
-        if beam > 1:
-            out = beam_search(
-                self,
-                memory,
-                memory_valid,
-                beam=beam,
-                max_new_tokens=max_new_tokens,
-                bos_id=bos,
-                eos_id=eos,
-                length_penalty=length_penalty,
-            )
-        else:
-            out = self._greedy(memory, memory_valid, max_new_tokens, bos, eos, use_cache)
-        self.train(was_training)
-        return out
+        try:
+            memory, memory_valid = self.encode(src, src_valid)
+            if beam > 1:
+                return beam_search(
+                    self,
+                    memory,
+                    memory_valid,
+                    beam=beam,
+                    max_new_tokens=max_new_tokens,
+                    bos_id=bos,
+                    eos_id=eos,
+                    length_penalty=length_penalty,
+                    use_cache=use_cache,
+                )
+            return self._greedy(memory, memory_valid, max_new_tokens, bos, eos, use_cache)
+        finally:
+            self.train(was_training)
 
     def _greedy(self, memory, memory_valid, max_new_tokens, bos, eos, use_cache) -> list[list[int]]:
+        """One token a step into a cache preallocated for them all (the source's keys and values once)."""
         B = memory.shape[0]
-        tokens = torch.full((B, 1), bos, dtype=torch.long, device=memory.device)
-        cache = self.decoder.new_cache() if use_cache else None
+        tokens = torch.full((B, 1 + max_new_tokens), bos, dtype=torch.long, device=memory.device)  # (B, 1 + new)
+        cache = self.decoder.new_cache(1 + max_new_tokens) if use_cache else None
         done = torch.zeros(B, dtype=torch.bool, device=memory.device)
+        length = 1
         for _ in range(max_new_tokens):
-            step = tokens[:, -1:] if cache is not None else tokens
+            step = tokens[:, length - 1 : length] if cache is not None else tokens[:, :length]
             token = self.decode(step, memory, memory_valid, cache)[:, -1].argmax(-1)  # (B,)
             token = token.masked_fill(done, eos)
             done |= token == eos
-            tokens = torch.cat([tokens, token[:, None]], dim=1)
+            tokens[:, length] = token
+            length += 1
             if done.all():
                 break
-        return [_strip(row.tolist(), eos) for row in tokens[:, 1:]]
+        return [_strip(row.tolist(), eos) for row in tokens[:, 1:length]]
 
 
 def _strip(ids: list[int], eos: int) -> list[int]:

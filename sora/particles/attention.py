@@ -9,7 +9,7 @@ bias, which is zero in a model built that way.
 Two paths give the same outputs (within float error): PyTorch's fused SDPA kernel, and an explicit
 softmax(QK^T/sqrt(dh))V that exposes the attention pattern at ``hook_pattern``. The explicit path
 runs when weights are asked for, when a hook listens to the pattern, with adaptive span, or when
-``explicit`` is set.
+``explicit`` is set; and at CPU inference for the shapes where it was measured faster (``EXPLICIT_KEYS``).
 
 Hook points, in the order they fire (shapes where each is declared): the input; the queries, keys
 and values split into heads, Q and K both *after* the rotary rotation (what the scores are made
@@ -31,6 +31,20 @@ from sora.particles.linear import GateCheck, is_plain_linear, linear, project
 from sora.particles.masks import attention_mask
 from sora.particles.packing import Packing
 from sora.particles.position import Rotary
+
+# Key lengths S for which the explicit path beat SDPA's CPU flash kernel at inference, for more than one query:
+# SDPA took 1.4-2.9x as long at S = 24 and 28 in every case measured (12 heads of 32 and 4 of 64, batch 1, 8 and
+# 32, 1 thread, best of 9: bench/results/attention_kernels.json); at 20 and 32-40 either won; from 48 up, and for
+# a decoding step's single query, SDPA was as fast or faster. End to end on MiniLM the rule is within noise
+# (attention is about 5% of its time).
+EXPLICIT_KEYS = (21, 31)
+
+
+def explicit_wins(queries: int, keys: int, device: torch.device) -> bool:
+    """Whether the explicit path is the faster kernel for this shape (at inference; training keeps SDPA's)."""
+    low, high = EXPLICIT_KEYS
+    # inference mode first: an export traces under no_grad, where sizes are symbols a comparison would pin
+    return device.type == "cpu" and torch.is_inference_mode_enabled() and queries > 1 and low <= keys <= high
 
 
 class MultiHeadAttention(nn.Module):
@@ -117,7 +131,13 @@ class MultiHeadAttention(nn.Module):
 
         dropout = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.explicit or self.adaptive_span is not None or self.hook_pattern.active:
+        if (
+            need_weights
+            or self.explicit
+            or self.adaptive_span is not None
+            or self.hook_pattern.active
+            or explicit_wins(q.shape[2], k.shape[2], q.device)
+        ):
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, S)
             if is_causal and mask is None:
                 mask = attention_mask(

@@ -78,5 +78,9 @@ class Block(nn.Module):
         fewer queries), and the residual stream goes on with those alone."""
         kept = x if keep is None else x[:, :keep]
         if self.pre_norm:
-            return kept + self.dropout(sublayer(norm(x)))
-        return norm(kept + self.dropout(sublayer(x)))
+            return kept + self._dropped(sublayer(norm(x)))
+        return norm(kept + self._dropped(sublayer(x)))
+
+    def _dropped(self, h: Tensor) -> Tensor:
+        """Dropout while training; at inference not even the module call (a few per block, every token)."""
+        return self.dropout(h) if self.training else h

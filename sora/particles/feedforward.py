@@ -52,7 +52,11 @@ class FeedForward(nn.Module):
         masked = self._mask_check(self.neuron_mask)
         if masked and not self.hook_post.active and is_plain_linear(self.fc_out):
             # the same product, cheaper: mask fc_out's d_ff columns instead of all B*T*d_ff activations
-            return self.hook_out(F.linear(self.dropout(h), self.fc_out.weight * self.neuron_mask, self.fc_out.bias))
+            return self.hook_out(F.linear(self._dropped(h), self.fc_out.weight * self.neuron_mask, self.fc_out.bias))
         if self.hook_post.active or masked:
             h = self.hook_post(h * self.neuron_mask)
-        return self.hook_out(self.fc_out(self.dropout(h)))
+        return self.hook_out(self.fc_out(self._dropped(h)))
+
+    def _dropped(self, h: Tensor) -> Tensor:
+        """Dropout while training; at inference not even the module call."""
+        return self.dropout(h) if self.training else h

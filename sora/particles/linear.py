@@ -3,6 +3,7 @@ neurons), several projections of one input at once, and when a gate may be folde
 
 import warnings
 
+import torch
 from torch import Tensor, nn
 
 
@@ -33,17 +34,39 @@ class GateCheck:
     All ones (no particle switched off) is the common case, and multiplying a weight by an all-ones
     gate on every call cost 9-12% of a MiniLM forward pass at batch 1 on CPU. The answer is kept
     until the buffer is replaced or written in place (its version counter moves), so a forward pass
-    pays no reduction; on GPUs the check is skipped (it would wait for the device, and the multiply
-    costs little there), and a gate that requires grad is always multiplied (its gradient is the
-    point)."""
+    pays no reduction. An inference tensor (a model loaded under ``torch.inference_mode``) has no
+    version counter: its gate is checked on every call, a reduction over H or F values that costs far
+    less than the weight-sized product it saves (that product was 17% of a MiniLM forward at batch 1).
+    On GPUs the check is skipped (it would wait for the device, and the multiply costs little there),
+    and a gate that requires grad is always multiplied (its gradient is the point)."""
 
     def __init__(self):
         self.key, self.needed = None, True
 
     def __call__(self, gate: Tensor) -> bool:
-        if gate.device.type != "cpu" or gate.is_inference() or gate.requires_grad:  # inference tensors: no version
+        if gate.device.type != "cpu" or gate.requires_grad:
             return True
+        if gate.is_inference():  # no version counter to remember the answer by
+            return not bool(gate.eq(1).all())
         key = (id(gate), gate._version)
         if key != self.key:
             self.key, self.needed = key, not bool(gate.eq(1).all())
         return self.needed
+
+
+def inference_layout(model: nn.Module, on: bool = True) -> None:
+    """Store every plain Linear's weight column-major (its (out, in) shape over (in, out) memory), or back.
+
+    ``F.linear`` multiplies by the weight's transpose, and with few rows (a sentence, a decoding step) oneDNN's
+    kernel for a contiguous (in, out) operand ran 1.2-2.5x faster than for the transposed view (1 thread;
+    equal from about 300 rows up): MiniLM's forward at batch 1 took 13% less, greedy generation at batch 8 14%
+    less. The values do not change, only their order in memory; a weight shared with an embedding (a tied LM
+    head) moves with it. Training gets the usual layout back (``Stack.train``)."""
+    seen: set[int] = set()
+    for module in model.modules():
+        if not is_plain_linear(module) or id(module.weight) in seen:
+            continue
+        seen.add(id(module.weight))
+        weight = module.weight
+        with torch.inference_mode(weight.is_inference()):  # a normal tensor stays normal (training may follow)
+            weight.data = weight.data.t().contiguous().t() if on else weight.data.contiguous()
