@@ -24,6 +24,7 @@ from sora.data.config import DataConfig
 from sora.data.datasets import Audio, Examples, Images, LMBlocks, Seq2SeqPairs, TextClassification
 from sora.data.duplicates import describe_duplicates, first_occurrences, group_ids, input_keys, split_overlap
 from sora.data.encoding import encode, encode_corpus, tokenizer_for
+from sora.data.pairs import encode_pairs
 from sora.data.prepared import Prepared
 from sora.data.rows import check_labels, check_texts, kept, label_ids, label_names, skipped_note
 from sora.data.splits import SPLITS, Selection, cut_documents, select_rows
@@ -62,10 +63,7 @@ def build_classification(src: Source) -> Prepared:
     modality = _modality(src.raw.tables, src.columns)
     column = src.columns.get(modality, modality)
     names, labels, raw = _labelled(src, modality, column)
-    keys = {
-        k: input_keys(t.require(column, modality, src.name), modality, src.cfg.normalize.strip)
-        for k, t in raw.tables.items()
-    }
+    keys = {k: _input_keys(src, t, modality, column) for k, t in raw.tables.items()}
     raw, keys, same, info = _repeats(src, raw, keys, labels, names)
     chosen = select_rows(src.cfg, raw, src.columns, labels, same)
     split_labels = {k: labels[s.source][s.rows] for k, s in chosen.items()}
@@ -74,6 +72,16 @@ def build_classification(src: Source) -> Prepared:
     make = {"text": _text_splits, "image": _image_splits, "audio": _audio_splits}[modality]
     tokenizer, splits = make(src, chosen, split_labels, column)
     return Prepared(src.cfg, "classification", modality, tokenizer, names, _with_columns(splits, chosen), info=info)
+
+
+def _input_keys(src: Source, table: Table, modality: str, column: str) -> list:
+    """One key per row, equal when the inputs are: a text pair is the same input only when both texts are."""
+    keys = input_keys(table.require(column, modality, src.name), modality, src.cfg.normalize.strip)
+    pair = src.columns.get("text_pair") if modality == "text" else None
+    if pair is None:
+        return keys
+    seconds = input_keys(table.require(pair, "text_pair", src.name), modality, src.cfg.normalize.strip)
+    return [f"{a}\n\n{b}" for a, b in zip(keys, seconds)]
 
 
 def _with_columns(splits: dict[str, Examples], chosen: dict[str, Selection]) -> dict[str, Examples]:
@@ -197,8 +205,22 @@ Splits = tuple[Tokenizer | None, dict[str, Examples]]
 
 def _text_splits(src: Source, chosen: dict[str, Selection], labels: dict[str, np.ndarray], column: str) -> Splits:
     texts = {k: [str(s.table.columns[column][i]) for i in s.rows] for k, s in chosen.items()}
-    tok = tokenizer_for(src.cfg, "classification", src.tokenizer, texts["train"], src.cfg.max_len)
-    return tok, {k: TextClassification(encode(tok, texts[k]), labels[k], texts[k]) for k in SPLITS}
+    pair = src.columns.get("text_pair")
+    if pair is None:
+        tok = tokenizer_for(src.cfg, "classification", src.tokenizer, texts["train"], src.cfg.max_len)
+        return tok, {k: TextClassification(encode(tok, texts[k]), labels[k], texts[k]) for k in SPLITS}
+    seconds = {k: _column_texts(s, pair, "text_pair", src.name) for k, s in chosen.items()}
+    tok = tokenizer_for(src.cfg, "classification", src.tokenizer, texts["train"] + seconds["train"], src.cfg.max_len)
+    splits = {}
+    for k in SPLITS:
+        ids, segments = encode_pairs(tok, texts[k], seconds[k])
+        splits[k] = TextClassification(ids, labels[k], texts[k], segments)
+    return tok, splits
+
+
+def _column_texts(selection: Selection, column: str, role: str, name: str) -> list[str]:
+    values = selection.table.require(column, role, name)
+    return [str(values[i]) for i in selection.rows]
 
 
 def _image_splits(src: Source, chosen: dict[str, Selection], labels: dict[str, np.ndarray], column: str) -> Splits:

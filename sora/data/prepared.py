@@ -114,6 +114,8 @@ class Prepared(TaskData):
                 out.update(bos_id=self.bos_id, eos_id=self.eos_id)
         if self.labels is not None:
             out["n_classes"] = len(self.labels)
+        if self.task == "span" or getattr(self.splits["train"], "segments", None) is not None:
+            out["segments"] = 2  # text pairs: a segment embedding tells their two texts apart
         if self.modality == "image":
             images = self.splits["train"].images
             out["image"] = {"size": int(images.shape[1]), "channels": int(images.shape[3])}

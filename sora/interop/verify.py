@@ -134,7 +134,8 @@ def _compare(
     report["last_hidden_state"] = _max_diff(hidden, base(**kwargs).last_hidden_state, valid)
     if types is not None:
         pairs = base(**kwargs, token_type_ids=types).last_hidden_state
-        report["second_segment_hidden_state"] = _max_diff(hidden, pairs, valid)
+        ours_pairs = model.run_stack(inputs, valid, segments=types)[0] if config.segments else hidden
+        report["second_segment_hidden_state"] = _max_diff(ours_pairs, pairs, valid)
     del base
     if config.arch == "encoder":
         return
@@ -143,7 +144,8 @@ def _compare(
     mask = valid if config.arch in ("token_classifier", "decoder_lm") else None
     report["logits"] = _max_diff(ours, task(**kwargs).logits, mask)
     if types is not None:
-        report["second_segment_logits"] = _max_diff(ours, task(**kwargs, token_type_ids=types).logits, mask)
+        ours_pairs = model(inputs, valid, types) if config.segments else ours
+        report["second_segment_logits"] = _max_diff(ours_pairs, task(**kwargs, token_type_ids=types).logits, mask)
     if config.arch == "decoder_lm" and generate_tokens:
         report["greedy_tokens_equal"] = _same_greedy_tokens(model, task, inputs, valid, generate_tokens)
 

@@ -92,6 +92,9 @@ class ModelConfig(StrictModel):
     norm_position: Literal["pre", "post"] = "pre"
     embed_norm: bool = Field(False, description="normalise embeddings (BERT)")
     position: Literal["sinusoidal", "learned", "rotary", "none"] = "learned"
+    segments: int = Field(
+        0, ge=0, description="segment (token-type) embeddings for text pairs: 0 none, 2 for BERT's two segments"
+    )
     max_len: int = Field(512, gt=0, description="longest sequence, in tokens")
     rope_base: float = Field(10000.0, gt=0, description="rotary: base of the position frequencies")
     bias: bool = True
@@ -129,6 +132,8 @@ class ModelConfig(StrictModel):
         for key in ("pad_id", "bos_id", "eos_id") if self.input == "text" else ():  # an id the embedding lacks
             if (getattr(self, key) or 0) >= self.vocab_size:
                 raise ValueError(f"{key} {getattr(self, key)} is past the vocabulary (vocab_size {self.vocab_size})")
+        if self.segments and self.input != "text":
+            raise ValueError(f"segments are for text pairs; this model reads {self.input}")
         if self.input == "image" and self.image is None:
             self.image = ImageInput()
         if self.input == "audio" and self.audio is None:

@@ -25,9 +25,11 @@ class EncoderClassifier(Stack):
             pooler_activation=config.pooler_activation,
         )
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, n_classes)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> logits (B, n_classes)
         keep = 1 if self._reads_first_only() else None
-        h, valid = self.run_stack(inputs, valid, keep_last=keep)  # (B, T or 1, d)
+        h, valid = self.run_stack(inputs, valid, keep_last=keep, segments=segments)  # (B, T or 1, d)
         return self.head(h, valid if keep is None or valid is None else valid[:, :keep])
 
     def _reads_first_only(self) -> bool:
@@ -44,8 +46,10 @@ class TokenClassifier(Stack):
         super().__init__(config, config.encoder)
         self.head = TokenClassifierHead(config.d_model, config.n_classes, config.dropout)
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, T, n_classes)
-        h, _ = self.run_stack(inputs, valid)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> logits (B, T, n_classes)
+        h, _ = self.run_stack(inputs, valid, segments=segments)
         return self.head(h)
 
     def output_valid(self, inputs: Tensor, valid: Tensor | None) -> Tensor | None:
@@ -70,10 +74,12 @@ class Encoder(Stack):
     def __init__(self, config: ModelConfig):
         super().__init__(config, config.encoder)
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> hidden states (B, T, d)
-        h, _ = self.run_stack(inputs, valid)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> hidden states (B, T, d)
+        h, _ = self.run_stack(inputs, valid, segments=segments)
         return h
 
-    def pooled(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> (B, d)
-        h, valid = self.run_stack(inputs, valid)
+    def pooled(self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None) -> Tensor:  # (B, d)
+        h, valid = self.run_stack(inputs, valid, segments=segments)
         return pool(h, valid, self.config.pooling)

@@ -83,13 +83,14 @@ class Stack(nn.Module):
         memory_valid: Tensor | None = None,  # (B, S)
         cache: list[LayerCache] | None = None,
         keep_last: int | None = None,  # the last block answers for the first positions only (B, keep_last, d)
+        segments: Tensor | None = None,  # (B, T) segment ids of text pairs (0: first text, 1: second)
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
         offset = cache[0].self_attn.length if cache else 0  # every layer counts its positions, headless ones too
         if valid is None and self.embed.tokens is not None and not self.causal:
             valid = inputs != self.config.pad_id
         elif valid is not None and self.config.input == "audio":
             valid = self.embed.patches.token_mask(valid)
-        x = self.embed(inputs, offset)  # (B, T, d)
+        x = self.embed(inputs, offset, segments)  # (B, T, d)
         T = x.shape[1]
         key_valid = valid
         if cache is not None and valid is not None and offset:

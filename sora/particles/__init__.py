@@ -13,6 +13,7 @@ from sora.particles.masks import attention_mask
 from sora.particles.norm import make_norm
 from sora.particles.patches import AudioPatchEmbedding, ImagePatchEmbedding
 from sora.particles.position import LearnedPosition, Rotary, SinusoidalPosition
+from sora.particles.segment import SegmentEmbedding
 
 __all__ = [
     "AdaptiveSpan",
@@ -30,6 +31,7 @@ __all__ = [
     "LearnedPosition",
     "MultiHeadAttention",
     "Rotary",
+    "SegmentEmbedding",
     "SinusoidalPosition",
     "TokenClassifierHead",
     "TokenEmbedding",

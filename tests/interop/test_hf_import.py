@@ -104,7 +104,7 @@ def test_labels_and_notes_are_recorded(hf_folder):
     folder, _ = hf_folder("BertForMaskedLM", "bert")
     result = import_hf(folder)
     assert any("masked-LM head" in n and "cls.predictions" in n for n in result.notes)
-    assert any("token-type 0 embedding folded" in n for n in result.notes)
+    assert any("2 token types kept as embed.segment" in n for n in result.notes)
     folder, _ = hf_folder("RobertaForSequenceClassification", "roberta")
     result = import_hf(folder)
     assert result.meta["labels"] == ["neg", "neutral", "pos"]
