@@ -7,7 +7,7 @@ from torch import nn
 from sora.errors import SoraError, first_line
 from sora.models.config import ModelConfig
 from sora.models.decoder import DecoderLM
-from sora.models.encoder import Encoder, EncoderClassifier, TokenClassifier
+from sora.models.encoder import Encoder, EncoderClassifier, SpanExtractor, TokenClassifier
 from sora.models.seq2seq import Seq2Seq
 
 ASSEMBLIES = {
@@ -16,6 +16,7 @@ ASSEMBLIES = {
     "decoder_lm": DecoderLM,
     "seq2seq": Seq2Seq,
     "encoder": Encoder,
+    "span_extractor": SpanExtractor,
 }
 
 

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from sora.configio import StrictModel
 
-Arch = Literal["encoder_classifier", "token_classifier", "decoder_lm", "seq2seq", "encoder"]
+Arch = Literal["encoder_classifier", "token_classifier", "decoder_lm", "seq2seq", "encoder", "span_extractor"]
 
 
 class StackConfig(StrictModel):
@@ -123,6 +123,7 @@ class ModelConfig(StrictModel):
             "decoder_lm": ("decoder", "vocab_size"),
             "seq2seq": ("encoder", "decoder", "vocab_size"),
             "encoder": ("encoder",),
+            "span_extractor": ("encoder",),
         }[self.arch]
         for key in needs:
             if getattr(self, key) is None:
@@ -138,6 +139,8 @@ class ModelConfig(StrictModel):
             self.image = ImageInput()
         if self.input == "audio" and self.audio is None:
             self.audio = AudioInput()
+        if self.arch == "span_extractor" and self.input != "text":
+            raise ValueError("span_extractor reads text (a question and a paragraph)")
         if self.input != "text" and self.arch not in ("encoder_classifier", "token_classifier", "encoder"):
             raise ValueError(f"{self.input} input works with encoder assemblies, not '{self.arch}'")
         if self.head_dim is None:

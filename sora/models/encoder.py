@@ -1,4 +1,4 @@
-"""Encoder assemblies: a bidirectional stack with a classification or per-token head.
+"""Encoder assemblies: a bidirectional stack with a classification, per-token or answer-span head.
 
 The embedder decides the modality: text, images (ViT-style) or audio (spectrogram patches).
 """
@@ -7,7 +7,7 @@ from torch import Tensor
 
 from sora.models.config import ModelConfig
 from sora.models.stack import Stack
-from sora.particles import ClassifierHead, TokenClassifierHead
+from sora.particles import ClassifierHead, SpanHead, TokenClassifierHead
 from sora.particles.heads import pool
 
 
@@ -59,6 +59,20 @@ class TokenClassifier(Stack):
         if valid is None and self.embed.tokens is not None:
             return inputs != self.config.pad_id
         return valid
+
+
+class SpanExtractor(Stack):
+    """Extractive question answering: a question and a paragraph in, start and end logits per token out."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.encoder)
+        self.head = SpanHead(config.d_model, config.dropout)
+
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> (B, T, 2) start and end logits
+        h, _ = self.run_stack(inputs, valid, segments=segments)
+        return self.head(h)
 
 
 class Encoder(Stack):

@@ -5,7 +5,7 @@ from sora.particles.attention import MultiHeadAttention
 from sora.particles.block import Block
 from sora.particles.embedding import TokenEmbedding
 from sora.particles.feedforward import FeedForward
-from sora.particles.heads import ClassifierHead, LMHead, TokenClassifierHead
+from sora.particles.heads import ClassifierHead, LMHead, SpanHead, TokenClassifierHead
 from sora.particles.hookpoint import HookPoint
 from sora.particles.int8 import Int8Embedding, Int8Linear
 from sora.particles.kv_cache import KVCache, LayerCache
@@ -33,6 +33,7 @@ __all__ = [
     "Rotary",
     "SegmentEmbedding",
     "SinusoidalPosition",
+    "SpanHead",
     "TokenClassifierHead",
     "TokenEmbedding",
     "attention_mask",
