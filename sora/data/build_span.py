@@ -41,7 +41,7 @@ def build_span(src: Source) -> Prepared:
     chosen = select_rows(cfg, raw, cols, None, same)
     info["overlap"] = _overlap(src, chosen, keys)
     rows = {k: (s.table, s.rows) for k, s in chosen.items()}
-    rows.update({k: (t, _limited(np.arange(len(t)), cfg.limit)) for k, t in extra.items()})
+    rows.update({k: (t, _limited(np.arange(len(t)), cfg.shift_limit or cfg.limit)) for k, t in extra.items()})
     train_texts = [
         str(v)
         for i in rows["train"][1]

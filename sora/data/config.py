@@ -129,6 +129,9 @@ class DataConfig(StrictModel):
     stride: int = Field(
         64, ge=0, description="span: context tokens that consecutive windows over a long paragraph share"
     )
+    shift_limit: int | None = Field(
+        None, gt=0, description="span: at most this many questions of each extra test split (SQuADShifts)"
+    )
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     limit: int | None = Field(

@@ -30,7 +30,7 @@ from sora.configio import validate
 from sora.data import DataConfig, prepare_data
 from sora.data.duplicates import summary as duplicates_summary
 from sora.data.protocol import TaskData
-from sora.data.splits import unusable_split
+from sora.data.splits import SPLITS, unusable_split
 from sora.errors import ConfigError, SoraError
 from sora.models import ModelConfig, load_meta, load_model, load_tokenizer, save_model
 from sora.models.build import build_within_memory
@@ -257,7 +257,9 @@ def train_and_test(
             "task": task.name,
             "labels": data.labels,
             "preprocessing": data.preprocessing(),  # how raw images/audio become inputs (sora.data.preprocess)
-            "metrics": {k: metrics[k] for k in ("validation", "test", "test_by", "baseline") if k in metrics},
+            "metrics": {
+                k: metrics[k] for k in ("validation", "test", "test_by", "test_extra", "baseline") if k in metrics
+            },
             "provenance": provenance,
         }
         run.model_dir = save_model(final, out_dir / "model", tokenizer=data.tokenizer, meta=model_meta)
@@ -288,6 +290,12 @@ def _test(model, data, task, cfg: TrainConfig, batch_size: int, d: distributed.D
     log(f"test: {_short(out['test'])}")
     for line in describe_groups(cfg.test_by, groups) if cfg.test_by else []:
         log(f"test {line}")
+    extra = [k for k in getattr(data, "splits", {}) if k not in SPLITS and data.has_split(k)]
+    for split in extra:  # out-of-domain test sets a dataset brings (squad: SQuADShifts)
+        out.setdefault("test_extra", {})[split] = evaluate(
+            model, data.loader(split, batch_size, **shard), task, **options
+        )
+        log(f"test {split}: {_short(out['test_extra'][split])}")
     return out
 
 
