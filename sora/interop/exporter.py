@@ -29,6 +29,7 @@ from sora.interop.importer import FAMILIES
 from sora.interop.pretrained import body_as_encoder
 from sora.interop.verify import TOLERANCE, compare_with_transformers, transformers_available
 from sora.models import load_config, load_meta, load_model, load_tokenizer
+from sora.models.adapters import merge_lora
 from sora.models.folder import TOKENIZER
 
 # Keys of an imported model's original config.json that describe the old folder, not the new one.
@@ -162,10 +163,12 @@ def export_hf(
             "add --body-only to export the encoder alone (AutoModel loads it; pool its hidden states "
             "by mean, as sentence-transformers does)"
         )
+    if config.adapter is not None and config.adapter.kind == "bottleneck":
+        problems.append("bottleneck adapters are not linear and have no transformers counterpart (LoRA merges)")
     if problems:
         raise SoraError(f"cannot export {model_dir} as transformers {family.name}: " + "; ".join(problems))
 
-    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+    model, tokenizer = merge_lora(load_model(model_dir)), load_tokenizer(model_dir)  # an adapter folder: merged
     state = {k: v for k, v in fold_gates(model.state_dict()).items() if not (body_only and k.startswith("head."))}
     if config.arch == "decoder_lm" and config.tie_embeddings:
         state.pop("head.proj.weight")  # the token embedding itself

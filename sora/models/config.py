@@ -78,6 +78,26 @@ class AdaptiveSpanConfig(StrictModel):
     penalty: float = Field(2e-6, ge=0, description="loss weight of the mean span")
 
 
+class AdapterConfig(StrictModel):
+    """Parameter-efficient fine-tuning: small trainable adapters on a frozen pretrained body (and its head)."""
+
+    kind: Literal["lora", "bottleneck"] = Field(
+        "lora", description="lora: low-rank updates of projections (Hu 2021); bottleneck: Houlsby 2019 adapters"
+    )
+    rank: int = Field(8, gt=0, description="lora: rank r of B A")
+    alpha: float = Field(16.0, gt=0, description="lora: the update is scaled by alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="lora: dropout on the adapter's input")
+    size: int = Field(64, gt=0, description="bottleneck: width m of d -> m -> d")
+    targets: list[str] | None = Field(
+        None,
+        description="projections: q, k, v, out, attn, ffn, ffn_out or module paths; default lora [q, v], "
+        "bottleneck [out, ffn_out] (after attention and after the feed-forward, as Houlsby places them)",
+    )
+
+    def resolved_targets(self) -> list[str]:
+        return self.targets or (["q", "v"] if self.kind == "lora" else ["out", "ffn_out"])
+
+
 class ModelConfig(StrictModel):
     arch: Arch = Field(..., description="which assembly to build")
     input: Literal["text", "image", "audio"] = "text"
@@ -114,6 +134,7 @@ class ModelConfig(StrictModel):
     audio: AudioInput | None = None
     adaptive_span: AdaptiveSpanConfig | None = None
     quantization: dict[str, Any] | None = Field(None, description="set by sora quantize")
+    adapter: AdapterConfig | None = Field(None, description="adapters this model carries (train.adapters)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
