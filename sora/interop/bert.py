@@ -66,6 +66,7 @@ class BertFamily(Family):
         "BertModel": "encoder",
         "BertForSequenceClassification": "encoder_classifier",
         "BertForTokenClassification": "token_classifier",
+        "BertForQuestionAnswering": "span_extractor",
         "BertForMaskedLM": "encoder",
         "BertForPreTraining": "encoder",
     }
@@ -77,6 +78,7 @@ class BertFamily(Family):
         "encoder": "BertModel",
         "encoder_classifier": "BertForSequenceClassification",
         "token_classifier": "BertForTokenClassification",
+        "span_extractor": "BertForQuestionAnswering",
     }
     type_vocab_size = 2
 
@@ -152,11 +154,17 @@ class BertFamily(Family):
             config.update(n_classes=n_labels(hf, src))
             take_pairs(ck, linear_pairs("head.classifier", "classifier"), state, top=True)
             labels = hf_labels(hf)
-        elif ck.has("pooler.dense.weight"):
+        elif arch == "span_extractor":
+            take_pairs(ck, linear_pairs("head.proj", "qa_outputs"), state, top=True)
+        if arch != "encoder_classifier" and ck.has("pooler.dense.weight"):
             ck.take("pooler.dense.weight"), ck.take("pooler.dense.bias")  # explained here, not reported as unknown
             notes.append(
-                f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: a feature "
-                "extractor returns hidden states; pool them with config.pooling"
+                f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: "
+                + (
+                    "a span head reads every token"
+                    if arch == "span_extractor"
+                    else "a feature extractor returns hidden states; pool them with config.pooling"
+                )
             )
         return Imported(ModelConfig.model_validate(config), state, labels, notes, meta)
 
@@ -166,6 +174,8 @@ class BertFamily(Family):
     # -- export ---------------------------------------------------------------------------------
     def export_problems(self, config: ModelConfig) -> list[str]:
         problems = common_export_problems(config, self.name)
+        if config.arch not in self.exports:
+            problems.append(f"{self.name} has no transformers class for a {config.arch} (export the body: --body-only)")
         if config.input != "text":
             problems.append(f"{self.name} reads tokens, this model {config.input}")
         if config.norm_position != "post":
@@ -223,6 +233,9 @@ class BertFamily(Family):
         elif config.arch == "token_classifier":
             give_pairs(state, linear_pairs("head.classifier", "classifier"), out)
             hf.update(label_config(config, labels))
+        elif config.arch == "span_extractor":
+            give_pairs(state, linear_pairs("head.proj", "qa_outputs"), out)
+            hf["num_labels"] = 2
         return hf, out
 
     def _token_types(self, config: ModelConfig, state: dict[str, Tensor], position: Tensor) -> Tensor:
