@@ -133,9 +133,7 @@ def test_a_pickled_object_in_pytorch_model_bin_is_refused(hf_folder):
 
 def test_unsupported_architectures_fail_listing_the_supported_ones(hf_folder, tmp_path):
     folder, _ = hf_folder("BertForMultipleChoice", "bert")
-    with pytest.raises(
-        SoraError, match=r"BertForMultipleChoice is not supported; supported bert classes: BertModel"
-    ):
+    with pytest.raises(SoraError, match=r"BertForMultipleChoice is not supported; supported bert classes: BertModel"):
         import_hf(folder)
     t5 = tmp_path / "t5"
     t5.mkdir()
