@@ -50,6 +50,9 @@ def test_quick_profile_runs_end_to_end(path, tmp_path, capsys, monkeypatch):
     assert config["input"] != "text" or (tmp_path / "model" / "tokenizer.json").is_file()
     if path.stem in SPEECH:
         check_speech(metrics, *SPEECH[path.stem])
+    if recipe.data is not None and recipe.data.dataset == "squad":  # SQuADShifts scored beside the test split
+        assert set(metrics["test_extra"]) == {"new_wiki", "nyt", "reddit", "amazon"}
+        assert all("f1" in m for m in metrics["test_extra"].values())
     if config["input"] == "image":  # ten classes: a quick ViT beats guessing clearly (measured 21.7% and 26.6%)
         assert metrics["test"]["accuracy"] > 0.15
     if recipe.analyze is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from sora.data import DataConfig, prepare_data
@@ -48,3 +50,16 @@ def test_a_question_without_a_paragraph_is_one_line(tmp_path, monkeypatch, capsy
     folder = saved_span_model(tmp_path, monkeypatch)
     code, _, err = run_cli(capsys, "generate", folder, "--question", "Which river?")
     assert code == 2 and "--context" in err and "Traceback" not in err
+
+
+def test_predict_answers_each_record_and_names_a_bad_one(tmp_path, monkeypatch, capsys):
+    folder = saved_span_model(tmp_path, monkeypatch)
+    records = tmp_path / "questions.jsonl"
+    records.write_text(
+        json.dumps({"question": "Which river flows through Rome?", "context": CONTEXT}) + "\n"
+        + json.dumps({"question": "no paragraph"}) + "\n"
+    )  # fmt: skip
+    code, _, _ = run_cli(capsys, "predict", folder, "--input", records, "--output", tmp_path / "answers.jsonl")
+    first, second = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert code == 0 and CONTEXT[first["start"] : first["end"]] == first["answer"]
+    assert second == {"line": 2, "error": "needs text fields 'question' and 'context'"}
