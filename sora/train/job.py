@@ -230,6 +230,8 @@ def train_and_test(
         metrics["data"] = quality
     if (meta or {}).get("pretrain"):
         metrics["pretrain"] = meta["pretrain"]
+    if (meta or {}).get("adapters"):  # what trained: the adapter, its base, trainable and total parameters
+        metrics["adapters"] = meta["adapters"]
     best_validation = result.best_validation()
     if best_validation is not None:
         metrics["validation"] = best_validation
