@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sora.data.builders import Source, _overlap, _repeats
 from sora.data.builtin import Raw
 from sora.data.duplicates import input_keys
 from sora.data.encoding import tokenizer_for
 from sora.data.prepared import Prepared
 from sora.data.rows import check_texts
+from sora.data.source import Source, handle_repeats, overlap
 from sora.data.spans import Question, SpanExamples
 from sora.data.splits import SPLITS, select_rows
 from sora.data.table import Table
@@ -37,9 +37,9 @@ def build_span(src: Source) -> Prepared:
         k: [f"{q}\n\n{c}" for q, c in zip(input_keys(t.columns[q_col], "text"), t.columns[c_col])]
         for k, t in main.items()
     }
-    raw, keys, same, info = _repeats(src, Raw(main, src.raw.columns, None, src.raw.group), keys)
+    raw, keys, same, info = handle_repeats(src, Raw(main, src.raw.columns, None, src.raw.group), keys)
     chosen = select_rows(cfg, raw, cols, None, same)
-    info["overlap"] = _overlap(src, chosen, keys)
+    info["overlap"] = overlap(src, chosen, keys)
     rows = {k: (s.table, s.rows) for k, s in chosen.items()}
     rows.update({k: (t, _limited(np.arange(len(t)), cfg.shift_limit or cfg.limit)) for k, t in extra.items()})
     train_texts = [

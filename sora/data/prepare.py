@@ -13,7 +13,6 @@ from tokenizers import Tokenizer
 
 from sora.configio import validate
 from sora.data import builtin
-from sora.data.build_span import build_span
 from sora.data.builders import BUILDERS, Source
 from sora.data.config import DataConfig
 from sora.data.prepared import Prepared
@@ -34,8 +33,7 @@ def prepare_data(cfg: DataConfig | dict, tokenizer: Tokenizer | None = None) -> 
     name = cfg.dataset or (cfg.source if isinstance(cfg.source, str) else cfg.source["train"])
     if sum(len(t) for t in raw.tables.values()) == 0:
         raise SoraError(f"{name}: the dataset is empty (no rows{skipped_note(errors)})")
-    build = {**BUILDERS, "span": build_span}[task]
-    prepared = build(Source(cfg, raw, {**raw.columns, **cfg.columns}, errors, tokenizer, name))
+    prepared = BUILDERS[task](Source(cfg, raw, {**raw.columns, **cfg.columns}, errors, tokenizer, name))
     prepared.name = name
     errors.report(name)
     if errors.skipped:
