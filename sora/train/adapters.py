@@ -36,11 +36,14 @@ from sora.models.folder import CONFIG, META, TOKENIZER
 BASE_WEIGHTS = "model.safetensors"
 
 
-def start_adapters(model: nn.Module, config: AdapterConfig, init: str | None, log: Callable[[str], None]) -> dict:
-    """Save the base, add the adapters, freeze the rest; what meta.json and metrics.json record."""
+def start_adapters(
+    model: nn.Module, config: AdapterConfig, init: str | None, log: Callable[[str], None], *, main: bool = True
+) -> dict:
+    """Save the base (the main process only: under torchrun the others hold their weights from it only once
+    the model is wrapped), add the adapters, freeze the rest; what meta.json and metrics.json record."""
     if not init:
         raise ConfigError("train.adapters: adapters fine-tune pretrained weights; give the recipe an init: source")
-    base = save_base(model, init)
+    base = save_base(model, init) if main else {"path": None, "sha256": None, "init": init}
     apply_adapters(model, config)
     counts = train_only_adapters(model)
     log(

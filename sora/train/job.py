@@ -159,7 +159,7 @@ def train_recipe(
             on_model(model)
         meta = {"recipe": recipe.name}
         if cfg.adapters is not None:  # after the pretrained weights are in: they are the adapters' base
-            meta["adapters"] = start_adapters(model, cfg.adapters, getattr(recipe, "init", None), say)
+            meta["adapters"] = start_adapters(model, cfg.adapters, getattr(recipe, "init", None), say, main=d.main)
         if cfg.pretrain is not None and not resume:  # a resumed run's checkpoint holds the pretrained body
             meta["pretrain"] = pretrain(model, data, cfg, say)
         run = train_and_test(
