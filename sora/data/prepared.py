@@ -92,6 +92,9 @@ class Prepared(TaskData):
             augment=split == "train",
         )
 
+    def extra_splits(self) -> list[str]:
+        return [k for k in self.splits if k not in ("train", "validation", "test")]
+
     def num_batches(self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
         return count_batches(len(self._split(split)), batch_size, world_size, drop_last)
 

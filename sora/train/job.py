@@ -30,7 +30,7 @@ from sora.configio import validate
 from sora.data import DataConfig, prepare_data
 from sora.data.duplicates import summary as duplicates_summary
 from sora.data.protocol import TaskData
-from sora.data.splits import SPLITS, unusable_split
+from sora.data.splits import unusable_split
 from sora.errors import ConfigError, SoraError
 from sora.models import ModelConfig, load_meta, load_model, load_tokenizer, save_model
 from sora.models.adapters import merge_lora
@@ -303,8 +303,7 @@ def _test(model, data, task, cfg: TrainConfig, batch_size: int, d: distributed.D
     log(f"test: {_short(out['test'])}")
     for line in describe_groups(cfg.test_by, groups) if cfg.test_by else []:
         log(f"test {line}")
-    extra = [k for k in getattr(data, "splits", {}) if k not in SPLITS and data.has_split(k)]
-    for split in extra:  # out-of-domain test sets a dataset brings (squad: SQuADShifts)
+    for split in [k for k in data.extra_splits() if data.has_split(k)]:  # out-of-domain test sets (SQuADShifts)
         out.setdefault("test_extra", {})[split] = evaluate(
             model, data.loader(split, batch_size, **shard), task, **options
         )
