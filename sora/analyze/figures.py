@@ -119,6 +119,19 @@ def attention_grid(
     return save_png(fig, path)
 
 
+def pair_attention_figure(matrix: list[list[float]], layers: list[str], path: Path) -> str:
+    """Layers x heads: the share of attention question tokens put on the paragraph (one example)."""
+    m = np.asarray(matrix, dtype=float)  # (L, H)
+    fig = new_figure(1.6 + 0.45 * m.shape[1], 1.2 + 0.4 * m.shape[0])
+    ax = fig.subplots()
+    image = ax.imshow(m, cmap="magma", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_yticks(range(len(layers)), layers)
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_xlabel("head")
+    fig.colorbar(image, ax=ax, label="question -> paragraph attention")
+    return save_png(fig, path)
+
+
 def neuron_figure(samples: dict[str, np.ndarray], taylor: dict[str, np.ndarray], path: Path, bins: int = 60) -> str:
     """Per feed-forward layer: activation histogram (top) and neurons sorted by Taylor score (bottom)."""
     names = list(samples)

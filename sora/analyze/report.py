@@ -57,6 +57,11 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
     groups = _heatmap_groups(heads, extras["attention_modules"], metric)
     if groups:
         out["importance_heatmap"] = figures.importance_heatmaps(groups, folder / "importance_heatmap.png")
+    pairs = result.get("question_to_context")
+    if pairs:
+        out["question_to_context"] = figures.pair_attention_figure(
+            pairs["matrix"], pairs["layers"], folder / "question_to_context.png"
+        )
     if result.get("layers"):
         rows = [(r["name"], r["metric"]) for r in result["layers"]]
         out["layer_ablation"] = figures.layer_ablation_figure(rows, metric, folder / "layer_ablation.png")
@@ -239,6 +244,8 @@ def render_html(r: dict, graph: str) -> str:
         parts.append(_head_table(r, metric))
     if "pruning" in r:
         parts.append(_pruning_html(r, metric, fig))
+    if r.get("question_to_context"):
+        parts.append(_pairs_html(r["question_to_context"], fig))
     if fig.get("attention"):
         parts.append("<h2>Attention patterns</h2>")
         parts.extend(_example_html(ex) for ex in fig["attention"])
@@ -459,4 +466,21 @@ def _agreement_html(agreement: dict) -> str:
         "<h2>Agreement between methods</h2><div class='card'><p class='note'>Spearman rank correlation between "
         "rankings of the same particles (1: identical order; – when a ranking is constant).</p>"
         f"<table><tr><th class='l'>particles</th><th class='l'>methods</th><th>ρ</th></tr>{rows}</table></div>"
+    )
+
+
+def _pairs_html(pairs: dict, fig: dict) -> str:
+    """Which heads read the paragraph from the question (sora.analyze.pairs)."""
+    ex = pairs["example"]
+    top = sorted(pairs["heads"].items(), key=lambda kv: -kv[1]["example"])[:5]
+    rows = "".join(
+        f"<tr><td>{_e(name)}</td><td>{v['example']:.3f}</td><td>{v['mean']:.3f}</td></tr>" for name, v in top
+    )
+    question = f" ({_e(ex['question'])})" if ex.get("question") else ""
+    return (
+        "<h2>Question to paragraph</h2><div class='card'><p class='note'>Share of each head's attention that the "
+        f"question's {ex['question_tokens']} tokens{question} put on the paragraph's {ex['context_tokens']} tokens, "
+        f"for one example; the table also gives the mean over {pairs['windows']} windows.</p>"
+        f"{_img(fig.get('question_to_context'), 'question to paragraph attention')}"
+        f"<table><tr><th>head</th><th>example</th><th>mean</th></tr>{rows}</table></div>"
     )

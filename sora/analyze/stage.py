@@ -21,6 +21,7 @@ from sora.analyze.config import AnalyzeConfig
 from sora.analyze.examples import example_patterns
 from sora.analyze.importance import ablation_scores, agreement, gradient_scores
 from sora.analyze.naming import group_of, layer_label, layer_order
+from sora.analyze.pairs import question_to_context
 from sora.analyze.position import position_analysis
 from sora.analyze.pruning import pruning_curves, removal_counts
 from sora.analyze.report import write_report
@@ -172,6 +173,9 @@ def measure(
         )
         result["pruning"]["order_by"] = config.pruning_order
         result["pruning"]["evaluated_counts"] = len(removal_counts(len(heads), steps))
+    pairs = question_to_context(model, data, task, tokenizer) if "attention" in methods else None
+    if pairs is not None:
+        result["question_to_context"] = pairs
     if attns:
         extras["examples"] = example_patterns(model, data, task, config, tokenizer, labels, stats, preprocessing)
     result["summary"] = _summary(result)

@@ -12,11 +12,12 @@ from rich.table import Table
 from sora.cli.app import app
 from sora.cli.out import claim, force_option
 from sora.data import read_data_config
-from sora.models import load_model, load_tokenizer
+from sora.models import load_meta, load_model, load_tokenizer
 from sora.models.folder import require_model_dir
 from sora.models.generate import generate_text
 from sora.pipeline import train_stage  # the pipeline's stage: it also applies a recipe's `init` weights
 from sora.recipe import load_recipe
+from sora.tasks.answering import answer_question, window_settings
 from sora.train import evaluate_folder
 
 
@@ -74,8 +75,10 @@ def eval_command(
 
 @app.command("generate")
 def generate_command(
-    model_dir: Path = typer.Argument(..., help="a decoder_lm or seq2seq model folder"),
+    model_dir: Path = typer.Argument(..., help="a decoder_lm, seq2seq or span_extractor (question answering) folder"),
     prompt: str = typer.Option("", "--prompt", help="text to continue (LM) or translate (seq2seq)"),
+    question: str = typer.Option(None, "--question", help="span_extractor: the question to answer"),
+    context: str = typer.Option(None, "--context", help="span_extractor: the paragraph that holds the answer"),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="0 = greedy"),
     top_k: int = typer.Option(None, "--top-k", min=1, help="sample from the k most likely tokens"),
@@ -89,10 +92,19 @@ def generate_command(
     ),
     seed: int = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="for repeatable samples"),
 ) -> None:
-    """Print text from a model: continuations of a prompt, or its translation."""
+    """Print text from a model: continuations of a prompt, its translation, or the answer to --question about
+    --context (a question-answering model)."""
     require_model_dir(model_dir)
+    model = load_model(model_dir)
+    if model.config.arch == "span_extractor":
+        max_len, stride = window_settings(load_meta(model_dir))
+        found = answer_question(
+            model, load_tokenizer(model_dir), question or prompt, context or "", max_len=max_len, stride=stride
+        )
+        typer.echo(found.text)
+        return
     texts = generate_text(
-        load_model(model_dir),
+        model,
         load_tokenizer(model_dir),
         prompt,
         max_new_tokens=max_new_tokens,

@@ -14,17 +14,16 @@ fc_in/fc_gate/fc_out) in every layer, or a module path for one place (``layers.1
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import nn
 
 from sora.atomic import staged_dir
 from sora.compress.config import LoRAConfig
 from sora.errors import SoraError
-from sora.particles import FeedForward, MultiHeadAttention
+from sora.particles import FeedForward, LoRALinear, MultiHeadAttention
 
 ROLES = {
     "q": ("q_proj",),
@@ -35,45 +34,6 @@ ROLES = {
     "ffn": ("fc_in", "fc_gate", "fc_out"),
 }
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
-
-
-class LoRALinear(nn.Module):
-    """A frozen Linear plus a trainable low-rank update."""
-
-    kind = "lora_linear"
-
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
-        super().__init__()
-        self.base = base
-        self.rank, self.scaling = rank, alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))  # (r, in)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))  # (out, r) zero: starts as a no-op
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.dropout = nn.Dropout(dropout)
-
-    @property
-    def weight(self) -> Tensor:  # the merged weight, for code that reads .weight (e.g. importance)
-        return self.base.weight + self.scaling * self.lora_B @ self.lora_A
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.base.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.base.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base.out_features
-
-    def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
-        return self.base(x) + (self.dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
-
-    def merged(self) -> nn.Linear:
-        with torch.no_grad():
-            self.base.weight += self.scaling * self.lora_B @ self.lora_A
-        return self.base
 
 
 def target_paths(model: nn.Module, targets: list[str]) -> list[str]:

@@ -10,7 +10,6 @@ training split's.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -19,13 +18,16 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from sora.data.audio import log_mel, resample
+from sora.data.build_span import build_span
 from sora.data.builtin import Raw
 from sora.data.config import DataConfig
 from sora.data.datasets import Audio, Examples, Images, LMBlocks, Seq2SeqPairs, TextClassification
-from sora.data.duplicates import describe_duplicates, first_occurrences, group_ids, input_keys, split_overlap
+from sora.data.duplicates import input_keys
 from sora.data.encoding import encode, encode_corpus, tokenizer_for
+from sora.data.pairs import encode_pairs
 from sora.data.prepared import Prepared
 from sora.data.rows import check_labels, check_texts, kept, label_ids, label_names, skipped_note
+from sora.data.source import Source, handle_repeats, overlap
 from sora.data.splits import SPLITS, Selection, cut_documents, select_rows
 from sora.data.table import RowErrors, Table
 from sora.data.tokenizer import BOS, EOS, special_id
@@ -34,24 +36,8 @@ from sora.errors import SoraError, SoraWarning
 BLANK = "<blank>"  # CTC's class 0
 
 
-class DuplicateInputsWarning(SoraWarning):
-    """``duplicates: drop`` met inputs with more than one label: it kept the first row's."""
-
-
 class UnseenLabelsWarning(SoraWarning):
     """A validation or test split has labels that no training example has: the model cannot learn them."""
-
-
-@dataclass
-class Source:
-    """What a builder starts from."""
-
-    cfg: DataConfig
-    raw: Raw  # the source's tables: one ("all") or the splits it comes with
-    columns: dict[str, str]  # role -> column name (the source's defaults, then data.columns)
-    errors: RowErrors  # where bad rows go: an error, or skipped and counted
-    tokenizer: Tokenizer | None  # one to reuse; None: made from the training split
-    name: str  # the dataset, for messages
 
 
 # -- classification --------------------------------------------------------------------------------------
@@ -62,18 +48,25 @@ def build_classification(src: Source) -> Prepared:
     modality = _modality(src.raw.tables, src.columns)
     column = src.columns.get(modality, modality)
     names, labels, raw = _labelled(src, modality, column)
-    keys = {
-        k: input_keys(t.require(column, modality, src.name), modality, src.cfg.normalize.strip)
-        for k, t in raw.tables.items()
-    }
-    raw, keys, same, info = _repeats(src, raw, keys, labels, names)
+    keys = {k: _input_keys(src, t, modality, column) for k, t in raw.tables.items()}
+    raw, keys, same, info = handle_repeats(src, raw, keys, labels, names)
     chosen = select_rows(src.cfg, raw, src.columns, labels, same)
     split_labels = {k: labels[s.source][s.rows] for k, s in chosen.items()}
     info.update(_unseen_labels(split_labels, names, src.name, chosen))
-    info["overlap"] = _overlap(src, chosen, keys)
+    info["overlap"] = overlap(src, chosen, keys)
     make = {"text": _text_splits, "image": _image_splits, "audio": _audio_splits}[modality]
     tokenizer, splits = make(src, chosen, split_labels, column)
     return Prepared(src.cfg, "classification", modality, tokenizer, names, _with_columns(splits, chosen), info=info)
+
+
+def _input_keys(src: Source, table: Table, modality: str, column: str) -> list:
+    """One key per row, equal when the inputs are: a text pair is the same input only when both texts are."""
+    keys = input_keys(table.require(column, modality, src.name), modality, src.cfg.normalize.strip)
+    pair = src.columns.get("text_pair") if modality == "text" else None
+    if pair is None:
+        return keys
+    seconds = input_keys(table.require(pair, "text_pair", src.name), modality, src.cfg.normalize.strip)
+    return [f"{a}\n\n{b}" for a, b in zip(keys, seconds)]
 
 
 def _with_columns(splits: dict[str, Examples], chosen: dict[str, Selection]) -> dict[str, Examples]:
@@ -118,54 +111,6 @@ def _labelled(src: Source, modality: str, column: str) -> tuple[list[str], dict[
     return names, labels, Raw(tables, src.raw.columns, names, src.raw.group)
 
 
-def _repeats(
-    src: Source,
-    raw: Raw,
-    keys: dict[str, list],
-    labels: dict[str, np.ndarray] | None = None,
-    names: list[str] | None = None,
-    targets: dict[str, list] | None = None,
-) -> tuple[Raw, dict[str, list], dict[str, np.ndarray], dict[str, Any]]:
-    """Identical inputs reported, then handled as ``data.duplicates`` says: the rows after ``drop`` (``labels``
-    and ``targets``, each table's, are cut to them in place), their keys, and (``group``) each table's groups
-    of identical inputs for select_rows, only where some input repeats."""
-    handling, tables = src.cfg.duplicates, raw.tables
-    where = [w for t in tables.values() for w in t.where]
-    every = [k for t in keys.values() for k in t]
-    shown = [k if isinstance(k, str) else w for k, w in zip(every, where)]  # a text, or the file an array came from
-    row_labels = [names[i] for k in tables for i in labels[k]] if labels is not None and names else None
-    report = describe_duplicates(every, where, shown, row_labels, handling)
-    if handling == "drop" and report["extra_copies"]:
-        firsts = {k: first_occurrences(v) for k, v in keys.items()}
-        tables = {k: kept(t, firsts[k]) for k, t in tables.items()}
-        keys = {k: [v[i] for i in firsts[k]] for k, v in keys.items()}
-        if labels is not None:
-            labels.update({k: v[firsts[k]] for k, v in labels.items()})
-        if targets is not None:
-            targets.update({k: [v[i] for i in firsts[k]] for k, v in targets.items()})
-        report["dropped"] = len(every) - sum(len(v) for v in keys.values())
-        if report.get("conflicting_labels"):
-            c = report["conflicts"][0]
-            warnings.warn(
-                f"{src.name}: {report['conflicting_labels']:,} input(s) have more than one label; duplicates: drop "
-                f"keeps the first row's, e.g. {c['input']!r} ({c['first']}): {', '.join(c['labels'])}",
-                DuplicateInputsWarning,
-                stacklevel=4,
-            )
-    same = {}
-    if handling == "group":
-        same = {k: ids for k, v in keys.items() if len(set(ids := group_ids(v).tolist())) < len(v)}
-        same = {k: np.asarray(v, np.int64) for k, v in same.items()}
-    return Raw(tables, raw.columns, raw.label_names, raw.group), keys, same, {"duplicates": report}
-
-
-def _overlap(src: Source, chosen: dict[str, Selection], keys: dict[str, list]) -> dict[str, Any]:
-    """How many validation and test examples also occur in training (a warning when more than a few)."""
-    split_keys = {k: [keys[s.source][i] for i in s.rows.tolist()] for k, s in chosen.items()}
-    given = any(s.source == k for k, s in chosen.items() if k != "train")
-    return split_overlap(split_keys, src.name, given, src.cfg.duplicates)
-
-
 def _unseen_labels(
     split_labels: dict[str, np.ndarray], names: list[str], name: str, chosen: dict[str, Selection]
 ) -> dict[str, Any]:
@@ -197,8 +142,22 @@ Splits = tuple[Tokenizer | None, dict[str, Examples]]
 
 def _text_splits(src: Source, chosen: dict[str, Selection], labels: dict[str, np.ndarray], column: str) -> Splits:
     texts = {k: [str(s.table.columns[column][i]) for i in s.rows] for k, s in chosen.items()}
-    tok = tokenizer_for(src.cfg, "classification", src.tokenizer, texts["train"], src.cfg.max_len)
-    return tok, {k: TextClassification(encode(tok, texts[k]), labels[k], texts[k]) for k in SPLITS}
+    pair = src.columns.get("text_pair")
+    if pair is None:
+        tok = tokenizer_for(src.cfg, "classification", src.tokenizer, texts["train"], src.cfg.max_len)
+        return tok, {k: TextClassification(encode(tok, texts[k]), labels[k], texts[k]) for k in SPLITS}
+    seconds = {k: _column_texts(s, pair, "text_pair", src.name) for k, s in chosen.items()}
+    tok = tokenizer_for(src.cfg, "classification", src.tokenizer, texts["train"] + seconds["train"], src.cfg.max_len)
+    splits = {}
+    for k in SPLITS:
+        ids, segments = encode_pairs(tok, texts[k], seconds[k])
+        splits[k] = TextClassification(ids, labels[k], texts[k], segments)
+    return tok, splits
+
+
+def _column_texts(selection: Selection, column: str, role: str, name: str) -> list[str]:
+    values = selection.table.require(column, role, name)
+    return [str(values[i]) for i in selection.rows]
 
 
 def _image_splits(src: Source, chosen: dict[str, Selection], labels: dict[str, np.ndarray], column: str) -> Splits:
@@ -321,9 +280,9 @@ def build_seq2seq(src: Source) -> Prepared:
         table, _ = check_texts(table, tgt_col, "target", src.name, src.errors)
         tables[key] = table
     keys = {k: input_keys(t.columns[src_col], "text", cfg.normalize.strip) for k, t in tables.items()}
-    raw, keys, same, info = _repeats(src, Raw(tables, src.raw.columns, None, src.raw.group), keys)
+    raw, keys, same, info = handle_repeats(src, Raw(tables, src.raw.columns, None, src.raw.group), keys)
     chosen = select_rows(cfg, raw, src.columns, None, same)
-    info["overlap"] = _overlap(src, chosen, keys)
+    info["overlap"] = overlap(src, chosen, keys)
     sources = {k: [str(s.table.columns[src_col][i]) for i in s.rows] for k, s in chosen.items()}
     targets = {k: [str(s.table.columns[tgt_col][i]) for i in s.rows] for k, s in chosen.items()}
     tok = tokenizer_for(cfg, "seq2seq", src.tokenizer, sources["train"] + targets["train"], cfg.max_source_len)
@@ -360,9 +319,11 @@ def build_ctc(src: Source) -> Prepared:
     for key, table in tables.items():
         tables[key], targets[key] = _transcripts(table, text_col, index, words, src.errors)
     keys = {k: input_keys(t.require(audio_col, "audio", src.name), "audio") for k, t in tables.items()}
-    raw, keys, same, info = _repeats(src, Raw(tables, src.raw.columns, None, src.raw.group), keys, targets=targets)
+    raw, keys, same, info = handle_repeats(
+        src, Raw(tables, src.raw.columns, None, src.raw.group), keys, targets=targets
+    )
     chosen = select_rows(cfg, raw, src.columns, None, same)
-    info["overlap"] = _overlap(src, chosen, keys)
+    info["overlap"] = overlap(src, chosen, keys)
     waves = {k: _waves(s.table, audio_col, s.rows, cfg, src.name) for k, s in chosen.items()}
     stats = _mel_stats(waves["train"], cfg)
     splits = {
@@ -408,4 +369,5 @@ BUILDERS: dict[str, Callable[[Source], Prepared]] = {
     "lm": build_lm,
     "seq2seq": build_seq2seq,
     "ctc": build_ctc,
+    "span": build_span,
 }

@@ -15,9 +15,22 @@ from pydantic import Field, field_validator, model_validator
 
 from sora.configio import Seed, StrictModel, read_section
 
-Task = Literal["classification", "lm", "seq2seq", "ctc"]
+Task = Literal["classification", "lm", "seq2seq", "ctc", "span"]
 Format = Literal["text", "csv", "tsv", "jsonl", "parquet", "idx", "npz", "image_folder", "wav_folder"]
-ROLES = ("text", "label", "source", "target", "group", "image", "audio", "file", "split")
+ROLES = (
+    "text",
+    "text_pair",
+    "label",
+    "source",
+    "target",
+    "group",
+    "image",
+    "audio",
+    "file",
+    "split",
+    "answer",
+    "answer_start",
+)
 
 
 class TokenizerConfig(StrictModel):
@@ -114,12 +127,21 @@ class DataConfig(StrictModel):
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
-        description="role -> column: text, label, source, target, group, image, audio, file, split",
+        description="role -> column: text, text_pair (a pair's second text), label, source, target, group, image, "
+        "audio, file, split, answer, answer_start (span: the question is text, the paragraph text_pair)",
     )
     label_names: list[str] | None = Field(None, min_length=1, description="the labels, in class-id order")
     task: Task | None = Field(None, description="default: the built-in dataset's task, else classification")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    max_len: int = Field(128, gt=1, description="longest sequence in tokens (classification), truncated")
+    max_len: int = Field(
+        128, gt=1, description="longest sequence in tokens (classification: truncated; span: the window length)"
+    )
+    stride: int = Field(
+        64, ge=0, description="span: context tokens that consecutive windows over a long paragraph share"
+    )
+    shift_limit: int | None = Field(
+        None, gt=0, description="span: at most this many questions of each extra test split (SQuADShifts)"
+    )
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     limit: int | None = Field(

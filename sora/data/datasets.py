@@ -66,13 +66,25 @@ class Rows(Examples):
 
 
 class TextClassification(Examples):
-    def __init__(self, ids: list[np.ndarray], labels: np.ndarray, texts: list[str] | None = None):
+    """One text, or a pair of texts with ``segments`` (segment ids, sora.data.pairs), per label."""
+
+    def __init__(
+        self,
+        ids: list[np.ndarray],
+        labels: np.ndarray,
+        texts: list[str] | None = None,
+        segments: list[np.ndarray] | None = None,
+    ):
         self.ids, self.labels, self.texts = ids, np.asarray(labels, dtype=np.int64), texts
+        self.segments = segments
         self.lengths = np.array([len(s) for s in ids], dtype=np.int64)
 
     def batch(self, indices, rng=None):
         inputs, valid = pad_ids([self.ids[i] for i in indices])
-        return {"inputs": inputs, "valid": valid, "labels": torch.from_numpy(self.labels[indices])}
+        out = {"inputs": inputs, "valid": valid, "labels": torch.from_numpy(self.labels[indices])}
+        if self.segments is not None:
+            out["segments"], _ = pad_ids([self.segments[i] for i in indices])
+        return out
 
     def example(self, i):
         return {"text": self.texts[i] if self.texts else None, "label": int(self.labels[i]), "tokens": len(self.ids[i])}

@@ -92,6 +92,9 @@ class Prepared(TaskData):
             augment=split == "train",
         )
 
+    def extra_splits(self) -> list[str]:
+        return [k for k in self.splits if k not in ("train", "validation", "test")]
+
     def num_batches(self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
         return count_batches(len(self._split(split)), batch_size, world_size, drop_last)
 
@@ -114,6 +117,8 @@ class Prepared(TaskData):
                 out.update(bos_id=self.bos_id, eos_id=self.eos_id)
         if self.labels is not None:
             out["n_classes"] = len(self.labels)
+        if self.task == "span" or getattr(self.splits["train"], "segments", None) is not None:
+            out["segments"] = 2  # text pairs: a segment embedding tells their two texts apart
         if self.modality == "image":
             images = self.splits["train"].images
             out["image"] = {"size": int(images.shape[1]), "channels": int(images.shape[3])}

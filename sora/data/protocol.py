@@ -45,6 +45,11 @@ class TaskData(Protocol):
         for metrics by group; data that keeps no such column says so."""
         raise SoraError(f"{self.name or 'the data'}: keeps no column '{name}' to group by")
 
+    def extra_splits(self) -> list[str]:
+        """Test splits besides train, validation and test that the data brings (squad: the SQuADShifts sets),
+        scored after the test split; none by default."""
+        return []
+
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists and holds an example: a stage picks its split with this (validation
         if there is one, else train), so a missing split is an answer here, not an error."""

@@ -178,6 +178,16 @@ def special_id(tok: Tokenizer, token: str) -> int | None:
     return None
 
 
+def _cls_template(cls: int, eos: int | None) -> processors.TemplateProcessing:
+    """``[CLS] a`` for one text; ``[CLS] a [EOS] b [EOS]`` with segment ids 0 then 1 for a pair (BERT's layout,
+    with our end token as the separator)."""
+    if eos is None:
+        return processors.TemplateProcessing(single=f"{CLS} $A", special_tokens=[(CLS, cls)])
+    return processors.TemplateProcessing(
+        single=f"{CLS} $A", pair=f"{CLS} $A:0 {EOS}:0 $B:1 {EOS}:1", special_tokens=[(CLS, cls), (EOS, eos)]
+    )
+
+
 def configure_for_task(tok: Tokenizer, task: str, max_len: int, *, pretrained: bool = False) -> Tokenizer:
     """Set what the tokenizer adds by itself for ``task`` (see the module docstring), and truncation."""
     pad = special_id(tok, PAD)
@@ -187,15 +197,15 @@ def configure_for_task(tok: Tokenizer, task: str, max_len: int, *, pretrained: b
         raise SoraError(f"tokenizer's padding token has id {pad}; Sora's models pad with id 0")
     cls, eos = special_id(tok, CLS), special_id(tok, EOS)
     if not pretrained:  # a pretrained tokenizer keeps its own post-processor (e.g. BERT's [CLS] ... [SEP])
-        if task == "classification" and cls is not None:
-            tok.post_processor = processors.TemplateProcessing(single=f"{CLS} $A", special_tokens=[(CLS, cls)])
+        if task in ("classification", "span") and cls is not None:
+            tok.post_processor = _cls_template(cls, eos)
         elif task == "seq2seq":
             if eos is None:
                 raise SoraError("seq2seq needs an end-of-sequence token ([EOS] or </s>) in the tokenizer")
             tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, eos)])
         else:
             tok.post_processor = None
-    if task in ("classification", "seq2seq"):
+    if task in ("classification", "seq2seq", "span"):
         tok.enable_truncation(max_len)
     else:
         tok.no_truncation()

@@ -33,6 +33,7 @@ from sora.deploy.parity import Sessions, compare, fp32_diffs, int8_agreement
 from sora.deploy.samples import parity_samples
 from sora.errors import SoraError, first_line
 from sora.models import load_config, load_meta, load_model, load_tokenizer
+from sora.models.adapters import merge_lora
 from sora.models.folder import CONFIG, META, TOKENIZER, WEIGHTS, require_model_dir
 from sora.paths import existing_file
 
@@ -52,7 +53,7 @@ def export_onnx(
             f"{model_dir}: holds torch int8 weights (sora quantize), which cannot be exported to ONNX; "
             "export the fp32 (pruned) model folder with --int8 instead"
         )
-    model, meta, tokenizer = load_model(model_dir), load_meta(model_dir), load_tokenizer(model_dir)
+    model, meta, tokenizer = merge_lora(load_model(model_dir)), load_meta(model_dir), load_tokenizer(model_dir)
     graphs = graphs_for(model)
     samples = parity_samples(model, meta, tokenizer)
     log(f"parity inputs: {samples.source}" + (f" ({samples.note})" if samples.note else ""))

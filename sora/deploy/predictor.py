@@ -309,6 +309,11 @@ def task_of(config: ModelConfig, meta: dict, folder: Path) -> str:
     meta.json, else from its input (text: tagging; audio: CTC)."""
     if config.arch == "encoder":
         raise SoraError(f"{folder}: a feature extractor (arch 'encoder') has no task head to predict with")
+    if config.arch == "span_extractor":
+        raise SoraError(
+            f"{folder}: a question-answering model is not served over HTTP yet; answer with `sora predict` "
+            "(JSONL records with question and context) or `sora generate --question --context`"
+        )
     if config.arch in ARCH_TASKS:
         return ARCH_TASKS[config.arch]
     named = meta.get("task")

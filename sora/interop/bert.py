@@ -1,11 +1,10 @@
 """BERT (MiniLM included) and RoBERTa: post-norm encoders with an embedding LayerNorm.
 
 Two facts make the mapping exact rather than approximate:
-- **Token types.** BERT adds ``token_type_embeddings[type]`` to every token. Sora inputs are one
-  segment (type 0 everywhere), so the type-0 row is a constant vector and is folded into the
-  learned position table: ``pos'[t] = pos[t] + type[0]``. The type-1 row (sentence pairs) has no
-  Sora counterpart and is not carried over; meta.json records how far it was from row 0, so that
-  export can refuse to write a model whose second segment would silently lose it.
+- **Token types.** BERT adds ``token_type_embeddings[type]`` to every token. With two or more rows
+  (sentence pairs) the table becomes Sora's segment embedding (``embed.segment``, ``segments: 2``) as
+  it is, and export writes it back. A single row (RoBERTa) is a constant vector and is folded into the
+  learned position table: ``pos'[t] = pos[t] + type[0]``.
 - **RoBERTa's positions** start at ``padding_idx + 1`` (real token t sits at position
   ``t + padding_idx + 1``), so the table is sliced on import and re-padded on export.
   Sora pads on the right, so every real token keeps its position.
@@ -54,10 +53,11 @@ def _layer_pairs(i: int) -> list[tuple[str, str]]:
 
 
 def token_types_record(types: Tensor) -> dict:
-    """What meta.json keeps of the token-type table: row 0 is folded into the positions, the others are
-    dropped, and how far they were from row 0 (what a second segment would have added), which export checks."""
-    dropped = float((types[1:] - types[0]).abs().max()) if types.shape[0] > 1 else 0.0
-    return {"rows": int(types.shape[0]), "folded_row": 0, "dropped_max_diff": dropped}
+    """What meta.json says of the token-type table: kept whole as ``embed.segment`` (two rows or more), or its
+    single row folded into the positions. Export checks it: older imports dropped the second row."""
+    if types.shape[0] > 1:
+        return {"rows": int(types.shape[0]), "kept_as": "embed.segment"}
+    return {"rows": 1, "folded_row": 0, "dropped_max_diff": 0.0}
 
 
 class BertFamily(Family):
@@ -66,6 +66,7 @@ class BertFamily(Family):
         "BertModel": "encoder",
         "BertForSequenceClassification": "encoder_classifier",
         "BertForTokenClassification": "token_classifier",
+        "BertForQuestionAnswering": "span_extractor",
         "BertForMaskedLM": "encoder",
         "BertForPreTraining": "encoder",
     }
@@ -77,6 +78,7 @@ class BertFamily(Family):
         "encoder": "BertModel",
         "encoder_classifier": "BertForSequenceClassification",
         "token_classifier": "BertForTokenClassification",
+        "span_extractor": "BertForQuestionAnswering",
     }
     type_vocab_size = 2
 
@@ -130,17 +132,14 @@ class BertFamily(Family):
         position = table[offset : offset + max_len]
         if ck.has("embeddings.token_type_embeddings.weight"):
             types = ck.take("embeddings.token_type_embeddings.weight")
-            position = position + types[0]
             meta["token_types"] = token_types_record(types)
-            notes.append(
-                "token-type 0 embedding folded into embed.position (inputs are one segment)"
-                + (
-                    f"; the other {types.shape[0] - 1} token-type row(s) (sentence pairs) are not carried over "
-                    f"(they differ from row 0 by up to {meta['token_types']['dropped_max_diff']:.3g})"
-                    if types.shape[0] > 1
-                    else ""
-                )
-            )
+            if types.shape[0] > 1:
+                config["segments"] = int(types.shape[0])
+                state["embed.segment.weight"] = types
+                notes.append(f"{types.shape[0]} token types kept as embed.segment (text pairs)")
+            else:
+                position = position + types[0]
+                notes.append("the one token-type embedding folded into embed.position")
         state["embed.position.weight"] = position
         take_pairs(ck, linear_pairs("embed.norm", "embeddings.LayerNorm"), state)
         for i in range(n_layers):
@@ -155,11 +154,17 @@ class BertFamily(Family):
             config.update(n_classes=n_labels(hf, src))
             take_pairs(ck, linear_pairs("head.classifier", "classifier"), state, top=True)
             labels = hf_labels(hf)
-        elif ck.has("pooler.dense.weight"):
+        elif arch == "span_extractor":
+            take_pairs(ck, linear_pairs("head.proj", "qa_outputs"), state, top=True)
+        if arch != "encoder_classifier" and ck.has("pooler.dense.weight"):
             ck.take("pooler.dense.weight"), ck.take("pooler.dense.bias")  # explained here, not reported as unknown
             notes.append(
-                f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: a feature "
-                "extractor returns hidden states; pool them with config.pooling"
+                f"{self.name}'s pooler (dense+tanh on the first token) is not carried over: "
+                + (
+                    "a span head reads every token"
+                    if arch == "span_extractor"
+                    else "a feature extractor returns hidden states; pool them with config.pooling"
+                )
             )
         return Imported(ModelConfig.model_validate(config), state, labels, notes, meta)
 
@@ -169,6 +174,8 @@ class BertFamily(Family):
     # -- export ---------------------------------------------------------------------------------
     def export_problems(self, config: ModelConfig) -> list[str]:
         problems = common_export_problems(config, self.name)
+        if config.arch not in self.exports:
+            problems.append(f"{self.name} has no transformers class for a {config.arch} (export the body: --body-only)")
         if config.input != "text":
             problems.append(f"{self.name} reads tokens, this model {config.input}")
         if config.norm_position != "post":
@@ -203,7 +210,7 @@ class BertFamily(Family):
             hidden_dropout_prob=config.dropout,
             attention_probs_dropout_prob=config.attn_dropout,
             max_position_embeddings=config.max_len + offset,
-            type_vocab_size=self.type_vocab_size,
+            type_vocab_size=max(config.segments, self.type_vocab_size),
             layer_norm_eps=config.norm_eps,
             pad_token_id=config.pad_id,
             position_embedding_type="absolute",
@@ -215,7 +222,7 @@ class BertFamily(Family):
         out = {
             prefix + "embeddings.word_embeddings.weight": state["embed.tokens.weight"],
             prefix + "embeddings.position_embeddings.weight": torch.cat([position.new_zeros(offset, d), position]),
-            prefix + "embeddings.token_type_embeddings.weight": position.new_zeros(self.type_vocab_size, d),
+            prefix + "embeddings.token_type_embeddings.weight": self._token_types(config, state, position),
         }
         give_pairs(state, linear_pairs("embed.norm", "embeddings.LayerNorm"), out, prefix)
         for i in range(enc.n_layers):
@@ -226,7 +233,16 @@ class BertFamily(Family):
         elif config.arch == "token_classifier":
             give_pairs(state, linear_pairs("head.classifier", "classifier"), out)
             hf.update(label_config(config, labels))
+        elif config.arch == "span_extractor":
+            give_pairs(state, linear_pairs("head.proj", "qa_outputs"), out)
+            hf["num_labels"] = 2
         return hf, out
+
+    def _token_types(self, config: ModelConfig, state: dict[str, Tensor], position: Tensor) -> Tensor:
+        """The segment table as it is; without one, zeros (a folded row 0 already sits in the positions)."""
+        if config.segments:
+            return state["embed.segment.weight"]
+        return position.new_zeros(self.type_vocab_size, config.d_model)
 
 
 class RobertaFamily(BertFamily):

@@ -29,6 +29,7 @@ from sora.interop.importer import FAMILIES
 from sora.interop.pretrained import body_as_encoder
 from sora.interop.verify import TOLERANCE, compare_with_transformers, transformers_available
 from sora.models import load_config, load_meta, load_model, load_tokenizer
+from sora.models.adapters import merge_lora
 from sora.models.folder import TOKENIZER
 
 # Keys of an imported model's original config.json that describe the old folder, not the new one.
@@ -102,9 +103,12 @@ def pick_family(config, meta: dict) -> tuple[Family, list[str]]:
     return family, family.export_problems(config)
 
 
-def segment_problems(meta: dict) -> list[str]:
-    """Why a model imported from BERT with a second token type cannot be exported faithfully (empty: it can)."""
+def segment_problems(meta: dict, segments: int = 0) -> list[str]:
+    """Why a model imported from BERT with a second token type cannot be exported faithfully (empty: it can).
+    A model with segment embeddings (``segments``) carries every token type; older imports dropped row 1."""
     record, source = meta.get("token_types"), meta.get("source") or {}
+    if segments:
+        return []
     if record is None:  # imported before meta.json recorded it
         rows = (source.get("config") or {}).get("type_vocab_size", 1) if source.get("model_type") in SEGMENTED else 1
         if isinstance(rows, int) and rows > 1:
@@ -117,9 +121,9 @@ def segment_problems(meta: dict) -> list[str]:
     if isinstance(diff, (int, float)) and diff > TOLERANCE:
         return [
             f"the imported model's token type 1 (a sentence pair's second segment) differs from type 0 by up to "
-            f"{diff:.3g} and was not carried over (Sora has no segment embeddings yet), so transformers would give "
-            "second-segment inputs other outputs than the original; --one-segment exports it anyway, reading "
-            "every segment as the first"
+            f"{diff:.3g} and was not carried over (it was imported before Sora kept segment embeddings), so "
+            "transformers would give second-segment inputs other outputs than the original; --one-segment "
+            "exports it anyway, reading every segment as the first"
         ]
     return []
 
@@ -135,7 +139,7 @@ def export_hf(
     """Write ``out_dir``; return a report (class written, notes, parity figures when verified).
 
     ``one_segment``: export a BERT imported with a second token type that mattered anyway; every segment
-    then reads as the first (Sora has no segment embeddings yet).
+    then reads as the first (models imported before Sora kept segment embeddings).
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
@@ -153,16 +157,18 @@ def export_hf(
         config = config.model_copy(update={"arch": "encoder", "n_classes": None, "pooler": False})
     family, problems = pick_family(config, meta)
     if not one_segment:
-        problems += segment_problems(meta)
+        problems += segment_problems(meta, config.segments)
     if config.arch in ("encoder_classifier", "token_classifier") and config.pooling == "mean" and not body_only:
         problems.append(
             "add --body-only to export the encoder alone (AutoModel loads it; pool its hidden states "
             "by mean, as sentence-transformers does)"
         )
+    if config.adapter is not None and config.adapter.kind == "bottleneck":
+        problems.append("bottleneck adapters are not linear and have no transformers counterpart (LoRA merges)")
     if problems:
         raise SoraError(f"cannot export {model_dir} as transformers {family.name}: " + "; ".join(problems))
 
-    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+    model, tokenizer = merge_lora(load_model(model_dir)), load_tokenizer(model_dir)  # an adapter folder: merged
     state = {k: v for k, v in fold_gates(model.state_dict()).items() if not (body_only and k.startswith("head."))}
     if config.arch == "decoder_lm" and config.tie_embeddings:
         state.pop("head.proj.weight")  # the token embedding itself

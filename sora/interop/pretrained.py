@@ -6,6 +6,8 @@ folder). Every body parameter must find its pretrained value; the architecture f
 decide the shapes and the function must agree, and a mismatch names the key. The task head is
 new when the pretrained model had a different one (a bare encoder becoming a classifier), and
 is kept when it has the same shape. A shorter ``max_len`` keeps the first rows of the position table.
+A model without segment embeddings (one text per input) that starts from one with them (BERT) reads
+every token as segment 0: that row is folded into its positions.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def load_pretrained(
         raise ConfigError(
             f"{key}: {source}: the recipe's model does not match the pretrained one: " + "; ".join(problems)
         )
-    theirs = pretrained.state_dict()
+    theirs = _one_segment(pretrained.state_dict()) if not target.segments else pretrained.state_dict()
     same_head = target.arch == pre.arch
     result = Pretrained(str(source), tokenizer, meta)
     new_state: dict[str, Tensor] = {}
@@ -96,6 +98,14 @@ def load_pretrained(
         raise ConfigError(f"{key}: {source}: no pretrained value for {', '.join(body_missing[:6])}")
     model.load_state_dict(new_state, strict=False)
     return result
+
+
+def _one_segment(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` with segment 0's vector folded into the positions (what one-text inputs always add)."""
+    segment = state.get("embed.segment.weight")
+    if segment is None or "embed.position.weight" not in state:
+        return state
+    return {**state, "embed.position.weight": state["embed.position.weight"] + segment[0]}
 
 
 def with_pretrained(

@@ -134,18 +134,27 @@ def _compare(
     report["last_hidden_state"] = _max_diff(hidden, base(**kwargs).last_hidden_state, valid)
     if types is not None:
         pairs = base(**kwargs, token_type_ids=types).last_hidden_state
-        report["second_segment_hidden_state"] = _max_diff(hidden, pairs, valid)
+        ours_pairs = model.run_stack(inputs, valid, segments=types)[0] if config.segments else hidden
+        report["second_segment_hidden_state"] = _max_diff(ours_pairs, pairs, valid)
     del base
     if config.arch == "encoder":
         return
     task = _task_class(transformers, folder).from_pretrained(str(folder)).eval()
     ours = model(inputs, valid) if config.arch != "decoder_lm" else model(inputs)
-    mask = valid if config.arch in ("token_classifier", "decoder_lm") else None
-    report["logits"] = _max_diff(ours, task(**kwargs).logits, mask)
+    mask = valid if config.arch in ("token_classifier", "decoder_lm", "span_extractor") else None
+    report["logits"] = _max_diff(ours, _logits(task(**kwargs)), mask)
     if types is not None:
-        report["second_segment_logits"] = _max_diff(ours, task(**kwargs, token_type_ids=types).logits, mask)
+        ours_pairs = model(inputs, valid, types) if config.segments else ours
+        report["second_segment_logits"] = _max_diff(ours_pairs, _logits(task(**kwargs, token_type_ids=types)), mask)
     if config.arch == "decoder_lm" and generate_tokens:
         report["greedy_tokens_equal"] = _same_greedy_tokens(model, task, inputs, valid, generate_tokens)
+
+
+def _logits(output) -> Tensor:
+    """A task model's logits; question answering's start and end logits as Sora's span head gives them (B, T, 2)."""
+    if getattr(output, "start_logits", None) is not None:
+        return torch.stack([output.start_logits, output.end_logits], dim=-1)
+    return output.logits
 
 
 def _second_segment(valid: Tensor) -> Tensor:

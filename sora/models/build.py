@@ -5,9 +5,10 @@ from pathlib import Path
 from torch import nn
 
 from sora.errors import SoraError, first_line
+from sora.models.adapters import apply_adapters
 from sora.models.config import ModelConfig
 from sora.models.decoder import DecoderLM
-from sora.models.encoder import Encoder, EncoderClassifier, TokenClassifier
+from sora.models.encoder import Encoder, EncoderClassifier, SpanExtractor, TokenClassifier
 from sora.models.seq2seq import Seq2Seq
 
 ASSEMBLIES = {
@@ -16,13 +17,17 @@ ASSEMBLIES = {
     "decoder_lm": DecoderLM,
     "seq2seq": Seq2Seq,
     "encoder": Encoder,
+    "span_extractor": SpanExtractor,
 }
 
 
 def build_model(config: ModelConfig | dict) -> nn.Module:
     if isinstance(config, dict):
         config = ModelConfig.model_validate(config)
-    return ASSEMBLIES[config.arch](config)
+    model = ASSEMBLIES[config.arch](config)
+    if config.adapter is not None:  # a model trained with adapters (train.adapters) carries them
+        apply_adapters(model, config.adapter)
+    return model
 
 
 def build_within_memory(config: ModelConfig, source: str | Path) -> nn.Module:

@@ -85,7 +85,8 @@ TASKS_OF = {
     "decoder_lm": ("lm",),
     "seq2seq": ("seq2seq",),
     "token_classifier": ("ctc",),
-    "encoder": ("classification", "lm", "seq2seq", "ctc"),
+    "encoder": ("classification", "lm", "seq2seq", "ctc", "span"),
+    "span_extractor": ("span",),
 }
 
 

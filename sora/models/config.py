@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from sora.configio import StrictModel
 
-Arch = Literal["encoder_classifier", "token_classifier", "decoder_lm", "seq2seq", "encoder"]
+Arch = Literal["encoder_classifier", "token_classifier", "decoder_lm", "seq2seq", "encoder", "span_extractor"]
 
 
 class StackConfig(StrictModel):
@@ -89,6 +89,26 @@ class AdaptiveSpanConfig(StrictModel):
     penalty: float = Field(2e-6, ge=0, description="loss weight of the mean span")
 
 
+class AdapterConfig(StrictModel):
+    """Parameter-efficient fine-tuning: small trainable adapters on a frozen pretrained body (and its head)."""
+
+    kind: Literal["lora", "bottleneck"] = Field(
+        "lora", description="lora: low-rank updates of projections (Hu 2021); bottleneck: Houlsby 2019 adapters"
+    )
+    rank: int = Field(8, gt=0, description="lora: rank r of B A")
+    alpha: float = Field(16.0, gt=0, description="lora: the update is scaled by alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="lora: dropout on the adapter's input")
+    size: int = Field(64, gt=0, description="bottleneck: width m of d -> m -> d")
+    targets: list[str] | None = Field(
+        None,
+        description="projections: q, k, v, out, attn, ffn, ffn_out or module paths; default lora [q, v], "
+        "bottleneck [out, ffn_out] (after attention and after the feed-forward, as Houlsby places them)",
+    )
+
+    def resolved_targets(self) -> list[str]:
+        return self.targets or (["q", "v"] if self.kind == "lora" else ["out", "ffn_out"])
+
+
 class ModelConfig(StrictModel):
     arch: Arch = Field(..., description="which assembly to build")
     input: Literal["text", "image", "audio"] = "text"
@@ -103,6 +123,9 @@ class ModelConfig(StrictModel):
     norm_position: Literal["pre", "post"] = "pre"
     embed_norm: bool = Field(False, description="normalise embeddings (BERT)")
     position: Literal["sinusoidal", "learned", "rotary", "none"] = "learned"
+    segments: int = Field(
+        0, ge=0, description="segment (token-type) embeddings for text pairs: 0 none, 2 for BERT's two segments"
+    )
     max_len: int = Field(512, gt=0, description="longest sequence, in tokens")
     rope_base: float = Field(10000.0, gt=0, description="rotary: base of the position frequencies")
     bias: bool = True
@@ -122,6 +145,7 @@ class ModelConfig(StrictModel):
     audio: AudioInput | None = None
     adaptive_span: AdaptiveSpanConfig | None = None
     quantization: dict[str, Any] | None = Field(None, description="set by sora quantize")
+    adapter: AdapterConfig | None = Field(None, description="adapters this model carries (train.adapters)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -131,6 +155,7 @@ class ModelConfig(StrictModel):
             "decoder_lm": ("decoder", "vocab_size"),
             "seq2seq": ("encoder", "decoder", "vocab_size"),
             "encoder": ("encoder",),
+            "span_extractor": ("encoder",),
         }[self.arch]
         for key in needs:
             if getattr(self, key) is None:
@@ -140,10 +165,14 @@ class ModelConfig(StrictModel):
         for key in ("pad_id", "bos_id", "eos_id") if self.input == "text" else ():  # an id the embedding lacks
             if (getattr(self, key) or 0) >= self.vocab_size:
                 raise ValueError(f"{key} {getattr(self, key)} is past the vocabulary (vocab_size {self.vocab_size})")
+        if self.segments and self.input != "text":
+            raise ValueError(f"segments are for text pairs; this model reads {self.input}")
         if self.input == "image" and self.image is None:
             self.image = ImageInput()
         if self.input == "audio" and self.audio is None:
             self.audio = AudioInput()
+        if self.arch == "span_extractor" and self.input != "text":
+            raise ValueError("span_extractor reads text (a question and a paragraph)")
         if self.input != "text" and self.arch not in ("encoder_classifier", "token_classifier", "encoder"):
             raise ValueError(f"{self.input} input works with encoder assemblies, not '{self.arch}'")
         if self.head_dim is None:

@@ -1,4 +1,4 @@
-"""Encoder assemblies: a bidirectional stack with a classification or per-token head.
+"""Encoder assemblies: a bidirectional stack with a classification, per-token or answer-span head.
 
 The embedder decides the modality: text, images (ViT-style) or audio (spectrogram patches).
 """
@@ -7,7 +7,7 @@ from torch import Tensor
 
 from sora.models.config import ModelConfig
 from sora.models.stack import Stack
-from sora.particles import ClassifierHead, TokenClassifierHead
+from sora.particles import ClassifierHead, SpanHead, TokenClassifierHead
 from sora.particles.heads import pool
 
 
@@ -25,9 +25,11 @@ class EncoderClassifier(Stack):
             pooler_activation=config.pooler_activation,
         )
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, n_classes)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> logits (B, n_classes)
         keep = 1 if self._reads_first_only() else None
-        h, valid = self.run_stack(inputs, valid, keep_last=keep)  # (B, T or 1, d)
+        h, valid = self.run_stack(inputs, valid, keep_last=keep, segments=segments)  # (B, T or 1, d)
         return self.head(h, valid if keep is None or valid is None else valid[:, :keep])
 
     def _reads_first_only(self) -> bool:
@@ -45,8 +47,10 @@ class TokenClassifier(Stack):
         super().__init__(config, config.encoder)
         self.head = TokenClassifierHead(config.d_model, config.n_classes, config.dropout)
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> logits (B, T, n_classes)
-        h, _ = self.run_stack(inputs, valid)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> logits (B, T, n_classes)
+        h, _ = self.run_stack(inputs, valid, segments=segments)
         return self.head(h)
 
     def output_valid(self, inputs: Tensor, valid: Tensor | None) -> Tensor | None:
@@ -56,6 +60,20 @@ class TokenClassifier(Stack):
         if valid is None and self.embed.tokens is not None:
             return inputs != self.config.pad_id
         return valid
+
+
+class SpanExtractor(Stack):
+    """Extractive question answering: a question and a paragraph in, start and end logits per token out."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.encoder)
+        self.head = SpanHead(config.d_model, config.dropout)
+
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> (B, T, 2) start and end logits
+        h, _ = self.run_stack(inputs, valid, segments=segments)
+        return self.head(h)
 
 
 class Encoder(Stack):
@@ -71,10 +89,12 @@ class Encoder(Stack):
     def __init__(self, config: ModelConfig):
         super().__init__(config, config.encoder)
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> hidden states (B, T, d)
-        h, _ = self.run_stack(inputs, valid)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:  # -> hidden states (B, T, d)
+        h, _ = self.run_stack(inputs, valid, segments=segments)
         return h
 
-    def pooled(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:  # -> (B, d)
-        h, valid = self.run_stack(inputs, valid)
+    def pooled(self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None) -> Tensor:  # (B, d)
+        h, valid = self.run_stack(inputs, valid, segments=segments)
         return pool(h, valid, self.config.pooling)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from sora.atomic import staged_dir
 from sora.configio import load, read_json_file
 from sora.errors import SoraError, first_line
+from sora.models.adapters import ADAPTER_JSON, ADAPTER_WEIGHTS, adapted_state
 from sora.models.build import build_within_memory
 from sora.models.checks import require_finite
 from sora.models.config import ModelConfig
@@ -72,9 +73,10 @@ def _write_safetensors(model: nn.Module, path: Path) -> None:
 
 def is_model_dir(path: str | Path) -> bool:
     """Whether ``path`` looks like a model folder, to choose how to read an input (a Sora folder or a
-    Hugging Face name); a command that needs a model folder checks it with ``require_model_dir``."""
+    Hugging Face name); a command that needs a model folder checks it with ``require_model_dir``. An adapter
+    folder (sora.models.adapters) is one: it reads as its base plus its adapters."""
     path = Path(path)
-    return (path / CONFIG).is_file() and (path / WEIGHTS).is_file()
+    return (path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / ADAPTER_WEIGHTS).is_file())
 
 
 # -- loading: every way a folder can be damaged (missing, truncated, garbage, a link out of the folder,
@@ -91,6 +93,8 @@ def _required_files(model_dir: Path) -> tuple[Path, Path]:
     if not model_dir.is_dir():
         raise SoraError(f"{model_dir}: not a model folder (needs {CONFIG} and {WEIGHTS})")
     config, weights = existing_file(model_dir, CONFIG), existing_file(model_dir, WEIGHTS)
+    if weights is None and existing_file(model_dir, ADAPTER_JSON) is not None:  # an adapter folder
+        weights = existing_file(model_dir, ADAPTER_WEIGHTS)
     missing = [name for name, path in ((CONFIG, config), (WEIGHTS, weights)) if path is None]
     if missing:
         raise SoraError(
@@ -132,8 +136,11 @@ def _load_int8(model: nn.Module, quantization: dict, model_dir: Path) -> None:
 
 
 def read_weights(model_dir: str | Path) -> dict[str, Tensor]:
-    """Every tensor of the folder's ``model.safetensors``."""
-    return read_safetensors(_required_files(Path(model_dir))[1])
+    """Every tensor of the folder's ``model.safetensors`` (an adapter folder: its base's and its own)."""
+    weights = _required_files(Path(model_dir))[1]
+    if weights.name == ADAPTER_WEIGHTS:
+        return adapted_state(Path(model_dir), read_safetensors)
+    return read_safetensors(weights)
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:

@@ -97,6 +97,7 @@ class Stack(nn.Module):
         memory_valid: Tensor | None = None,  # (B, S)
         cache: list[LayerCache] | None = None,
         keep_last: int | None = None,  # the last block answers for the first positions only (B, keep_last, d)
+        segments: Tensor | None = None,  # (B, T) segment ids of text pairs (0: first text, 1: second)
     ) -> tuple[Tensor, Tensor | None]:  # hidden (B, T, d), token validity (B, T) or None
         offset = cache[0].self_attn.length if cache else 0  # every layer counts its positions, headless ones too
         if not self.inference_layout_on and not self.training and torch.is_inference_mode_enabled():
@@ -105,7 +106,7 @@ class Stack(nn.Module):
             valid = inputs != self.config.pad_id
         elif valid is not None and self.config.input == "audio":
             valid = self.embed.patches.token_mask(valid)
-        x = self.embed(inputs, offset)  # (B, T, d)
+        x = self.embed(inputs, offset, segments)  # (B, T, d)
         if cache is not None and valid is not None and offset:
             raise ValueError("incremental decoding takes no padding mask after the first step")
         real = self._real_fraction(valid)

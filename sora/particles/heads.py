@@ -85,3 +85,20 @@ class TokenClassifierHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:  # (B, T, d) -> (B, T, n_classes)
         return self.classifier(self.dropout(h))
+
+
+class SpanHead(nn.Module):
+    """Where an answer starts and ends: two logits per position (extractive question answering).
+
+    One Linear to (start, end), as BERT's ``qa_outputs``; the answer is the best valid span (sora.tasks.spans).
+    """
+
+    kind = "span_head"
+
+    def __init__(self, d_model: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(d_model, 2)
+
+    def forward(self, h: Tensor) -> Tensor:  # (B, T, d) -> (B, T, 2): start, end logits
+        return self.proj(self.dropout(h))

@@ -11,7 +11,8 @@ deployment can use it without the training loop.
 
 Layout: ``base`` (the Task contract, Score), ``kinds`` (one class per task, greedy CTC), ``registry``
 (tasks by name, from a model, from data), ``evaluation`` (a model over batches), ``metrics``
-(additive statistics: confusion, edit distance, BLEU), ``groups`` (metrics by a column's values),
+(additive statistics: confusion, edit distance, BLEU), ``question_answering`` (the span task), ``spans``
+(best answer spans), ``squad`` (exact match and F1), ``groups`` (metrics by a column's values),
 ``device`` (batches to a device, autocast).
 """
 
@@ -19,6 +20,7 @@ from sora.tasks.base import IGNORE, Score, Task, unwrap
 from sora.tasks.evaluation import evaluate, evaluation_totals, loss_and_metric, run_model, score, score_figures
 from sora.tasks.groups import describe_groups, evaluate_by, group_rows
 from sora.tasks.kinds import CTC, Classification, Features, LanguageModel, Seq2SeqTask, TokenClassification, greedy_ctc
+from sora.tasks.question_answering import SpanTask
 from sora.tasks.registry import ALIASES, TASKS, as_task, check_batch, infer_task, make_task, normalise_task, task_for
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "LanguageModel",
     "Score",
     "Seq2SeqTask",
+    "SpanTask",
     "TASKS",
     "Task",
     "TokenClassification",

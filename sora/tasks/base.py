@@ -51,7 +51,9 @@ class Task:
     required: tuple[str, ...] = ()  # the batch keys the task reads
 
     def forward(self, model: nn.Module, batch: dict) -> Tensor:
-        """The model's logits for the batch: (B, C), (B, T, C) or (B, T, V)."""
+        """The model's logits for the batch: (B, C), (B, T, C) or (B, T, V); text pairs carry segment ids."""
+        if "segments" in batch:
+            return model(batch["inputs"], batch.get("valid"), batch["segments"])
         return model(batch["inputs"], batch.get("valid"))
 
     def targets(self, batch: dict) -> int:

@@ -9,8 +9,9 @@ from sora.data.protocol import TaskData
 from sora.errors import SoraError
 from sora.tasks.base import Task
 from sora.tasks.kinds import CTC, Classification, Features, LanguageModel, Seq2SeqTask, TokenClassification
+from sora.tasks.question_answering import SpanTask
 
-TASKS = ("classification", "token_classification", "lm", "seq2seq", "ctc", "features")
+TASKS = ("classification", "token_classification", "lm", "seq2seq", "ctc", "features", "span")
 ALIASES = {  # names other parts of Sora (or people) may use for the same task
     "text_classification": "classification",
     "image_classification": "classification",
@@ -23,6 +24,9 @@ ALIASES = {  # names other parts of Sora (or people) may use for the same task
     "speech_recognition": "ctc",
     "asr": "ctc",
     "tagging": "token_classification",
+    "qa": "span",
+    "question_answering": "span",
+    "extractive_qa": "span",
 }
 
 
@@ -48,6 +52,8 @@ def make_task(
         return CTC(labels)
     if kind == "features":
         return Features()
+    if kind == "span":
+        return SpanTask()
     raise _unknown(kind)
 
 
@@ -75,6 +81,8 @@ def infer_task(model: nn.Module, batch: dict[str, Tensor] | None = None) -> str:
         return "lm"
     if arch == "seq2seq":
         return "seq2seq"
+    if arch == "span_extractor":
+        return "span"
     if batch is not None and "targets" in batch:
         return "ctc"
     return "token_classification" if model.config.input == "text" else "ctc"

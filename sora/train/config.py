@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from sora.configio import Seed, StrictModel
+from sora.models.config import AdapterConfig
 
 #: metrics where smaller is better; every other metric is maximised
 MINIMISED = ("loss", "perplexity", "bits_per_char", "bits_per_token", "cer", "wer")
@@ -62,6 +63,9 @@ class TrainConfig(StrictModel):
     # optimizer
     optimizer: Literal["adamw", "sgd"] = "adamw"
     pretrain: PretrainConfig | None = Field(None, description="masked-LM pretraining on the training texts first")
+    adapters: AdapterConfig | None = Field(
+        None, description="train only adapters (lora or bottleneck) and the head on a pretrained init"
+    )
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.01, ge=0, description="not applied to norms, biases and embeddings")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW")

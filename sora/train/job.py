@@ -33,11 +33,13 @@ from sora.data.protocol import TaskData
 from sora.data.splits import unusable_split
 from sora.errors import ConfigError, SoraError
 from sora.models import ModelConfig, load_meta, load_model, load_tokenizer, save_model
+from sora.models.adapters import merge_lora
 from sora.models.build import build_within_memory
 from sora.models.checks import require_fits, require_same_labels
 from sora.models.folder import TOKENIZER
 from sora.tasks import Task, describe_groups, evaluate, evaluate_by, task_for
 from sora.train import distributed
+from sora.train.adapters import save_adapter_folder, start_adapters
 from sora.train.baseline import describe as describe_baseline
 from sora.train.baseline import text_baseline
 from sora.train.checkpoint import latest_checkpoint
@@ -156,6 +158,8 @@ def train_recipe(
         if on_model is not None and d.main:
             on_model(model)
         meta = {"recipe": recipe.name}
+        if cfg.adapters is not None:  # after the pretrained weights are in: they are the adapters' base
+            meta["adapters"] = start_adapters(model, cfg.adapters, getattr(recipe, "init", None), say, main=d.main)
         if cfg.pretrain is not None and not resume:  # a resumed run's checkpoint holds the pretrained body
             meta["pretrain"] = pretrain(model, data, cfg, say)
         run = train_and_test(
@@ -226,6 +230,8 @@ def train_and_test(
         metrics["data"] = quality
     if (meta or {}).get("pretrain"):
         metrics["pretrain"] = meta["pretrain"]
+    if (meta or {}).get("adapters"):  # what trained: the adapter, its base, trainable and total parameters
+        metrics["adapters"] = meta["adapters"]
     best_validation = result.best_validation()
     if best_validation is not None:
         metrics["validation"] = best_validation
@@ -257,9 +263,18 @@ def train_and_test(
             "task": task.name,
             "labels": data.labels,
             "preprocessing": data.preprocessing(),  # how raw images/audio become inputs (sora.data.preprocess)
-            "metrics": {k: metrics[k] for k in ("validation", "test", "test_by", "baseline") if k in metrics},
+            "metrics": {
+                k: metrics[k] for k in ("validation", "test", "test_by", "test_extra", "baseline") if k in metrics
+            },
             "provenance": provenance,
         }
+        if final.config.adapter is not None and "adapters" in (meta or {}):
+            adapter_dir = save_adapter_folder(
+                final, out_dir / "adapter", meta["adapters"], tokenizer=data.tokenizer, meta=model_meta
+            )
+            metrics["adapter_dir"] = str(adapter_dir)
+            run.model = final = merge_lora(final)  # OUT/model: LoRA folded into the weights
+            log(f"adapter folder: {adapter_dir} (base {meta['adapters']['base']['path']})")
         run.model_dir = save_model(final, out_dir / "model", tokenizer=data.tokenizer, meta=model_meta)
         kill_point("saved", result.step)
         metrics["model_dir"] = str(run.model_dir)
@@ -288,6 +303,11 @@ def _test(model, data, task, cfg: TrainConfig, batch_size: int, d: distributed.D
     log(f"test: {_short(out['test'])}")
     for line in describe_groups(cfg.test_by, groups) if cfg.test_by else []:
         log(f"test {line}")
+    for split in [k for k in data.extra_splits() if data.has_split(k)]:  # out-of-domain test sets (SQuADShifts)
+        out.setdefault("test_extra", {})[split] = evaluate(
+            model, data.loader(split, batch_size, **shard), task, **options
+        )
+        log(f"test {split}: {_short(out['test_extra'][split])}")
     return out
 
 

@@ -14,7 +14,9 @@ def test_list_names_every_builtin(capsys):
     code, out, _ = run_cli(capsys, "data", "list", "--json")
     assert code == 0
     names = [d["name"] for d in json.loads(out)]
-    assert names == ["rotten_tomatoes", "sms_spam", "austen", "bible_en_es", "fashion_mnist", "digits", "spoken_words"]
+    assert names == [
+        "rotten_tomatoes", "sms_spam", "austen", "bible_en_es", "fashion_mnist", "digits", "spoken_words", "squad"
+    ]  # fmt: skip
 
 
 def test_fetch_and_show_a_builtin(capsys, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
-"""What an import drops or chooses is said, and an export never silently differs from the original
-(issue 19, defect 5): BERT's second token type, and the pooling of a sentence-transformers folder."""
+"""What an import keeps or chooses is said, and an export never silently differs from the original:
+BERT's token types (kept as the segment embedding since issue 23; older imports dropped row 1), and the
+pooling of a sentence-transformers folder."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from safetensors.torch import load_file, save_file
 
 from sora.errors import SoraError
 from sora.interop import export_hf, import_hf
+from sora.interop.pretrained import load_pretrained
 from sora.interop.verify import TOLERANCE, compare_with_transformers
-from sora.models import load_model, save_model
+from sora.models import ModelConfig, build_model, load_model, save_model
 from tests.helpers import run_cli
-from tests.interop.hf_models import text_batch, transformers
+from tests.interop.hf_models import text_batch
 
 TYPES = "embeddings.token_type_embeddings.weight"
 
@@ -30,35 +32,66 @@ def imported(hf_folder, tmp_path, *, same_types: bool = False):
     return save_model(result.model, tmp_path / "sora", tokenizer=result.tokenizer, meta=result.meta), model
 
 
-def test_an_import_records_how_far_the_dropped_token_type_was(hf_folder, tmp_path):
+def test_an_import_keeps_both_token_types_as_the_segment_embedding(hf_folder, tmp_path):
     sora_dir, hf_model = imported(hf_folder, tmp_path)
     types = hf_model.embeddings.token_type_embeddings.weight.detach()
-    record = json.loads((sora_dir / "meta.json").read_text())["token_types"]
-    assert record["rows"] == 2 and record["dropped_max_diff"] == pytest.approx(float((types[1] - types[0]).abs().max()))
+    model = load_model(sora_dir)
+    assert model.config.segments == 2 and torch.equal(model.embed.segment.weight.detach(), types)
+    assert json.loads((sora_dir / "meta.json").read_text())["token_types"] == {"rows": 2, "kept_as": "embed.segment"}
 
 
-def test_an_export_that_would_change_second_segment_outputs_is_refused(hf_folder, tmp_path, capsys):
+def test_pair_inputs_give_the_original_hidden_states_and_export_writes_the_types_back(hf_folder, tmp_path):
+    sora_dir, original = imported(hf_folder, tmp_path)  # token types 0 and 1 differ
+    ids, valid = text_batch()
+    types = (torch.arange(ids.shape[1]) >= 4).long().expand_as(ids) * valid
+    model = load_model(sora_dir)
+    with torch.no_grad():
+        ours = model(ids, valid, types)
+        theirs = original(input_ids=ids, attention_mask=valid.long(), token_type_ids=types).last_hidden_state
+    assert float((ours - theirs).abs()[valid].max()) < TOLERANCE
+    report = export_hf(sora_dir, tmp_path / "out", verify=True)
+    assert report["parity"]["ok"] and report["parity"]["second_segment_hidden_state"] <= TOLERANCE
+    written = load_file(str(tmp_path / "out" / "model.safetensors"))[TYPES]
+    assert torch.equal(written, original.embeddings.token_type_embeddings.weight.detach())
+
+
+def test_a_one_text_model_started_from_bert_folds_segment_zero_into_its_positions(hf_folder, tmp_path):
+    sora_dir, original = imported(hf_folder, tmp_path)
+    pretrained = load_model(sora_dir)
+    config = pretrained.config.model_copy(update={"segments": 0})
+    one_text = build_model(ModelConfig.model_validate(config.model_dump())).eval()
+    load_pretrained(one_text, sora_dir)
+    ids, valid = text_batch()
+    with torch.no_grad():
+        assert float((one_text(ids, valid) - pretrained(ids, valid)).abs()[valid].max()) < TOLERANCE
+
+
+def test_an_older_import_that_dropped_a_differing_token_type_is_refused(hf_folder, tmp_path, capsys):
     sora_dir, _ = imported(hf_folder, tmp_path)
+    _as_older_import(sora_dir, dropped_max_diff=0.5)
     with pytest.raises(SoraError, match=r"token type 1 \(a sentence pair's second segment\) differs .* --one-segment"):
         export_hf(sora_dir, tmp_path / "out", verify=False)
     assert not (tmp_path / "out").exists()
     code, _, err = run_cli(capsys, "hf", "export", sora_dir, "--out", tmp_path / "out", "--no-verify")
     assert code == 2 and "second segment" in err
     report = export_hf(sora_dir, tmp_path / "out", verify=True, one_segment=True)
-    assert report["parity"]["ok"] and report["parity"]["second_segment_hidden_state"] <= TOLERANCE
+    assert report["parity"]["ok"]
 
 
-def test_when_the_token_types_are_equal_the_export_matches_the_original_on_both_segments(hf_folder, tmp_path):
-    sora_dir, original = imported(hf_folder, tmp_path, same_types=True)
-    report = export_hf(sora_dir, tmp_path / "out", verify=True)
-    assert {"second_segment_hidden_state", "last_hidden_state"} <= set(report["parity"])
-    ids, valid = text_batch()
-    types = (torch.arange(ids.shape[1]) >= 4).long().expand_as(ids) * valid
-    exported = transformers.AutoModel.from_pretrained(tmp_path / "out").eval()
-    with torch.no_grad():
-        ours = exported(input_ids=ids, attention_mask=valid.long(), token_type_ids=types).last_hidden_state
-        theirs = original(input_ids=ids, attention_mask=valid.long(), token_type_ids=types).last_hidden_state
-    assert float((ours - theirs).abs()[valid].max()) < TOLERANCE
+def _as_older_import(sora_dir, dropped_max_diff: float | None) -> None:
+    """Rewrite a folder as imports before segment embeddings wrote it: row 0 folded, row 1 dropped."""
+    model = load_model(sora_dir)
+    state = model.state_dict()
+    state["embed.position.weight"] = state["embed.position.weight"] + state.pop("embed.segment.weight")[0]
+    config = model.config.model_copy(update={"segments": 0})
+    older = build_model(ModelConfig.model_validate(config.model_dump()))
+    older.load_state_dict(state)
+    meta = json.loads((sora_dir / "meta.json").read_text())
+    if dropped_max_diff is None:
+        del meta["token_types"]
+    else:
+        meta["token_types"] = {"rows": 2, "folded_row": 0, "dropped_max_diff": dropped_max_diff}
+    save_model(older, sora_dir, meta=meta)
 
 
 def test_the_parity_check_catches_a_second_segment_that_differs(hf_folder, tmp_path):
@@ -76,9 +109,7 @@ def test_the_parity_check_catches_a_second_segment_that_differs(hf_folder, tmp_p
 
 def test_a_bert_imported_before_the_record_existed_is_refused_until_reimported(hf_folder, tmp_path):
     sora_dir, _ = imported(hf_folder, tmp_path, same_types=True)
-    meta = json.loads((sora_dir / "meta.json").read_text())
-    del meta["token_types"]
-    (sora_dir / "meta.json").write_text(json.dumps(meta))
+    _as_older_import(sora_dir, dropped_max_diff=None)
     with pytest.raises(SoraError, match="re-import it to check, or pass --one-segment"):
         export_hf(sora_dir, tmp_path / "out", verify=False)
 

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from sora.data import cache
-from sora.data.builtin import austen, bible, images, spoken_words, wheels
+from sora.data.builtin import austen, bible, images, spoken_words, squad, wheels
 from sora.data.builtin.entry import Builtin, Raw
 from sora.data.config import DataConfig
 from sora.errors import SoraError, SoraWarning
@@ -28,6 +28,7 @@ def registry() -> dict[str, Builtin]:
         images.FASHION_MNIST,
         images.DIGITS,
         spoken_words.SPOKEN_WORDS,
+        squad.SQUAD,
     ]
     return {b.name: b for b in entries}
 
