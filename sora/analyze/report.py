@@ -433,7 +433,7 @@ def _neurons_html(r: dict, fig: dict) -> str:
     rows = []
     for name, n in r["neurons"].items():
         top = ", ".join(
-            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t['taylor'] if t['taylor'] is not None else t['mean_abs'], 4)})"
+            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t.get('taylor', t['mean_abs']), 4)})"
             for t in n["top"][:5]
         )
         rows.append(
