@@ -161,9 +161,11 @@ def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
         tokenizer=run.data.tokenizer,
         labels=run.data.labels,
     )
+    for line in analysis.get("summary", {}).get("ranking_check", []):
+        console.print(f"  {line}", highlight=False, markup=False)
     for mark, v in analysis.get("summary", {}).get("pruning_at", {}).items():
         console.print(
-            f"  {mark} of heads removed: importance order {v['importance']:.3f}, "
+            f"  {mark} of heads removed: {analysis['pruning']['order_by']} order {v['importance']:.3f}, "
             f"random {v['random']:.3f}, reverse {v['reverse']:.3f}"
         )
     return out_dir / "report.html"

@@ -123,8 +123,7 @@ def pruning_view(check: dict) -> dict | None:
     }
     counts, n = check["removed"], check["units"]
     marks = {
-        f"{int(f * 100)}%": {name: values[counts.index(round(f * n))] for name, values in orders.items()}
-        for f in MARKS
+        f"{int(f * 100)}%": {name: values[counts.index(round(f * n))] for name, values in orders.items()} for f in MARKS
     }
     return {
         "heads": n,

@@ -19,6 +19,7 @@ from torch import nn
 from sora.analyze import alignment, figures, overlays
 from sora.analyze.examples import example_json
 from sora.analyze.naming import group_of, layer_label
+from sora.analyze.ranking_report import checks_html, verdict_html
 from sora.atomic import staged_dir
 from sora.models.anatomy import block_parts, mermaid
 
@@ -60,7 +61,7 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
     if result.get("layers"):
         rows = [(r["name"], r["metric"]) for r in result["layers"]]
         out["layer_ablation"] = figures.layer_ablation_figure(rows, metric, folder / "layer_ablation.png")
-    if "pruning" in result:
+    if result.get("pruning"):
         out["pruning_curve"] = figures.pruning_figure(result["pruning"], metric, folder / "pruning_curve.png")
     if "neurons" in extras:
         out["neurons"] = figures.neuron_figure(
@@ -227,6 +228,8 @@ def render_html(r: dict, graph: str) -> str:
         f"task {_e(r['task'])} · {r['data']['examples']:,} examples ({r['data']['batches']} batches of "
         f"the {_e(r['data']['split'])} split)</p>",
     ]
+    if r.get("rankings"):
+        parts.append(verdict_html(r["rankings"]))
     parts.append(_summary_html(r, metric))
     if fig.get("importance_heatmap"):
         parts.append(
@@ -237,8 +240,10 @@ def render_html(r: dict, graph: str) -> str:
         )
     if r["heads"]:
         parts.append(_head_table(r, metric))
-    if "pruning" in r:
+    if r.get("pruning"):
         parts.append(_pruning_html(r, metric, fig))
+    if r.get("rankings"):
+        parts.append(checks_html(r["rankings"]))
     if fig.get("attention"):
         parts.append("<h2>Attention patterns</h2>")
         parts.extend(_example_html(ex) for ex in fig["attention"])
@@ -433,8 +438,7 @@ def _neurons_html(r: dict, fig: dict) -> str:
     rows = []
     for name, n in r["neurons"].items():
         top = ", ".join(
-            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t.get('taylor', t['mean_abs']), 4)})"
-            for t in n["top"][:5]
+            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t.get('taylor', t['mean_abs']), 4)})" for t in n["top"][:5]
         )
         rows.append(
             f"<tr><td>{_e(name)}</td><td>{n['neurons']}</td><td>{n['rarely_active']}</td><td class='l'>{_e(top)}</td></tr>"

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from sora.analyze.attention import HEAD_TYPES, attention_statistics, special_token_ids
+from sora.analyze.checked_rankings import measure_rankings
+from sora.analyze.checks import headline
 from sora.analyze.config import AnalyzeConfig
 from sora.analyze.examples import example_patterns
 from sora.analyze.importance import ablation_scores, agreement, gradient_scores
 from sora.analyze.naming import group_of, layer_label, layer_order
 from sora.analyze.position import position_analysis
-from sora.analyze.checked_rankings import measure_rankings
-from sora.analyze.checks import headline
 from sora.analyze.pruning import pruning_view
 from sora.analyze.report import write_report
 from sora.errors import SoraError

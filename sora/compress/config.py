@@ -168,6 +168,12 @@ class CompressConfig(StrictModel):
         "at one sentence they cancel its gain (docs/compression.md)",
     )
     importance_batches: int = Field(16, gt=0, description="batches used to compute importance when no scores file")
+    check_examples: int = Field(
+        2048,
+        gt=0,
+        description="validation examples on which each ranking is checked against random order when no scores "
+        "file gives the analysis' choice (the whole split when it has fewer)",
+    )
     eval_batch_size: int = Field(64, gt=0)
     latency_repeats: int = Field(10, gt=0, description="best-of-N timing repeats per batch size")
     latency_batches: list[int] = Field(default_factory=lambda: [1, 32])
