@@ -16,6 +16,7 @@ from sora.analyze.checks import check_rankings
 from sora.analyze.config import AnalyzeConfig
 from sora.analyze.importance import GradientScores
 from sora.analyze.masking import MaskedEval
+from sora.analyze.reconstruct import intact_outputs, tuned_gates
 from sora.models.names import attention_modules, feedforward_modules
 
 
@@ -83,6 +84,9 @@ def measure_rankings(
     out = {}
     heads = [f"{p}.head.{h}" for p, a in attention_modules(model) for h in range(a.n_heads)]
     if heads and head_names:
+        if config.reconstruct:  # Kwon et al.'s mask tuning, calibrated on the analysis batches
+            targets = intact_outputs(model, data, task)
+            evaluator = MaskedEval(model, check_data, task, lambda gone: tuned_gates(model, data, task, gone, targets))
         start = time.perf_counter()
         scores = head_rankings(model, data, task, head_names, grads, head_ablation)
         steps = config.pruning_steps if config.pruning_steps is not None or len(heads) <= 48 else 24
@@ -93,6 +97,7 @@ def measure_rankings(
     neurons = [f"{p}.neuron.{i}" for p, f in feedforward_modules(model) for i in range(f.d_ff)]
     if neurons and neuron_names:
         start = time.perf_counter()
+        evaluator.tune = None  # heads only: neuron masks are not tuned
         scores = neuron_rankings(model, data, task, neuron_names, grads)
         out["neurons"] = check_rankings(
             evaluator, neurons, scores, steps=config.neuron_steps, seeds=config.pruning_seeds, seed=config.seed

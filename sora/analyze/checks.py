@@ -60,6 +60,11 @@ def check_rankings(
         )
     best, why = choose(checked, random)
     shown = shown if shown in rankings else best if best in rankings else next(iter(rankings), None)
+    tuned = None
+    if evaluator.tune is not None and best in rankings:  # the chosen order with the kept units' gates tuned
+        hits = evaluator.curve(order_of(rankings[best], units), counts, tuned=True)
+        tuned = summarise(fractions, hits, evaluator.totals, boot) | {"of": best}
+        tuned |= against_random(fractions, hits, randoms, evaluator.totals, boot)
     reverse = None
     if shown is not None:
         hits = evaluator.curve(order_of(rankings[shown], units)[::-1], counts)
@@ -72,6 +77,7 @@ def check_rankings(
         "rankings": checked,
         "random": random,
         "reverse": reverse,
+        "tuned": tuned,
         "best": best,
         "why": why,
         "shown": shown,

@@ -63,7 +63,12 @@ class AnalyzeConfig(StrictModel):
         description="examples of the split the ranking check measures its curves on (the whole split when it "
         "has fewer); the rankings themselves are estimated on the max_batches batches",
     )
-    neuron_steps: int = Field(20, gt=0, description="points on the neuron pruning curves (even fractions)")
+    neuron_steps: int = Field(10, gt=0, description="points on the neuron pruning curves (even fractions)")
+    reconstruct: bool = Field(
+        False,
+        description="also measure the chosen head order with the kept heads' gates tuned by per-layer output "
+        "reconstruction (Kwon et al. 2022): one pass over the analysis batches per layer and point",
+    )
     pruning_steps: int | None = Field(
         None,
         gt=0,

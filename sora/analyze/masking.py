@@ -68,23 +68,27 @@ def example_hits(model: nn.Module, batch: dict[str, Tensor], task: str) -> tuple
 
 
 class MaskedEval:
-    """Per-example hits of ``model`` on ``batches`` with sets of units removed, cached by the set."""
+    """Per-example hits of ``model`` on ``batches`` with sets of units removed, cached by the set. With ``tune``
+    (removed units -> gate values of the others, e.g. sora.analyze.reconstruct) a curve can also be measured
+    with the kept units' gates tuned."""
 
-    def __init__(self, model: nn.Module, batches: list[dict[str, Tensor]], task: str):
-        self.model, self.batches, self.task = model, batches, task
-        self.cache: dict[frozenset[str], np.ndarray] = {}
+    def __init__(self, model: nn.Module, batches: list[dict[str, Tensor]], task: str, tune=None):
+        self.model, self.batches, self.task, self.tune = model, batches, task, tune
+        self.cache: dict[tuple[frozenset[str], bool], np.ndarray] = {}
         self.totals = np.concatenate([example_hits(model, b, task)[1] for b in batches])  # (N,)
         self.evaluations = 0
 
-    def hits(self, removed: Iterable[str]) -> np.ndarray:
-        """(N,) hits with ``removed`` switched off."""
-        key = frozenset(removed)
+    def hits(self, removed: Iterable[str], tuned: bool = False) -> np.ndarray:
+        """(N,) hits with ``removed`` switched off (and the others' gates tuned)."""
+        removed = list(removed)
+        key = (frozenset(removed), tuned and bool(removed))
         if key not in self.cache:
-            with units_off(self.model, key):
+            values = self.tune(removed) if key[1] else None
+            with units_off(self.model, removed, values):
                 self.cache[key] = np.concatenate([example_hits(self.model, b, self.task)[0] for b in self.batches])
             self.evaluations += 1
         return self.cache[key]
 
-    def curve(self, order: list[str], counts: list[int]) -> np.ndarray:
+    def curve(self, order: list[str], counts: list[int], tuned: bool = False) -> np.ndarray:
         """(K, N): each example's hits after removing the first k units of ``order``, for k in counts."""
-        return np.stack([self.hits(order[:k]) for k in counts])
+        return np.stack([self.hits(order[:k], tuned) for k in counts])

@@ -105,3 +105,26 @@ def test_a_feature_extractor_reports_no_taylor_scores(tmp_path):
         assert layer["taylor"] is None and all("taylor" not in t for t in layer["top"])
         assert any(v > 0 for v in layer["mean_abs"])
     assert "rankings" not in result  # no loss: nothing to check a ranking against
+
+
+def test_reconstruction_lets_a_twin_head_stand_in_for_the_one_removed():
+    """Head 1 is an exact copy of head 0: with head 1 removed, least squares gives head 0 a gate of 2 and the
+    layer's output is whole again (Kwon et al.'s mask tuning)."""
+    import torch
+
+    from sora.analyze.reconstruct import intact_outputs, tuned_gates
+    from tests.analyze.batches import batch_for
+
+    model = build_model(tiny(bias=True)).eval()
+    attn, dh = model.layers[0].attn, model.config.head_dim
+    with torch.no_grad():
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            proj.weight[dh : 2 * dh] = proj.weight[:dh]
+            proj.bias[dh : 2 * dh] = proj.bias[:dh]
+        attn.out_proj.weight[:, dh : 2 * dh] = attn.out_proj.weight[:, :dh]
+    batches = [batch_for("text_classifier", B=8, seed=s) for s in range(2)]
+    targets = intact_outputs(model, batches, "classification")
+    values = tuned_gates(model, batches, "classification", ["layers.0.attn.head.1"], targets)
+    assert values["layers.0.attn.head.0"] == pytest.approx(2.0, abs=1e-2)
+    assert values["layers.0.attn.head.2"] == pytest.approx(1.0, abs=1e-2)
+    assert not any(name.startswith("layers.1") for name in values)  # a layer that lost nothing is left alone
