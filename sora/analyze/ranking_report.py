@@ -34,13 +34,13 @@ def _row(name: str, r: dict, verdict: str) -> str:
     )
 
 
-def checks_html(checks: dict) -> str:
+def checks_html(checks: dict, figure: str = "") -> str:
     """Per unit kind: every ranking's area under the curve and prunable fraction (bootstrap 95% intervals)."""
     parts = [
         "<h2>Ranking check</h2><div class='card'><p class='note'>Each ranking removes units least important "
         "first; the area is the mean metric over the fraction removed. Brackets: bootstrap 95% intervals over "
         "examples. A ranking is worse than random where it falls below the mean of the random orders by more "
-        "than twice the combined noise (bootstrap of the paired difference, spread of the random orders).</p>"
+        "than twice the combined noise (bootstrap of the paired difference, spread of the random orders).</p>" + figure
     ]
     for unit, c in checks.items():
         rows = []
@@ -49,6 +49,8 @@ def checks_html(checks: dict) -> str:
             verdict = f"<span class='bad'>worse than random at {lost}</span>" if lost else "not worse than random"
             rows.append(_row(name + (" (used)" if name == c["best"] else ""), r, verdict))
         rows.append(_row(f"random ({c['random']['seeds']} orders)", c["random"], ""))
+        if c.get("tuned"):
+            rows.append(_row(f"{c['tuned']['of']}, gates tuned (Kwon et al.)", c["tuned"], ""))
         if c.get("reverse"):
             rows.append(_row(f"reverse of {c['reverse']['of']}", c["reverse"], ""))
         parts.append(

@@ -19,6 +19,7 @@ from torch import nn
 from sora.analyze import alignment, figures, overlays
 from sora.analyze.examples import example_json
 from sora.analyze.naming import group_of, layer_label
+from sora.analyze.ranking_figure import ranking_figure
 from sora.analyze.ranking_report import checks_html, verdict_html
 from sora.atomic import staged_dir
 from sora.models.anatomy import block_parts, mermaid
@@ -61,6 +62,8 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
     if result.get("layers"):
         rows = [(r["name"], r["metric"]) for r in result["layers"]]
         out["layer_ablation"] = figures.layer_ablation_figure(rows, metric, folder / "layer_ablation.png")
+    if result.get("rankings"):
+        out["ranking_check"] = ranking_figure(result["rankings"], metric, folder / "ranking_check.png")
     if result.get("pruning"):
         out["pruning_curve"] = figures.pruning_figure(result["pruning"], metric, folder / "pruning_curve.png")
     if "neurons" in extras:
@@ -243,7 +246,7 @@ def render_html(r: dict, graph: str) -> str:
     if r.get("pruning"):
         parts.append(_pruning_html(r, metric, fig))
     if r.get("rankings"):
-        parts.append(checks_html(r["rankings"]))
+        parts.append(checks_html(r["rankings"], _img(fig.get("ranking_check"), "ranking check")))
     if fig.get("attention"):
         parts.append("<h2>Attention patterns</h2>")
         parts.extend(_example_html(ex) for ex in fig["attention"])
