@@ -52,6 +52,7 @@ def unit_summary(check: dict) -> dict:
         "random": row(check["random"])
         | {"seeds": check["random"]["seeds"], "prunable_per_seed": check["random"]["prunable_per_seed"]},
         "reverse": row(check["reverse"]) | {"of": check["reverse"]["of"]} if check.get("reverse") else None,
+        "tuned": row(check["tuned"]) | {"of": check["tuned"]["of"]} if check.get("tuned") else None,
         "fraction": check["fraction"],
         "curves": {name: r["metric"] for name, r in check["rankings"].items()}
         | {"random": check["random"]["metric"], "random_std": check["random"]["std"]},
@@ -71,6 +72,13 @@ def run(args) -> dict:
     )
     if args.steps:
         config["pruning_steps"] = args.steps
+    if args.neuron_steps:
+        config["neuron_steps"] = args.neuron_steps
+    if args.rankings is not None:
+        config["rankings"] = [r for r in args.rankings.split(",") if r]
+    if args.neuron_rankings is not None:
+        config["neuron_rankings"] = [r for r in args.neuron_rankings.split(",") if r]
+    config["reconstruct"] = args.reconstruct
     batch_size = config.get("batch_size", 64)
     data = load_analysis_data(args.recipe, model, tokenizer, split="validation", batch_size=batch_size)
     start = time.perf_counter()
@@ -81,7 +89,7 @@ def run(args) -> dict:
         "model": str(model_dir),
         "recipe": args.recipe,
         "metric": result["metric"],
-        "intact": result["baseline"]["metric"],
+        "intact": next(iter(result["rankings"].values()))["random"]["metric"][0],  # on the check examples
         "analysis_examples": result["data"]["examples"],
         "check_examples": result["data"]["check_examples"],
         "seconds": round(time.perf_counter() - start, 1),
@@ -130,6 +138,10 @@ def main() -> None:
     parser.add_argument("--check-examples", type=int, default=2048)
     parser.add_argument("--seeds", type=int, default=5, help="random orders")
     parser.add_argument("--steps", type=int, default=None, help="points on the head curve")
+    parser.add_argument("--neuron-steps", type=int, default=None, help="points on the neuron curves")
+    parser.add_argument("--rankings", default=None, help="head rankings, comma-separated (default: all)")
+    parser.add_argument("--neuron-rankings", default=None, help="neuron rankings, comma-separated ('' for none)")
+    parser.add_argument("--reconstruct", action="store_true", help="also the chosen order with tuned gates")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()

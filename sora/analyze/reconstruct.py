@@ -113,3 +113,24 @@ def tuned_gates(
         if m is not None:
             values.update({f"{path}.head.{h}": float(v) for h, v in zip(keep, m)})
     return values
+
+
+@torch.no_grad()
+def tune_pruned(
+    pruned: nn.Module, original: nn.Module, batches: list[dict[str, Tensor]], task: str
+) -> dict[str, float]:
+    """Tune, in place, the gates of the heads left in each attention layer of ``pruned`` that lost heads, to
+    reconstruct ``original``'s layer outputs (same layer paths: no block dropped between them). Returns the
+    gates set, by head name in ``pruned``."""
+    targets = intact_outputs(original, batches, task)
+    before = {p: a.n_heads for p, a in attention_modules(original)}
+    values: dict[str, float] = {}
+    for path, attn in attention_modules(pruned):
+        if attn.n_heads == 0 or attn.n_heads >= before.get(path, 0) or path not in targets:
+            continue
+        a, b, energy = _normal_equations(pruned, batches, task, path, targets[path])
+        m = _solve(a, b, energy, list(range(attn.n_heads)))
+        if m is not None:
+            attn.head_gate.copy_(m.to(attn.head_gate.dtype))
+            values.update({f"{path}.head.{h}": float(v) for h, v in enumerate(m)})
+    return values

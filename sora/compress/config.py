@@ -49,6 +49,11 @@ class PruneConfig(StrictModel):
         "ranking (Michel et al. 2019), so layers with large scores do not keep everything",
     )
     scores: str | None = Field(None, description="analysis.json with importance scores; default: computed")
+    reconstruct: bool = Field(
+        False,
+        description="after each prune step, tune the kept heads' gates so that every attention layer that lost "
+        "heads reconstructs its unpruned output (least squares on validation batches, Kwon et al. 2022)",
+    )
     vocabulary: bool = Field(
         False,
         description="keep only the tokens the training texts use (and single characters): "

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from sora.analyze.reconstruct import tune_pruned
 from sora.atomic import staged_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
@@ -350,6 +351,9 @@ class Rounds:
             scope=pc.scope,
             normalize=pc.normalize if "normalize" in pc.model_fields_set or not self.choice else False,
         )  # a checked ranking is an order across layers already: normalising it again would make another one
+        if pc.reconstruct and pc.heads:
+            tuned = tune_pruned(step.model, self.current, self._batches(), self.task.name)
+            self.log(f"reconstruction: gates of {len(tuned)} kept heads tuned to their layers' unpruned outputs")
         self.current = step.model
         return step
 
