@@ -107,6 +107,12 @@ def _cell(r: dict | None) -> str:
     return f"{r['prunable_within_1_point'] * 100:.0f}% ({r['auc'] * 100:.1f}){flag}"
 
 
+def _shortfall(u: dict) -> float:
+    """The chosen ranking's worst point against the mean of the random orders, in points."""
+    chosen = u["curves"].get(u["best"], u["curves"]["random"])
+    return min(c - r for c, r in zip(chosen, u["curves"]["random"])) * 100
+
+
 def table() -> str:
     """One row per model and unit kind: each ranking's prunable fraction within 1 point (area under the curve
     in brackets, ✗ = worse than random somewhere), random and reverse beside, and the ranking chosen."""
@@ -115,7 +121,7 @@ def table() -> str:
     neuron_names = ["taylor", "taylor_layer", "fisher", "activation", "ablation"]
     lines = []
     for unit, cols in (("heads", names), ("neurons", neuron_names)):
-        head = ["model", unit, "examples", "intact", *cols, "random", "reverse", "chosen"]
+        head = ["model", unit, "examples", "intact", *cols, "random", "reverse", "chosen", "chosen − random, worst"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in results:
             u = r.get(unit)
@@ -123,7 +129,7 @@ def table() -> str:
                 continue
             cells = [r["name"], str(u["units"]), f"{u['examples']:,}", f"{r['intact'] * 100:.1f}%"]
             cells += [_cell(u["rankings"].get(c)) for c in cols]
-            cells += [_cell(u["random"]), _cell(u["reverse"]), u["best"]]
+            cells += [_cell(u["random"]), _cell(u["reverse"]), u["best"], f"{_shortfall(u):+.2f} pts"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

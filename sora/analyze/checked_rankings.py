@@ -100,7 +100,13 @@ def measure_rankings(
         evaluator.tune = None  # heads only: neuron masks are not tuned
         scores = neuron_rankings(model, data, task, neuron_names, grads)
         out["neurons"] = check_rankings(
-            evaluator, neurons, scores, steps=config.neuron_steps, seeds=config.pruning_seeds, seed=config.seed
+            evaluator,
+            neurons,
+            scores,
+            steps=config.neuron_steps,
+            seeds=config.pruning_seeds,
+            seed=config.seed,
+            marks=False,
         )
         out["neurons"]["seconds"] = round(time.perf_counter() - start, 2)
     return out

@@ -16,10 +16,10 @@ from sora.analyze.masking import MaskedEval
 MARKS = (0.25, 0.5, 0.75)
 
 
-def even_counts(n: int, steps: int | None) -> list[int]:
+def even_counts(n: int, steps: int | None, marks: bool = True) -> list[int]:
     """Units removed at each point: every count, or ``steps`` even ones, plus the 25/50/75% marks."""
     counts = set(range(n + 1)) if steps is None or steps >= n else {round(i * n / steps) for i in range(steps + 1)}
-    return sorted(counts | {round(f * n) for f in MARKS})
+    return sorted(counts | ({round(f * n) for f in MARKS} if marks else set()))
 
 
 def order_of(scores: dict[str, float], units: list[str]) -> list[str]:
@@ -42,11 +42,12 @@ def check_rankings(
     seeds: int = 5,
     seed: int = 0,
     shown: str | None = None,
+    marks: bool = True,
 ) -> dict:
     """Curves, areas, prunable fractions and the verdict against random of every ranking; the reverse curve of
     ``shown`` (default: the best ranking)."""
     n = len(units)
-    counts = even_counts(n, steps)
+    counts = even_counts(n, steps, marks)
     fractions = [k / n for k in counts]
     boot = Bootstrap(evaluator.totals, seed=seed)
     rng = np.random.default_rng(seed)

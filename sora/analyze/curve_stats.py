@@ -111,7 +111,7 @@ def choose(rankings: dict[str, dict], random: dict) -> tuple[str, str]:
     within one point, then the earlier listed); random order when every ranking loses to it."""
     fine = [name for name, r in rankings.items() if not r["worse_than_random"]]
     losers = [name for name in rankings if name not in fine]
-    lost = f"; {', '.join(losers)} lose to random order" if losers else ""
+    lost = f"; {', '.join(losers)} {'loses' if len(losers) == 1 else 'lose'} to random order" if losers else ""
     if not fine:
         return "random", f"every ranking loses to random order somewhere on the curve ({', '.join(losers)})"
     best = max(fine, key=lambda n: (rankings[n]["auc"], rankings[n]["prunable_within_1_point"], -fine.index(n)))
