@@ -10,7 +10,7 @@ per head and per neuron group). Per ranking: the fraction removable before the m
 point below the intact model (bootstrap 95% interval over examples), the area under the curve, and
 whether it is worse than random order anywhere; random order (mean and spread of the seeds) and the reverse
 of the best ranking beside. No fine-tuning: gates and masks switch units off in the trained model.
-Written to bench/results/importance_<recipe>.json.
+Written to bench/results/importance_<recipe>.json, with the curves drawn in importance_<recipe>.png.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -82,10 +83,15 @@ def run(args) -> dict:
     batch_size = config.get("batch_size", 64)
     data = load_analysis_data(args.recipe, model, tokenizer, split="validation", batch_size=batch_size)
     start = time.perf_counter()
+    name = args.name or Path(args.recipe).stem
     with tempfile.TemporaryDirectory() as tmp:
         result = analyze_model(model, data.batches, config, Path(tmp) / "analysis", task=data.task, tokenizer=tokenizer)
+        figure = Path(tmp) / "analysis" / "ranking_check.png"
+        if figure.is_file():
+            RESULTS.mkdir(exist_ok=True)
+            shutil.copyfile(figure, RESULTS / f"importance_{name}.png")
     return {
-        "name": args.name or Path(args.recipe).stem,
+        "name": name,
         "model": str(model_dir),
         "recipe": args.recipe,
         "metric": result["metric"],
