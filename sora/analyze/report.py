@@ -355,14 +355,15 @@ def _summary_html(r: dict, metric: str) -> str:
     if "prunable_within_1_point" in s:
         p = s["prunable_within_1_point"]
         items.append(
-            f"Heads can be switched off in importance order up to <b>{_pct(p['importance'])}</b> before "
+            f"Heads can be switched off in {_e(r['pruning']['order_by'])} order up to <b>{_pct(p['importance'])}</b> "
+            "before "
             f"{_e(metric)} drops more than 1 point (random order: {_pct(p['random'])}, reverse: "
             f"{_pct(p['reverse'])})."
         )
         half = s["pruning_at"].get("50%")
         if half:
             items.append(
-                f"With half the heads removed: importance order {_pct(half['importance'])}, random "
+                f"With half the heads removed: {_e(r['pruning']['order_by'])} order {_pct(half['importance'])}, random "
                 f"{_pct(half['random'])}, reverse {_pct(half['reverse'])}."
             )
     agree = r.get("agreement", {}).get("heads", {})
