@@ -9,7 +9,9 @@ from sora.analyze.checked_rankings import head_rankings, neuron_rankings
 from sora.analyze.checks import check_rankings, order_of
 from sora.analyze.curve_stats import Bootstrap, against_random, auc, prunable
 from sora.analyze.masking import MaskedEval, units_off
+from sora.compress.config import PruneConfig
 from sora.compress.plan import plan_from_scores
+from sora.compress.prune import prune
 from sora.compress.scores import checked_scores, read_choice, read_scores
 from sora.models import build_model
 from tests.analyze.batches import CARRIER, one_head_model
@@ -56,6 +58,8 @@ def test_a_misleading_gradient_ranking_is_flagged_first_and_never_used(carrier, 
     scores, choice = read_scores(tmp_path / "a" / "analysis.json"), read_choice(tmp_path / "a" / "analysis.json")
     assert choice["heads"]["ranking"] == "iterative" and choice["heads"]["worse_than_random"] == ["gradient"]
     assert 2 not in plan_from_scores(model, scores, heads=0.5, normalize=False).heads.get("layers.0.attn", set())
+    _, _, info = prune(model, PruneConfig(heads=0.5, scores=str(tmp_path / "a" / "analysis.json")), log=print)
+    assert CARRIER not in info["removed"] and len([n for n in info["removed"] if ".head." in n]) == 4
 
     # and, without an analysis, checks the rankings itself and falls back the same way
     scores, choice = checked_scores(model, batches, neurons=False)
