@@ -170,7 +170,13 @@ def read_choice(path: str | Path) -> dict:
     checked = data.get("rankings") if isinstance(data, dict) else None
     if not isinstance(checked, dict):
         return {}
-    return {unit: choice_record(c) for unit, c in checked.items() if isinstance(c, dict) and "best" in c}
+    try:
+        return {unit: choice_record(c) for unit, c in checked.items() if isinstance(c, dict) and "best" in c}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise SoraError(
+            f"{path}: its ranking check ('rankings.{next(iter(checked))}') is incomplete or damaged ({e!r}); "
+            "re-run sora analyze"
+        ) from None
 
 
 def checked_scores(
