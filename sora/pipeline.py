@@ -12,6 +12,7 @@ from rich.console import Console
 
 from sora.analyze.stage import analyze_model
 from sora.atomic import make_dirs, remove_path
+from sora.compress.scores import read_choice
 from sora.compress.stage import FOLDERS, compress_model
 from sora.deploy.export import export_onnx
 from sora.errors import SoraError
@@ -161,19 +162,22 @@ def analyze_stage(recipe: Recipe, run, out_dir: Path, console: Console) -> Path:
         tokenizer=run.data.tokenizer,
         labels=run.data.labels,
     )
+    for line in analysis.get("summary", {}).get("ranking_check", []):
+        console.print(f"  {line}", highlight=False, markup=False)
     for mark, v in analysis.get("summary", {}).get("pruning_at", {}).items():
         console.print(
-            f"  {mark} of heads removed: importance order {v['importance']:.3f}, "
+            f"  {mark} of heads removed: {analysis['pruning']['order_by']} order {v['importance']:.3f}, "
             f"random {v['random']:.3f}, reverse {v['reverse']:.3f}"
         )
     return out_dir / "report.html"
 
 
 def compress_stage(recipe: Recipe, run, out_dir: Path, console: Console, *, scores: Path | None = None) -> Path:
-    """Prune and quantize the trained model on the evidence of the analysis (its importance
-    scores, unless the recipe names others); write OUT/compressed/report.json."""
+    """Prune and quantize the trained model on the evidence of the analysis (the rankings its check chose, unless
+    the recipe names scores; an analysis without a ranking check leaves compress to check them itself); write
+    OUT/compressed/report.json."""
     config = recipe.compress
-    if scores is not None and config.prune.scores is None:
+    if scores is not None and config.prune.scores is None and read_choice(scores):  # rankings checked there
         config = config.model_copy(update={"prune": config.prune.model_copy(update={"scores": str(scores)})})
     compress_model(
         run.model_dir, run.data, config, out_dir, log=lambda msg: console.print(msg, highlight=False, markup=False)

@@ -4,7 +4,10 @@
 - ablation: remove any particle by name (zero, dataset mean, resampled from another input)
 - importance: head importance (Michel et al. 2019), neuron Taylor scores, measured ablation, agreement
 - attention: per-head statistics and head types; position: position-vector similarity
-- pruning: the pruning curve (importance vs random vs reverse order)
+- rankings/checks/curve_stats: every head and neuron ranking (gradient, Fisher, iterative, ablation ...)
+  checked against random and reverse order, with bootstrap intervals; the one to prune by
+- reconstruct: mask tuning by per-layer output reconstruction (Kwon et al. 2022)
+- pruning: the pruning curve of one ranking (importance vs random vs reverse order)
 - examples: a few inputs drawn per modality: attention over the image (overlays), along the spectrogram,
   cross-attention as word alignment (alignment)
 - stage/report: ``analyze_model`` writes analysis.json and a self-contained report.html

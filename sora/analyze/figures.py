@@ -163,7 +163,7 @@ def pruning_figure(result: dict, metric: str, path: Path) -> str:
     for name, values in result["metric"].items():
         color, style = ORDER_STYLE[name]
         label = {
-            "importance": "importance order (least important first)",
+            "importance": f"{result.get('order_by', 'importance')} order (least important first)",
             "random": f"random order (mean of {result['random_seeds']})",
             "reverse": "reverse order (most important first)",
         }[name]

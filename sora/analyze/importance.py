@@ -34,7 +34,9 @@ from sora.tasks import Score, loss_and_metric, run_model, score, score_figures
 class GradientScores:
     heads: dict[str, np.ndarray] = field(default_factory=dict)  # attn path -> (H,) normalised per layer
     heads_raw: dict[str, np.ndarray] = field(default_factory=dict)  # attn path -> (H,) E|dL/dgate|
-    taylor: dict[str, np.ndarray] = field(default_factory=dict)  # ffn path -> (F,)
+    heads_fisher: dict[str, np.ndarray] = field(default_factory=dict)  # attn path -> (H,) E[(dL/dgate)^2]
+    taylor: dict[str, np.ndarray] = field(default_factory=dict)  # ffn path -> (F,); empty without a loss
+    fisher: dict[str, np.ndarray] = field(default_factory=dict)  # ffn path -> (F,) E[(dL/dmask)^2]
     mean_abs: dict[str, np.ndarray] = field(default_factory=dict)  # ffn path -> (F,) E|a| (magnitude)
     active: dict[str, np.ndarray] = field(default_factory=dict)  # ffn path -> (F,) fraction of positions a > 0
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # ffn path -> activation sample (histograms)
@@ -47,7 +49,9 @@ def gradient_scores(
     attns = [(p, a) for p, a in attention_modules(model) if a.n_heads > 0]
     ffns = [(p, f) for p, f in feedforward_modules(model) if f.d_ff > 0]
     head_sum = {p: torch.zeros(a.n_heads, dtype=torch.float64) for p, a in attns}
+    head_sq = {p: torch.zeros(a.n_heads, dtype=torch.float64) for p, a in attns}
     taylor_sum = {p: torch.zeros(f.d_ff, dtype=torch.float64) for p, f in ffns}
+    fisher_sum = {p: torch.zeros(f.d_ff, dtype=torch.float64) for p, f in ffns}
     abs_sum = {p: torch.zeros(f.d_ff, dtype=torch.float64) for p, f in ffns}
     active_sum = {p: torch.zeros(f.d_ff, dtype=torch.float64) for p, f in ffns}
     positions = {p: 0.0 for p, _ in ffns}
@@ -82,13 +86,17 @@ def gradient_scores(
         n_examples += batch_size(batch)
         for (p, _), g in zip(attns, grads[: len(attns)]):
             if g is not None:
-                head_sum[p] += g.detach().abs().flatten(1).sum(0).double()  # (B, 1, H, 1) -> (H,)
+                g = g.detach().flatten(1).double()  # (B, 1, H, 1) -> (B, H)
+                head_sum[p] += g.abs().sum(0)
+                head_sq[p] += (g**2).sum(0)
         for (p, _), g in zip(ffns, grads[len(attns) :]):
             a = post[p].detach()  # (B, T, F)
             valid = valids.get(stack_prefix(model, p))
             w = valid.to(a.dtype).unsqueeze(-1) if valid is not None else torch.ones_like(a[..., :1])
             if g is not None:
-                taylor_sum[p] += (a * g * w).sum(1).abs().sum(0).double()  # |sum_t a*g| per example
+                per_example = (a * g * w).sum(1).double()  # (B, F): dL_b/d mask, the first-order change
+                taylor_sum[p] += per_example.abs().sum(0)
+                fisher_sum[p] += (per_example**2).sum(0)
             abs_sum[p] += (a.abs() * w).sum((0, 1)).double()
             active_sum[p] += ((a > 0).to(a.dtype) * w).sum((0, 1)).double()
             positions[p] += w.sum().item()
@@ -98,12 +106,15 @@ def gradient_scores(
     model.train(was_training)
     out = GradientScores()
     n = max(n_examples, 1)
-    for p, _ in attns:
+    for p, _ in attns if task != "features" else []:
         raw = (head_sum[p] / n).numpy()
         norm = float(np.linalg.norm(raw))
         out.heads_raw[p], out.heads[p] = raw, raw / norm if norm > 0 else raw
+        out.heads_fisher[p] = (head_sq[p] / n).numpy()
     for p, _ in ffns:
-        out.taylor[p] = (taylor_sum[p] / n).numpy()
+        if task != "features":  # no loss, no Taylor score (zeros would read as "unimportant")
+            out.taylor[p] = (taylor_sum[p] / n).numpy()
+            out.fisher[p] = (fisher_sum[p] / n).numpy()
         out.mean_abs[p] = (abs_sum[p] / max(positions[p], 1)).numpy()
         out.active[p] = (active_sum[p] / max(positions[p], 1)).numpy()
         out.samples[p] = torch.cat(samples[p]).numpy() if samples[p] else np.zeros(0)

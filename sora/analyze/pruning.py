@@ -108,3 +108,38 @@ def prunable_fraction(fractions: list[float], metric: list[float], tolerance: fl
             break
         best = f
     return best
+
+
+def pruning_view(check: dict) -> dict | None:
+    """The head check (sora.analyze.checks) as the pruning curve of one ranking, random and reverse order:
+    the section reports and scripts have read since before rankings were checked."""
+    shown = check["shown"]
+    if shown is None:
+        return None
+    orders = {
+        "importance": check["rankings"][shown]["metric"],
+        "random": check["random"]["metric"],
+        "reverse": check["reverse"]["metric"],
+    }
+    counts, n = check["removed"], check["units"]
+    marks = {
+        f"{int(f * 100)}%": {name: values[counts.index(round(f * n))] for name, values in orders.items()} for f in MARKS
+    }
+    return {
+        "heads": n,
+        "order": check["shown_order"],
+        "order_by": shown,
+        "removed": counts,
+        "fraction": check["fraction"],
+        "metric": orders,
+        "random_std": check["random"]["std"],
+        "random_seeds": check["random"]["seeds"],
+        "examples": check["examples"],
+        "at": marks,
+        "prunable_within_1_point": {
+            "importance": check["rankings"][shown]["prunable_within_1_point"],
+            "random": check["random"]["prunable_within_1_point"],
+            "reverse": check["reverse"]["prunable_within_1_point"],
+        },
+        "evaluated_counts": len(counts),
+    }

@@ -19,6 +19,8 @@ from torch import nn
 from sora.analyze import alignment, figures, overlays
 from sora.analyze.examples import example_json
 from sora.analyze.naming import group_of, layer_label
+from sora.analyze.ranking_figure import ranking_figure
+from sora.analyze.ranking_report import checks_html, verdict_html
 from sora.atomic import staged_dir
 from sora.models.anatomy import block_parts, mermaid
 
@@ -65,7 +67,9 @@ def draw_figures(folder: Path, result: dict, extras: dict, model: nn.Module) -> 
     if result.get("layers"):
         rows = [(r["name"], r["metric"]) for r in result["layers"]]
         out["layer_ablation"] = figures.layer_ablation_figure(rows, metric, folder / "layer_ablation.png")
-    if "pruning" in result:
+    if result.get("rankings"):
+        out["ranking_check"] = ranking_figure(result["rankings"], metric, folder / "ranking_check.png")
+    if result.get("pruning"):
         out["pruning_curve"] = figures.pruning_figure(result["pruning"], metric, folder / "pruning_curve.png")
     if "neurons" in extras:
         out["neurons"] = figures.neuron_figure(
@@ -232,6 +236,8 @@ def render_html(r: dict, graph: str) -> str:
         f"task {_e(r['task'])} · {r['data']['examples']:,} examples ({r['data']['batches']} batches of "
         f"the {_e(r['data']['split'])} split)</p>",
     ]
+    if r.get("rankings"):
+        parts.append(verdict_html(r["rankings"]))
     parts.append(_summary_html(r, metric))
     if fig.get("importance_heatmap"):
         parts.append(
@@ -242,8 +248,10 @@ def render_html(r: dict, graph: str) -> str:
         )
     if r["heads"]:
         parts.append(_head_table(r, metric))
-    if "pruning" in r:
+    if r.get("pruning"):
         parts.append(_pruning_html(r, metric, fig))
+    if r.get("rankings"):
+        parts.append(checks_html(r["rankings"], _img(fig.get("ranking_check"), "ranking check")))
     if r.get("question_to_context"):
         parts.append(_pairs_html(r["question_to_context"], fig))
     if fig.get("attention"):
@@ -354,14 +362,15 @@ def _summary_html(r: dict, metric: str) -> str:
     if "prunable_within_1_point" in s:
         p = s["prunable_within_1_point"]
         items.append(
-            f"Heads can be switched off in importance order up to <b>{_pct(p['importance'])}</b> before "
+            f"Heads can be switched off in {_e(r['pruning']['order_by'])} order up to <b>{_pct(p['importance'])}</b> "
+            "before "
             f"{_e(metric)} drops more than 1 point (random order: {_pct(p['random'])}, reverse: "
             f"{_pct(p['reverse'])})."
         )
         half = s["pruning_at"].get("50%")
         if half:
             items.append(
-                f"With half the heads removed: importance order {_pct(half['importance'])}, random "
+                f"With half the heads removed: {_e(r['pruning']['order_by'])} order {_pct(half['importance'])}, random "
                 f"{_pct(half['random'])}, reverse {_pct(half['reverse'])}."
             )
     agree = r.get("agreement", {}).get("heads", {})
@@ -440,8 +449,7 @@ def _neurons_html(r: dict, fig: dict) -> str:
     rows = []
     for name, n in r["neurons"].items():
         top = ", ".join(
-            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t['taylor'] if t['taylor'] is not None else t['mean_abs'], 4)})"
-            for t in n["top"][:5]
+            f"{t['name'].rsplit('.', 1)[-1]} ({_f(t.get('taylor', t['mean_abs']), 4)})" for t in n["top"][:5]
         )
         rows.append(
             f"<tr><td>{_e(name)}</td><td>{n['neurons']}</td><td>{n['rarely_active']}</td><td class='l'>{_e(top)}</td></tr>"

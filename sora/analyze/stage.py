@@ -17,13 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from sora.analyze.attention import HEAD_TYPES, attention_statistics, special_token_ids
+from sora.analyze.checked_rankings import measure_rankings
+from sora.analyze.checks import headline
 from sora.analyze.config import AnalyzeConfig
 from sora.analyze.examples import example_patterns
 from sora.analyze.importance import ablation_scores, agreement, gradient_scores
 from sora.analyze.naming import group_of, layer_label, layer_order
 from sora.analyze.pairs import question_to_context
 from sora.analyze.position import position_analysis
-from sora.analyze.pruning import pruning_curves, removal_counts
+from sora.analyze.pruning import pruning_view
 from sora.analyze.report import write_report
 from sora.errors import SoraError
 from sora.models import load_meta, load_model, load_tokenizer, summary
@@ -52,6 +54,7 @@ def analyze_model(
     labels = labels or model_labels(meta)
     device = next(model.parameters()).device
     data = take_batches(batches, config.max_batches, device)
+    check_data = check_batches(batches, data, config.check_examples, device)
     task = normalise_task(task) if task else infer_task(model, data[0])
     if model.config.arch == "encoder":  # a headless feature extractor has no loss, whatever the data's task
         task = "features"
@@ -62,7 +65,14 @@ def analyze_model(
     model.eval()
     try:
         result, extras = measure(
-            model, data, task, config, tokenizer=tokenizer, labels=labels, preprocessing=meta.get("preprocessing")
+            model,
+            data,
+            task,
+            config,
+            tokenizer=tokenizer,
+            labels=labels,
+            preprocessing=meta.get("preprocessing"),
+            check_data=check_data,
         )
     finally:
         model.train(was_training)
@@ -93,6 +103,20 @@ def take_batches(batches, max_batches: int, device: torch.device) -> list[dict[s
     return taken
 
 
+def check_batches(batches, data: list[dict[str, Tensor]], examples: int, device) -> list[dict[str, Tensor]]:
+    """Batches of the split holding at least ``examples`` examples (all of it when it has fewer), the analysis
+    batches first: the ranking check's curves. A one-shot iterable gives the analysis batches only."""
+    if not (callable(batches) or isinstance(batches, (list, tuple))):
+        return data
+    taken, seen = [], 0
+    for batch in batches() if callable(batches) else batches:
+        if seen >= examples:
+            break
+        taken.append(to_device(batch, device))
+        seen += next(v for v in batch.values() if isinstance(v, Tensor)).shape[0]
+    return taken or data
+
+
 def measure(
     model: nn.Module,
     data: list[dict[str, Tensor]],
@@ -102,6 +126,7 @@ def measure(
     tokenizer=None,
     labels: list[str] | None = None,
     preprocessing: dict | None = None,
+    check_data: list[dict[str, Tensor]] | None = None,
 ) -> tuple[dict, dict]:
     """Run every configured method. Returns the JSON-ready analysis and arrays for the figures."""
     methods = list(dict.fromkeys(config.methods))
@@ -116,7 +141,7 @@ def measure(
     if not attns:
         notes.append("the model has no attention heads left: head measurements are empty")
     heads = [f"{p}.head.{h}" for p, a in attns for h in range(a.n_heads)]
-    n_examples = sum(next(v for v in b.values() if isinstance(v, Tensor)).shape[0] for b in data)
+    n_examples = _examples(data)
     baseline = loss_and_metric(model, data, task) if task != "features" else {"loss": None, "metric": None}
     result: dict[str, Any] = {
         "task": task,
@@ -130,13 +155,11 @@ def measure(
     extras: dict[str, Any] = {"attention_modules": [(p, a.n_heads, a.cross) for p, a in attns]}
 
     grads = None
-    needs_grad = (
-        "gradient" in methods or "neurons" in methods or ("pruning" in methods and config.pruning_order == "gradient")
-    )
+    needs_grad = bool({"gradient", "neurons", "pruning"} & set(methods))
     if needs_grad:
         grads = gradient_scores(model, data, task, seed=config.seed)
     head_ablation = layer_ablation = {}
-    if "ablation" in methods or ("pruning" in methods and config.pruning_order == "ablation"):
+    if "ablation" in methods:
         head_ablation = ablation_scores(model, data, task, heads, mode=config.ablation, baseline=baseline)
     if "ablation" in methods:
         layers = block_paths(model) + [p for p, _ in attns] + [p for p, _ in ffns]
@@ -160,19 +183,12 @@ def measure(
         extras["positions"] = {n: (v["kind"], v.pop("matrix").numpy()) for n, v in positions.items()}
         result["positions"] = positions
     result["agreement"] = _agreement(result["heads"], result.get("neurons"))
-    if "pruning" in methods and heads:
-        order = {
-            r["name"]: r["gradient"] if config.pruning_order == "gradient" else r["ablation"]["loss"]
-            for r in result["heads"]
-        }
-        steps = config.pruning_steps
-        if steps is None and len(heads) > 48:
-            steps = 24
-        result["pruning"] = pruning_curves(
-            model, data, task, order, steps=steps, seeds=config.pruning_seeds, seed=config.seed
-        )
-        result["pruning"]["order_by"] = config.pruning_order
-        result["pruning"]["evaluated_counts"] = len(removal_counts(len(heads), steps))
+    if "pruning" in methods and (heads or ffns):
+        ablation = {n: v["loss"] for n, v in head_ablation.items()} if config.ablation == "zero" else None
+        result["rankings"] = measure_rankings(model, data, check_data or data, task, config, grads, ablation)
+        result["data"]["check_examples"] = _examples(check_data or data)
+        if "heads" in result["rankings"] and pruning_view(result["rankings"]["heads"]):
+            result["pruning"] = pruning_view(result["rankings"]["heads"])
     pairs = question_to_context(model, data, task, tokenizer) if "attention" in methods else None
     if pairs is not None:
         result["question_to_context"] = pairs
@@ -180,6 +196,10 @@ def measure(
         extras["examples"] = example_patterns(model, data, task, config, tokenizer, labels, stats, preprocessing)
     result["summary"] = _summary(result)
     return result, extras
+
+
+def _examples(batches: list[dict[str, Tensor]]) -> int:
+    return sum(next(v for v in b.values() if isinstance(v, Tensor)).shape[0] for b in batches)
 
 
 def _head_rows(attns, grads, head_ablation, stats, model) -> list[dict]:
@@ -208,19 +228,22 @@ def _head_rows(attns, grads, head_ablation, stats, model) -> list[dict]:
 
 
 def _neuron_section(grads, task) -> tuple[dict, dict]:
+    """Per feed-forward layer: Taylor scores (None without a loss: a feature extractor has nothing to measure
+    them against), mean |activation|, how often each neuron fires, and the top ten."""
     section, extras = {}, {"samples": grads.samples, "taylor": grads.taylor}
-    for p, taylor in grads.taylor.items():
-        active = grads.active[p]
-        top = np.argsort(-taylor)[:10] if task != "features" else np.argsort(-grads.mean_abs[p])[:10]
+    for p, mean_abs in grads.mean_abs.items():
+        taylor, active = grads.taylor.get(p), grads.active[p]
+        top = np.argsort(-(taylor if taylor is not None else mean_abs))[:10]
         section[p] = {
-            "neurons": int(taylor.size),
+            "neurons": int(mean_abs.size),
             "top": [
-                {"name": f"{p}.neuron.{i}", "taylor": _num(taylor[i]), "mean_abs": _num(grads.mean_abs[p][i])}
+                {"name": f"{p}.neuron.{i}", "mean_abs": _num(mean_abs[i])}
+                | ({"taylor": _num(taylor[i])} if taylor is not None else {})
                 for i in top
             ],
             "rarely_active": int((active < 0.01).sum()),
-            "taylor": [_num(v) for v in taylor] if task != "features" else None,
-            "mean_abs": [_num(v) for v in grads.mean_abs[p]],
+            "taylor": [_num(v) for v in taylor] if taylor is not None else None,
+            "mean_abs": [_num(v) for v in mean_abs],
             "active_fraction": [_num(v) for v in active],
         }
     return section, extras
@@ -250,6 +273,11 @@ def _agreement(heads: list[dict], neurons: dict | None) -> dict:
 def _summary(result: dict) -> dict:
     heads = result["heads"]
     s: dict[str, Any] = {"baseline": result["baseline"]}
+    checks = result.get("rankings", {})
+    if checks:
+        s["ranking_check"] = [line for unit, c in checks.items() for line in headline(c, unit)]
+        s["rankings_used"] = {unit: c["best"] for unit, c in checks.items()}
+        s["worse_than_random"] = {unit: c["flagged"] for unit, c in checks.items()}
     if heads and "gradient" in heads[0]:
         ranked = sorted(heads, key=lambda r: -r["gradient"])
         s["most_important_heads"] = [r["name"] for r in ranked[:3]]
@@ -264,7 +292,7 @@ def _summary(result: dict) -> dict:
             s["most_important_block"] = {"name": worst["name"], "metric_change": worst["metric"]}
     if result.get("head_types"):
         s["head_types"] = {t: result["head_types"][t] for t in HEAD_TYPES if t in result["head_types"]}
-    if "pruning" in result:
+    if result.get("pruning"):
         s["pruning_at"] = result["pruning"]["at"]
         s["prunable_within_1_point"] = result["pruning"]["prunable_within_1_point"]
     return s

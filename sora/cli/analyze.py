@@ -76,12 +76,14 @@ def _print_summary(result: dict, out: Path, console: Console) -> None:
     base = result["baseline"]
     if base.get("metric") is not None:
         console.print(f"intact model: {result['metric']} {base['metric'] * 100:.1f}%, loss {base['loss']:.4f}")
+    for line in s.get("ranking_check", []):  # which rankings lose to random, and which one pruning uses
+        console.print(line, highlight=False, markup=False)
     if "most_important_heads" in s:
         console.print(f"most important heads: {', '.join(s['most_important_heads'])}")
     if "pruning_at" in s:
         for mark, v in s["pruning_at"].items():
             console.print(
-                f"{mark} of heads removed: importance order {v['importance'] * 100:.1f}%, "
+                f"{mark} of heads removed: {result['pruning']['order_by']} order {v['importance'] * 100:.1f}%, "
                 f"random {v['random'] * 100:.1f}%, reverse {v['reverse'] * 100:.1f}%"
             )
     typer.echo(str(Path(out) / "report.html"))

@@ -49,6 +49,11 @@ class PruneConfig(StrictModel):
         "ranking (Michel et al. 2019), so layers with large scores do not keep everything",
     )
     scores: str | None = Field(None, description="analysis.json with importance scores; default: computed")
+    reconstruct: bool = Field(
+        False,
+        description="after each prune step, tune the kept heads' gates so that every attention layer that lost "
+        "heads reconstructs its unpruned output (least squares on validation batches, Kwon et al. 2022)",
+    )
     vocabulary: bool = Field(
         False,
         description="keep only the tokens the training texts use (and single characters): "
@@ -168,6 +173,12 @@ class CompressConfig(StrictModel):
         "at one sentence they cancel its gain (docs/compression.md)",
     )
     importance_batches: int = Field(16, gt=0, description="batches used to compute importance when no scores file")
+    check_examples: int = Field(
+        2048,
+        gt=0,
+        description="validation examples on which each ranking is checked against random order when no scores "
+        "file gives the analysis' choice (the whole split when it has fewer)",
+    )
     eval_batch_size: int = Field(64, gt=0)
     latency_repeats: int = Field(10, gt=0, description="best-of-N timing repeats per batch size")
     latency_batches: list[int] = Field(default_factory=lambda: [1, 32])

@@ -20,7 +20,7 @@ from torch import nn
 
 from sora.compress.config import PruneConfig
 from sora.compress.plan import PrunePlan, plan_from_names, plan_from_scores
-from sora.compress.scores import magnitude_scores, read_scores
+from sora.compress.scores import magnitude_scores, read_choice, read_scores
 from sora.compress.structural import prune_model
 from sora.compress.unstructured import magnitude_prune
 from sora.compress.vocabulary import prune_vocabulary
@@ -89,6 +89,7 @@ def prune(
     pruned = model
     if config.structural:
         scores, source = _scores(model, config, log) if config.heads or config.neurons else (None, "scores")
+        checked = bool(read_choice(config.scores)) if config.scores and scores is not None else False
         step = prune_by_plan(
             model,
             remove=config.remove,
@@ -98,8 +99,8 @@ def prune(
             heads=config.heads,
             neurons=config.neurons,
             scope=config.scope,
-            normalize=config.normalize,
-        )
+            normalize=config.normalize if "normalize" in config.model_fields_set or not checked else False,
+        )  # an analysis' checked ranking is an order across layers already
         pruned = step.model
         info.update(step.record())
     if config.sparsity is not None:

@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from sora.analyze import ablation_scores, gradient_scores
+from sora.analyze.checked_rankings import head_rankings, measure_rankings, neuron_rankings
+from sora.analyze.checks import random_scores
+from sora.analyze.config import AnalyzeConfig
 from sora.configio import read_json_file
 from sora.errors import SoraError
 from sora.models.names import attention_modules, block_paths, feedforward_modules
@@ -45,13 +48,19 @@ def read_scores(path: str | Path) -> dict[str, float]:
 
 
 def analysis_scores(data: dict) -> dict[str, float]:
-    """The sections of ``sora analyze``'s analysis.json: head rows and per-layer neuron Taylor lists.
+    """The sections of ``sora analyze``'s analysis.json: the scores of the rankings its check chose (heads and
+    neurons), else head rows and per-layer neuron Taylor lists.
 
-    A head's score is its gradient importance (Michel et al., normalised per layer) or, when only
-    ablation was measured, the loss increase its removal caused.
+    Without a check a head's score is its gradient importance (Michel et al., normalised per layer) or, when
+    only ablation was measured, the loss increase its removal caused.
     """
     scores: dict[str, float] = {}
-    for row in data.get("heads") or []:
+    checked = data.get("rankings") if isinstance(data.get("rankings"), dict) else {}
+    for check in checked.values():
+        if isinstance(check, dict) and isinstance(check.get("scores"), dict):
+            scores.update({k: float(v) for k, v in check["scores"].items() if isinstance(v, (int, float))})
+    units = {name.rsplit(".", 2)[-2] for name in scores}
+    for row in (data.get("heads") or []) if "head" not in units else []:
         if not isinstance(row, dict) or not isinstance(row.get("name"), str):
             continue
         if isinstance(row.get("gradient"), (int, float)):
@@ -61,7 +70,7 @@ def analysis_scores(data: dict) -> dict[str, float]:
     for row in data.get("layers") or []:  # ablation of whole blocks: the loss increase when skipped
         if isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("loss"), (int, float)):
             scores[row["name"]] = float(row["loss"])
-    neurons = data.get("neurons")
+    neurons = data.get("neurons") if "neuron" not in units else None
     if isinstance(neurons, dict):
         for path, section in neurons.items():
             taylor = section.get("taylor") if isinstance(section, dict) else None
@@ -141,3 +150,88 @@ def block_scores(model: nn.Module, batches: list[dict], task: str | None = None)
     task = task or infer_task(model, batches[0])
     blocks = block_paths(model)
     return {name: row["loss"] for name, row in ablation_scores(model, batches, task, blocks).items()}
+
+
+def choice_record(check: dict) -> dict:
+    """What a compression report keeps of a ranking check: the ranking used, why, and what lost to random."""
+    return {
+        "ranking": check["best"],
+        "why": check["why"],
+        "worse_than_random": check["flagged"],
+        "auc": {name: round(r["auc"], 4) for name, r in check["rankings"].items()},
+        "random_auc": round(check["random"]["auc"], 4),
+        "examples": check["examples"],
+    }
+
+
+def read_choice(path: str | Path) -> dict:
+    """The rankings an analysis.json chose, by unit kind ({} when it has no ranking check)."""
+    data = read_json_file(Path(path), "scores", expect=object)
+    checked = data.get("rankings") if isinstance(data, dict) else None
+    if not isinstance(checked, dict):
+        return {}
+    try:
+        return {unit: choice_record(c) for unit, c in checked.items() if isinstance(c, dict) and "best" in c}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise SoraError(
+            f"{path}: its ranking check ('rankings.{next(iter(checked))}') is incomplete or damaged ({e!r}); "
+            "re-run sora analyze"
+        ) from None
+
+
+def checked_scores(
+    model: nn.Module,
+    batches: list[dict],
+    task: str | None = None,
+    check_batches: list[dict] | None = None,
+    *,
+    heads: bool = True,
+    neurons: bool = True,
+) -> tuple[dict[str, float], dict]:
+    """Scores of the best head and neuron rankings, each checked against random order on ``check_batches``
+    (default: ``batches``), and the record of the choice (never a ranking that loses to random)."""
+    task = _task_with_loss(model, batches, task)
+    grads = gradient_scores(model, batches, task)
+    config = AnalyzeConfig(
+        methods=["gradient", "neurons", "pruning"],
+        pruning_seeds=3,
+        rankings=None if heads else [],
+        neuron_rankings=None if neurons else [],
+    )
+    checks = measure_rankings(model, batches, check_batches or batches, task, config, grads)
+    scores: dict[str, float] = {}
+    for check in checks.values():
+        scores.update(check["scores"])
+    return scores, {unit: choice_record(c) for unit, c in checks.items()}
+
+
+def ranked_scores(model: nn.Module, batches: list[dict], choice: dict, task: str | None = None) -> dict[str, float]:
+    """The chosen rankings measured again on the model as it is now (later rounds of pruning)."""
+    task = _task_with_loss(model, batches, task)
+    grads = gradient_scores(model, batches, task)
+    scores: dict[str, float] = {}
+    units = {
+        "heads": [f"{p}.head.{h}" for p, a in attention_modules(model) for h in range(a.n_heads)],
+        "neurons": [f"{p}.neuron.{i}" for p, f in feedforward_modules(model) for i in range(f.d_ff)],
+    }
+    for unit, names in units.items():
+        ranking = choice.get(unit, {}).get("ranking", "gradient" if unit == "heads" else "taylor")
+        if ranking == "random":
+            scores.update(random_scores(names, seed=len(names)))
+        elif unit == "heads":
+            scores.update(head_rankings(model, batches, task, [ranking], grads)[ranking])
+        else:
+            scores.update(neuron_rankings(model, batches, task, [ranking], grads)[ranking])
+    return scores
+
+
+def _task_with_loss(model: nn.Module, batches: list[dict], task: str | None) -> str:
+    if not batches:
+        raise SoraError("importance needs at least one batch of data")
+    task = task or infer_task(model, batches[0])
+    if task == "features":
+        raise SoraError(
+            "a feature extractor (arch encoder) has no loss to measure importance against; "
+            "give scores (analysis.json) or explicit particle names"
+        )
+    return task

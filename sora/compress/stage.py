@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from sora.analyze.reconstruct import tune_pruned
 from sora.atomic import staged_dir
 from sora.compress.config import CompressConfig
 from sora.compress.finetune import finetune
@@ -34,7 +35,7 @@ from sora.compress.measure import compare_latency, count_weights, timing_batches
 from sora.compress.prune import PruneStep, prune_by_plan
 from sora.compress.quantize import is_quantized, save_quantized
 from sora.compress.report import plot, table
-from sora.compress.scores import block_scores, data_scores, read_scores
+from sora.compress.scores import block_scores, checked_scores, ranked_scores, read_choice, read_scores
 from sora.compress.sensitivity import quantize_calibrated
 from sora.compress.structural import renamed
 from sora.compress.unstructured import magnitude_prune
@@ -231,6 +232,7 @@ def _prune(
     rounds = Rounds(model, data, task, config, log)
     info: dict = {
         "rounds": rounds.run(),
+        "ranking": rounds.choice,
         "before": summary(model),
         "note": "names in each round use the numbering of the model at that point",
     }
@@ -268,6 +270,9 @@ class Rounds:
         self.origins = {name: name for name in block_paths(model)}  # each block of ``current`` -> its name in ``model``
         self.split = "validation" if data.has_split("validation") else "train"  # importance is never measured on test
         self.file_scores = read_scores(self.prune.scores) if self.prune.scores else None
+        self.choice = read_choice(self.prune.scores) if self.prune.scores else {}  # the analysis' checked rankings
+        if self.choice:
+            self._log_choice()
         budgets = self.prune.heads or self.prune.neurons  # spread over the rounds; names and blocks go in round 1
         self.count = (config.steps if budgets else 1) if self.prune.structural else 0
 
@@ -326,9 +331,17 @@ class Rounds:
             return None
         if k == 1 and self.file_scores is not None:
             scores, source = self.file_scores, pc.scores
-        else:  # after a round of pruning and fine-tuning, measure the model as it is now
+        elif k == 1:  # no analysis: check the rankings against random order here, prune by the best
+            batches, check = self._batches(), self._check_batches()
+            scores, self.choice = checked_scores(
+                self.current, batches, check_batches=check, heads=bool(pc.heads), neurons=bool(pc.neurons)
+            )
+            source = f"rankings checked on {sum(len(next(iter(b.values()))) for b in check)} {self.split} examples"
+            self._log_choice()
+        else:  # after a round of pruning and fine-tuning, measure the chosen rankings on the model as it is now
             batches = self._batches()
-            scores, source = data_scores(self.current, batches), f"gradients on {len(batches)} {self.split} batches"
+            scores = ranked_scores(self.current, batches, self.choice)
+            source = f"the chosen rankings on {len(batches)} {self.split} batches"
         step = prune_by_plan(
             self.current,
             scores=scores,
@@ -336,10 +349,28 @@ class Rounds:
             heads=_step_fraction(pc.heads, k, self.config.steps),
             neurons=_step_fraction(pc.neurons, k, self.config.steps),
             scope=pc.scope,
-            normalize=pc.normalize,
-        )
+            normalize=pc.normalize if "normalize" in pc.model_fields_set or not self.choice else False,
+        )  # a checked ranking is an order across layers already: normalising it again would make another one
+        if pc.reconstruct and pc.heads:
+            tuned = tune_pruned(step.model, self.current, self._batches(), self.task.name)
+            self.log(f"reconstruction: gates of {len(tuned)} kept heads tuned to their layers' unpruned outputs")
         self.current = step.model
         return step
+
+    def _log_choice(self) -> None:
+        for unit, c in self.choice.items():
+            for name in c["worse_than_random"]:
+                self.log(f"{unit} ranking '{name}' is worse than random order on {self.split} data: not used")
+            self.log(f"{unit} ranked by '{c['ranking']}': {c['why']}")
+
+    def _check_batches(self) -> list[dict]:
+        taken, seen = [], 0
+        for batch in self.data.loader(self.split, 64):
+            if seen >= self.config.check_examples:
+                break
+            taken.append(batch)
+            seen += len(next(iter(batch.values())))
+        return taken
 
     def _block_scores(self) -> tuple[dict[str, float], str]:
         """Blocks' scores from the file when it has them, else measured by skipping each block."""

@@ -48,7 +48,7 @@ def test_analyze_a_saved_model_on_a_recipe(tmp_path, capsys, text_model_and_data
     assert out.strip().endswith("report.html") and "25% of heads removed" in err
     result = json.loads((tmp_path / "an" / "analysis.json").read_text())
     assert result["methods"] == ["gradient", "attention", "pruning"]  # the recipe's analyze section
-    assert result["data"] == {"batches": 2, "examples": 8, "split": "validation"}
+    assert result["data"] == {"batches": 2, "examples": 8, "split": "validation", "check_examples": 8}
     assert "the good film" in result["figures"]["attention"][0]["caption"]
 
 

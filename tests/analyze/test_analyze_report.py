@@ -51,7 +51,8 @@ def test_pruning_curve_on_the_one_head_model_beats_random_order(tmp_path):
     model, batches = one_head_model()
     result = analyze_model(model, batches, {"methods": ["gradient", "pruning"], "n_examples": 1}, tmp_path / "a")
     at = result["pruning"]["at"]
-    assert at["75%"]["importance"] > at["75%"]["random"] + 0.1 > at["75%"]["reverse"] + 0.1
+    for mark in ("50%", "75%"):  # the carrier survives in few random orders: random sits near reverse
+        assert at[mark]["importance"] > at[mark]["random"] + 0.1 and at[mark]["random"] >= at[mark]["reverse"]
     assert result["pruning"]["order"][-1] == "layers.0.attn.head.2"  # removed last
     assert result["pruning"]["prunable_within_1_point"]["importance"] >= 0.5
 

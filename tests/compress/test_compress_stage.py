@@ -206,3 +206,19 @@ def test_the_pruned_model_may_have_its_own_int8_settings(trained, tmp_path):
     )  # only the pruned model is quantized
     assert list(alone["variants"]) == ["fp32", "pruned", "pruned+int8"]
     assert row_scaled(tmp_path / "alone/pruned_int8") == 2
+
+
+def test_compression_prunes_by_a_checked_ranking_and_can_tune_the_kept_heads(trained, tmp_path):
+    from sora.analyze.rankings import HEAD_RANKINGS
+    from sora.models.names import attention_modules
+
+    folder, data = trained
+    logs = []
+    config = _config(prune=PruneConfig(heads=0.5, reconstruct=True), quantize=None, check_examples=48)
+    report = compress_model(folder, data, config, tmp_path / "c", log=logs.append)
+    chosen = report["pruning"]["ranking"]["heads"]
+    assert chosen["ranking"] in (*HEAD_RANKINGS, "random") and chosen["why"] and chosen["examples"] == 48
+    assert chosen["ranking"] not in chosen["worse_than_random"]
+    assert any(m.startswith(f"heads ranked by '{chosen['ranking']}'") for m in logs)
+    gates = torch.cat([a.head_gate for _, a in attention_modules(load_model(tmp_path / "c" / "pruned"))])
+    assert gates.numel() == 4 and not torch.all(gates == 1)  # tuned by reconstruction, kept in the folder
