@@ -23,52 +23,17 @@ from torch import nn
 from sora.atomic import staged_dir
 from sora.compress.config import LoRAConfig
 from sora.errors import SoraError
-from sora.particles import FeedForward, LoRALinear, MultiHeadAttention
+from sora.models.adapters import adapter_paths
+from sora.particles import LoRALinear
 
-ROLES = {
-    "q": ("q_proj",),
-    "k": ("k_proj",),
-    "v": ("v_proj",),
-    "out": ("out_proj",),
-    "attn": ("q_proj", "k_proj", "v_proj", "out_proj"),
-    "ffn": ("fc_in", "fc_gate", "fc_out"),
-}
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
 
 
 def target_paths(model: nn.Module, targets: list[str]) -> list[str]:
-    """Resolve roles and module paths to the Linear layers that get adapters."""
-    paths: list[str] = []
-    for target in targets:
-        if target in ROLES:
-            for name, module in model.named_modules():
-                if isinstance(module, (MultiHeadAttention, FeedForward)):
-                    paths += [f"{name}.{p}" for p in ROLES[target] if _is_linear(module, p)]
-            continue
-        try:
-            module = model.get_submodule(target)
-        except AttributeError:
-            raise SoraError(
-                f"lora.targets: unknown target {target!r}: not a role ({', '.join(ROLES)}) "
-                "and no module at that path (see `sora inspect`)"
-            ) from None
-        if isinstance(module, nn.Linear):
-            paths.append(target)
-        elif isinstance(module, MultiHeadAttention):
-            paths += [f"{target}.{p}" for p in ROLES["attn"] if _is_linear(module, p)]
-        elif isinstance(module, FeedForward):
-            paths += [f"{target}.{p}" for p in ROLES["ffn"] if _is_linear(module, p)]
-        else:
-            raise SoraError(
-                f"lora.targets: {target!r} is a {type(module).__name__}; adapters go on attention "
-                "or feed-forward projections"
-            )
-    unique = list(dict.fromkeys(paths))
-    return [p for p in unique if model.get_submodule(p).weight.numel()]  # a pruned-away projection has none
-
-
-def _is_linear(module: nn.Module, attr: str) -> bool:
-    return isinstance(getattr(module, attr, None), nn.Linear)
+    """Resolve roles and module paths to the Linear layers that get adapters (sora.models.adapters), leaving out
+    projections pruning has emptied."""
+    paths = adapter_paths(model, targets, key="lora.targets")
+    return [p for p in paths if model.get_submodule(p).weight.numel()]  # a pruned-away projection has none
 
 
 def add_lora(model: nn.Module, config: LoRAConfig | None = None) -> dict:

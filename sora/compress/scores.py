@@ -128,14 +128,7 @@ def magnitude_scores(model: nn.Module) -> dict[str, float]:
 
 def data_scores(model: nn.Module, batches: list[dict], task: str | None = None) -> dict[str, float]:
     """Head importance (Michel et al.) and neuron Taylor scores measured on ``batches`` (sora.analyze)."""
-    if not batches:
-        raise SoraError("importance needs at least one batch of data")
-    task = task or infer_task(model, batches[0])
-    if task == "features":
-        raise SoraError(
-            "a feature extractor (arch encoder) has no loss to measure importance against; "
-            "give scores (analysis.json) or explicit particle names"
-        )
+    task = _task_with_loss(model, batches, task)
     grads = gradient_scores(model, batches, task)
     scores: dict[str, float] = {}
     for path, values in grads.heads.items():

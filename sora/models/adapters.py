@@ -37,26 +37,34 @@ ADAPTER_JSON, ADAPTER_WEIGHTS = "adapter.json", "adapter.safetensors"
 ADAPTER_PARTS = ("lora_A", "lora_B", ".adapter.")
 
 
-def adapter_paths(model: nn.Module, targets: list[str]) -> list[str]:
-    """The Linear layers ``targets`` (roles or module paths) name, in module order."""
+def adapter_paths(model: nn.Module, targets: list[str], key: str = "adapters.targets") -> list[str]:
+    """The Linear layers ``targets`` name, in order: roles (q, v, attn, ffn, ...), paths of projections, or paths
+    of attention or feed-forward particles (all their projections). ``key`` names the setting in errors."""
     paths: list[str] = []
     for target in targets:
         if target in ROLES:
             for name, module in model.named_modules():
                 if isinstance(module, (MultiHeadAttention, FeedForward)):
-                    paths += [f"{name}.{p}" for p in ROLES[target] if isinstance(getattr(module, p, None), nn.Linear)]
+                    paths += _projections(name, module, ROLES[target])
             continue
         try:
             module = model.get_submodule(target)
         except AttributeError:
             module = None
-        if not isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear):
+            paths.append(target)
+        elif isinstance(module, (MultiHeadAttention, FeedForward)):
+            paths += _projections(target, module, ROLES["attn" if isinstance(module, MultiHeadAttention) else "ffn"])
+        else:
             raise SoraError(
-                f"adapters.targets: {target!r} is neither a role ({', '.join(ROLES)}) nor the path of a projection "
-                "(see `sora inspect`)"
+                f"{key}: {target!r} is neither a role ({', '.join(ROLES)}) nor the path of a projection, an "
+                "attention or a feed-forward particle (see `sora inspect`)"
             )
-        paths.append(target)
     return list(dict.fromkeys(paths))
+
+
+def _projections(path: str, module: nn.Module, names: tuple[str, ...]) -> list[str]:
+    return [f"{path}.{p}" for p in names if isinstance(getattr(module, p, None), nn.Linear)]
 
 
 def apply_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from sora.particles.hookpoint import HookPoint
+from sora.particles.linear import WrappedLinear
 
 
 class BottleneckAdapter(nn.Module):
@@ -29,31 +30,14 @@ class BottleneckAdapter(nn.Module):
         return y + self.hook_out(self.up(torch.nn.functional.gelu(self.down(y))))
 
 
-class AdaptedLinear(nn.Module):
+class AdaptedLinear(WrappedLinear):
     """A frozen Linear whose output passes through a bottleneck adapter."""
 
     kind = "adapted_linear"
 
     def __init__(self, base: nn.Linear, size: int):
-        super().__init__()
-        self.base = base
+        super().__init__(base)
         self.adapter = BottleneckAdapter(base.out_features, size)
-
-    @property
-    def weight(self) -> Tensor:  # the base weight, for code that reads .weight (importance, shapes)
-        return self.base.weight
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.base.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.base.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base.out_features
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         return self.adapter(self.base(x))

@@ -70,3 +70,28 @@ def inference_layout(model: nn.Module, on: bool = True) -> None:
         weight = module.weight
         with torch.inference_mode(weight.is_inference()):  # a normal tensor stays normal (training may follow)
             weight.data = weight.data.t().contiguous().t() if on else weight.data.contiguous()
+
+
+class WrappedLinear(nn.Module):
+    """A Linear with something added (an adapter): code that reads ``.weight``, ``.bias`` or the feature counts
+    of a projection reads the wrapped one's."""
+
+    def __init__(self, base: nn.Linear):
+        super().__init__()
+        self.base = base
+
+    @property
+    def weight(self) -> Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.base.bias
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features

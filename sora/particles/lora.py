@@ -10,15 +10,16 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sora.particles.linear import WrappedLinear
 
-class LoRALinear(nn.Module):
+
+class LoRALinear(WrappedLinear):
     """A frozen Linear plus a trainable low-rank update."""
 
     kind = "lora_linear"
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
-        super().__init__()
-        self.base = base
+        super().__init__(base)
         self.rank, self.scaling = rank, alpha / rank
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))  # (r, in)
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))  # (out, r) zero: starts as a no-op
@@ -28,18 +29,6 @@ class LoRALinear(nn.Module):
     @property
     def weight(self) -> Tensor:  # the merged weight, for code that reads .weight (e.g. importance)
         return self.base.weight + self.scaling * self.lora_B @ self.lora_A
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.base.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.base.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base.out_features
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         return self.base(x) + (self.dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling

@@ -76,9 +76,9 @@ def test_adapter_saves_alone_and_loads_into_a_fresh_base(tmp_path):
 
 def test_bad_targets_and_mismatched_bases_fail_clearly(tmp_path):
     model = build_model(tiny())
-    with pytest.raises(SoraError, match="unknown target 'query'"):
+    with pytest.raises(SoraError, match="lora.targets: 'query' is neither a role"):
         add_lora(model, LoRAConfig(targets=["query"]))
-    with pytest.raises(SoraError, match="adapters go on attention or feed-forward"):
+    with pytest.raises(SoraError, match="'layers.0.attn_norm' is neither .* an attention or a feed-forward particle"):
         add_lora(model, LoRAConfig(targets=["layers.0.attn_norm"]))
     add_lora(model, LoRAConfig(rank=2))
     assert isinstance(model.layers[0].attn.q_proj, LoRALinear)
