@@ -11,6 +11,7 @@ links into the same repository's ``blobs/``.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from sora.errors import SoraError
@@ -47,3 +48,12 @@ def existing_file(folder: str | Path, name: str | Path) -> Path | None:
     if not path.is_file():
         raise SoraError(f"{path}: expected a file, found a folder or a special file")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time (weights and archives run to hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -8,7 +8,6 @@ the folder against its manifest first, so a file damaged since is fetched again,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Iterator
 
 from sora.atomic import staged_dir, staged_file
 from sora.errors import SoraError
+from sora.paths import file_sha256
 
 MANIFEST = "MANIFEST.json"
 
@@ -38,14 +38,6 @@ def sora_home() -> Path:
 
 def dataset_dir(name: str) -> Path:
     return sora_home() / "datasets" / name
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -80,7 +72,7 @@ def damage(folder: Path, *, verify: bool = True) -> str | None:
             return f"{rel} has {path.stat().st_size:,} bytes, {sizes[rel]:,} recorded"
     if verify:
         for rel, digest in files.items():
-            if sha256(folder / rel) != digest:
+            if file_sha256(folder / rel) != digest:
                 return f"{rel} does not match its recorded SHA-256"
     return None
 
@@ -111,7 +103,7 @@ def building(folder: Path, info: dict | None = None, extra: dict | None = None) 
     """
     with staged_dir(folder) as tmp:  # a stale or incomplete folder from an earlier attempt is replaced
         yield tmp
-        files = {str(p.relative_to(tmp)): sha256(p) for p in _files(tmp)}
+        files = {str(p.relative_to(tmp)): file_sha256(p) for p in _files(tmp)}
         if not files:
             raise SoraError(f"{folder.name}: fetching produced no files")
         sizes = {rel: (tmp / rel).stat().st_size for rel in files}  # a cheap first check when reading

@@ -13,7 +13,6 @@ a bottleneck adapter is not linear and stays a module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ from torch import Tensor, nn
 from sora.errors import SoraError
 from sora.models.config import AdapterConfig
 from sora.particles import AdaptedLinear, FeedForward, LoRALinear, MultiHeadAttention
+from sora.paths import file_sha256
 
 ROLES = {
     "q": ("q_proj",),
@@ -119,14 +119,6 @@ def adapter_tensors(model: nn.Module) -> dict[str, Tensor]:
 def base_state_name(name: str) -> str:
     """A tensor's name in the base model: an adapted Linear keeps its base under ``.base``."""
     return name.replace(".base.", ".")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_adapter_json(folder: Path) -> dict:

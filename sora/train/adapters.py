@@ -27,11 +27,11 @@ from sora.models.adapters import (
     ADAPTER_WEIGHTS,
     adapter_tensors,
     apply_adapters,
-    file_sha256,
     train_only_adapters,
 )
 from sora.models.config import AdapterConfig
 from sora.models.folder import CONFIG, META, TOKENIZER
+from sora.paths import file_sha256
 
 BASE_WEIGHTS = "model.safetensors"
 

@@ -25,10 +25,10 @@ import zipfile
 from pathlib import Path
 
 from sora.data.builtin.entry import Builtin, Raw
-from sora.data.cache import sha256
 from sora.data.config import DataConfig
 from sora.data.table import Table
 from sora.errors import SoraError
+from sora.paths import file_sha256
 
 REQUIREMENT = "bigbench==1.0.0"
 MEMBERS = "bigbench/benchmark_tasks/squad_shifts/"
@@ -54,7 +54,7 @@ def fetch_squad(folder: Path) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             archive = download_archive(REQUIREMENT, Path(tmp))
             _extract(archive, folder)
-            info = {"from": archive.name, "archive_sha256": sha256(archive)}
+            info = {"from": archive.name, "archive_sha256": file_sha256(archive)}
     info["questions"] = {split: _count(folder / name) for split, name in FILES.items()}
     return info
 

