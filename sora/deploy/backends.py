@@ -52,7 +52,10 @@ class TorchBackend:
 
     def lm_steps(self) -> TorchSteps:
         capacity = self.model.config.max_len  # the window never holds more: buffers allocated once per reset
-        return TorchSteps(lambda ids, cache: self.model(ids, cache=cache), lambda: self.model.new_cache(capacity))
+        model = self.model
+        with torch.inference_mode():
+            step = model.decode_step()  # one token a step without module calls (sora.models.decode_step)
+        return TorchSteps(lambda ids, cache: model.next_logits(ids, cache, step)[:, None], lambda: model.new_cache(capacity))
 
     def seq2seq_steps(self, memory: Tensor, memory_valid: Tensor) -> TorchSteps:
         model = self.model
@@ -72,7 +75,7 @@ class TorchSteps:
     def reset(self) -> None:
         self.cache, self.fed = self.new_cache(), 0
 
-    def __call__(self, ids: Tensor) -> Tensor:  # (B, T) -> logits (B, T, V)
+    def __call__(self, ids: Tensor) -> Tensor:  # (B, T) -> logits (B, T or 1, V): the last are the next token's
         with torch.inference_mode():
             logits = self.run(ids, self.cache)
         self.fed += ids.shape[1]

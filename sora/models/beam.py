@@ -33,6 +33,7 @@ class LMStep:
     def __init__(self, model, capacity: int, use_cache: bool = True):
         self.model, self.cache, self.length, self.use_cache = model, None, 0, use_cache
         self.capacity = min(capacity, model.config.max_len)
+        self.step = model.decode_step() if use_cache else None  # one token a step without module calls
 
     def __call__(self, tokens: Tensor) -> Tensor:  # (N, T) -> (N, V)
         max_len = self.model.config.max_len
@@ -46,7 +47,7 @@ class LMStep:
         else:
             fed = tokens[:, -1:]
             self.length += 1
-        return self.model.next_logits(fed, self.cache)
+        return self.model.next_logits(fed, self.cache, self.step)
 
     def reorder(self, rows: Tensor) -> None:
         for layer in self.cache or ():

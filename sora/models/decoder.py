@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from sora.models.config import ModelConfig
+from sora.models.decode_step import DecodeStep
 from sora.models.sampling import next_token
 from sora.models.stack import Stack
 from sora.particles import LMHead
@@ -20,9 +21,18 @@ class DecoderLM(Stack):
         h, _ = self.run_stack(ids, valid, cache=cache)
         return self.head(h)
 
-    def next_logits(self, ids: Tensor, cache=None) -> Tensor:  # (B, T) -> (B, V) for the last position only
+    def next_logits(self, ids: Tensor, cache=None, step: DecodeStep | None = None) -> Tensor:  # (B, T) -> (B, V)
+        """Logits for the last position only. ``step`` (``decode_step()``): one new token per row with a cache runs
+        as plain tensor ops, without the particles' module calls (the same arithmetic)."""
+        if step is not None and cache is not None and ids.shape[1] == 1:
+            return step(ids[:, 0], cache)
         h, _ = self.run_stack(ids, cache=cache)
         return self.head(h[:, -1])  # a prompt's other positions need no (d x V) projection
+
+    def decode_step(self) -> DecodeStep | None:
+        """The one-token step as plain tensor ops for the weights as they are now (None: nothing to gain exactly,
+        e.g. a hook listens or a projection is int8); build one per generation."""
+        return DecodeStep.of(self)
 
     @torch.inference_mode()
     def generate(
@@ -57,12 +67,13 @@ class DecoderLM(Stack):
         length, step_input = T0, ids
         cache = self.new_cache(min(max_len, T0 + max_new_tokens)) if use_cache else None
         done = torch.zeros(B, dtype=torch.bool, device=ids.device) if eos_id is not None else None
+        step = self.decode_step() if use_cache else None
         for _ in range(max_new_tokens):
             if cache is None:
                 step_input = out[:, max(0, length - max_len) : length]
             elif cache[0].self_attn.length + step_input.shape[1] > max_len:
                 cache, step_input = self.new_cache(max_len), out[:, length - max_len + 1 : length]  # slide
-            token = next_token(self.next_logits(step_input, cache), **sample)  # (B,)
+            token = next_token(self.next_logits(step_input, cache, step), **sample)  # (B,)
             if done is not None:
                 token = token.masked_fill(done, eos_id)
                 done |= token == eos_id
