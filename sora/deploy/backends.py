@@ -55,7 +55,9 @@ class TorchBackend:
         model = self.model
         with torch.inference_mode():
             step = model.decode_step()  # one token a step without module calls (sora.models.decode_step)
-        return TorchSteps(lambda ids, cache: model.next_logits(ids, cache, step)[:, None], lambda: model.new_cache(capacity))
+        return TorchSteps(
+            lambda ids, cache: model.next_logits(ids, cache, step)[:, None], lambda: model.new_cache(capacity)
+        )
 
     def seq2seq_steps(self, memory: Tensor, memory_valid: Tensor) -> TorchSteps:
         model = self.model

@@ -3,15 +3,16 @@
 A step reads one token per row. Through the particles it makes about fifteen module calls a block (two norms,
 attention and its four projections, the feed-forward and its two, the block itself, their hook points), and
 at batch 1 those calls, not the arithmetic, were most of the step: on a GPT-2-shaped decoder (4 layers, d=256)
-the same arithmetic with no module in between generated 1.3-1.4x faster. ``DecodeStep.of(model)`` reads every
-block's weights once per generation (Q, K and V side by side as one matrix: one GEMM instead of three; a head
-gate or neuron mask folded into the projection it gates) and runs the step on (B, d) rows with no module call.
+the same arithmetic with no module in between generated 1.4x faster (bench/inference_vs_hf.py).
+``DecodeStep.of(model)`` reads every block's weights once per generation (views of the particles' own tensors;
+a switched-off head or neuron folded into a copy of the projection it gates) and runs the step on (B, d) rows.
 
 It is the particles' arithmetic, not a second model: the same kernels in the same order on the same weights,
 and the KV cache is the particles' own (``KVCache``), so a generation may switch between the two paths at any
 step (the prompt and a slid window go through the particles). Where a model needs what the particles do beyond
-that arithmetic (anything hooked, int8 or adapter projections, adaptive span, a custom norm), ``of`` returns
-None and generation takes the particles' path.
+that arithmetic (anything hooked, int8 or adapter projections, adaptive span, cross-attention), ``of`` returns
+None and generation takes the particles' path. Q, K and V as one concatenated GEMM measured no faster (0.97-1.0x
+end to end) and would copy the weights: they stay three.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ Norm = Callable[[Tensor], Tensor]
 
 @dataclass
 class _Attention:
-    qkv: Tensor  # (d, 3*H*dh) Q, K and V projections side by side, transposed for addmm
-    qkv_bias: Tensor | None  # (3*H*dh,)
+    projections: list[tuple[Tensor, Tensor | None]]  # Q, K, V: weight (d, H*dh) transposed for mm, bias (H*dh,)
     out: Tensor  # (H*dh, d) the output projection, transposed, its gated-off heads' rows zero
     out_bias: Tensor | None  # (d,)
     heads: int
@@ -70,7 +70,8 @@ class DecodeStep:
     def __init__(self, model: nn.Module, blocks: list[_Block]):
         self.model, self.blocks = model, blocks
         embed = model.embed
-        self.tokens, self.position, self.embed_norm = embed.tokens.weight, embed.position, embed.norm
+        self.tokens, self.position = embed.tokens.weight, embed.position
+        self.embed_norm = _norm(embed.norm) if embed.norm is not None else None
         self.final_norm = _norm(model.final_norm) if model.final_norm is not None else None
         self.head_weight, self.head_bias = model.head.proj.weight, model.head.proj.bias
 
@@ -89,7 +90,7 @@ class DecodeStep:
         if self.position is not None:
             x = x + self.position.forward(1, offset)  # (1, d): its hook point is idle (checked in `of`)
         if self.embed_norm is not None:
-            x = _norm(self.embed_norm)(x)
+            x = self.embed_norm(x)
         for block, layer_cache in zip(self.blocks, cache):
             x = _run_block(block, x, layer_cache, offset)
         if self.final_norm is not None:
@@ -111,13 +112,12 @@ def _attend(block: _Block, h: Tensor, cache: LayerCache, offset: int) -> Tensor:
         cache.self_attn.advance(1)
         return h.new_zeros(h.shape) if block.attn_bias is None else block.attn_bias.expand_as(h)
     B, H, dh = h.shape[0], attn.heads, attn.head_dim
-    qkv = _affine(h, attn.qkv, attn.qkv_bias).view(B, 3, H, 1, dh)  # (B, 3, H, 1, dh)
-    q, k, v = qkv.unbind(1)  # (B, H, 1, dh) each
+    q, k, v = (_affine(h, weight, bias).view(B, H, 1, dh) for weight, bias in attn.projections)  # (B, H, 1, dh)
     if attn.rotary is not None:
         q, k = attn.rotary.forward(q, offset), attn.rotary.forward(k, offset)
     k, v = cache.self_attn.extend(k, v)  # (B, H, S, dh)
     z = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, dh): one query sees every key, no mask
-    return _affine(z.view(B, H * dh), attn.out, attn.out_bias)
+    return _affine(z.reshape(B, H * dh), attn.out, attn.out_bias)
 
 
 def _feed_forward(ffn: _FeedForward, h: Tensor) -> Tensor:  # (B, d) -> (B, d)
@@ -172,15 +172,11 @@ def _block(block: Block) -> _Block:
 
 
 def _attention(attn: nn.Module) -> _Attention:
-    projections = (attn.q_proj, attn.k_proj, attn.v_proj)
-    qkv = torch.cat([p.weight for p in projections]).t().contiguous()  # (d, 3*H*dh)
-    biases = [p.bias for p in projections]
     out = attn.out_proj.weight
     if GateCheck()(attn.head_gate):  # a head switched off: its columns of the output projection are zero
         out = out * attn.head_gate.repeat_interleave(attn.head_dim)
     return _Attention(
-        qkv=qkv,
-        qkv_bias=torch.cat(biases) if biases[0] is not None else None,
+        projections=[(p.weight.t(), p.bias) for p in (attn.q_proj, attn.k_proj, attn.v_proj)],
         out=out.t(),
         out_bias=attn.out_proj.bias,
         heads=attn.n_heads,
