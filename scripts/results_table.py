@@ -7,7 +7,9 @@ Each argument is a run folder (it holds metrics.json) or a folder of run folders
 ``runs/``. One row per recipe (its newest run): the metric training selected on with its value (test
 split, else validation), training time, model size, and the pruned+int8 model's metric, size and
 speed-up when the run compressed. A line under the table names the machines and dates of the runs
-(run.json's ``machine`` and ``started``). Figures come from sora.run_report.read, as the run report's do.
+(run.json's ``machine`` and ``started``). Below it, each run's other test sets (``test_extra``: out-of-domain
+sets such as SQuADShifts) and its test split by group (``test_by``: SNR, accent), in the same metric.
+Figures come from sora.run_report.read, as the run report's do.
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ def machines_line(runs: list[RunFolder]) -> str:
     return "; ".join(f"{machine} ({', '.join(sorted(days))})" for machine, days in dates.items())
 
 
+def other_tests(run: RunFolder) -> list[str]:
+    """Lines for the run's extra test sets and its test split by group, each in the headline metric."""
+    lines = []
+    named = {"other test sets": run.metrics.get("test_extra") or {}}
+    named |= {f"test by {key}": groups for key, groups in (run.metrics.get("test_by") or {}).items()}
+    for title, groups in named.items():
+        figures = [f"{name} {_value(scores.get(run.metric))}" for name, scores in groups.items()]
+        if figures:
+            lines.append(f"- {run.name}, {title} ({run.metric}): " + ", ".join(figures))
+    return lines
+
+
 def render(runs: list[RunFolder]) -> str:
     lines = [
         "# Results",
@@ -98,6 +112,9 @@ def render(runs: list[RunFolder]) -> str:
     ]
     lines += ["| " + " | ".join(table_row(run)) + " |" for run in runs]
     lines += ["", f"Measured on: {machines_line(runs)}.", ""]
+    others = [line for run in runs for line in other_tests(run)]
+    if others:
+        lines += ["## Other test sets and groups", "", *others, ""]
     return "\n".join(lines)
 
 

@@ -169,3 +169,17 @@ def test_results_table_refuses_a_folder_without_runs(tmp_path):
     with pytest.raises(SoraError, match="no run folders"):
         write_results([tmp_path], tmp_path / "results.md")
     assert not (tmp_path / "results.md").exists()
+
+
+def test_results_table_lists_extra_test_sets_and_groups_in_the_headline_metric(runs, tmp_path):
+    run = tmp_path / "train_only"
+    shutil.copytree(runs["train_only"], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metric = read_run_folder(run).metric
+    metrics["test_extra"] = {"nyt": {metric: 0.625, "loss": 1.0}, "reddit": {metric: 0.5}}
+    metrics["test_by"] = {"snr": {"0": {metric: 0.25}, "clean": {metric: 0.75}}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    text = write_results([run], tmp_path / "results.md").read_text()
+    assert f"- train_only, other test sets ({metric}): nyt 0.6250, reddit 0.5000" in text
+    assert f"- train_only, test by snr ({metric}): 0 0.2500, clean 0.7500" in text
+    assert "Other test sets" not in write_results([runs["compressed"]], tmp_path / "plain.md").read_text()
