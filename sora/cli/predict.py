@@ -11,16 +11,12 @@ import typer
 from tqdm import tqdm
 
 from sora.atomic import staged_file
-from sora.cli.answers import predict_answers
 from sora.cli.app import app
 from sora.cli.out import note
-from sora.deploy.export import is_export_dir
 from sora.deploy.predictor import BACKENDS, Predictor
 from sora.deploy.records import folder_files, read_records
 from sora.deploy.stream import predict_stream
 from sora.errors import SoraError
-from sora.models import load_config
-from sora.models.folder import require_model_dir
 
 
 @app.command("predict")
@@ -29,13 +25,16 @@ def predict_command(
     input_: Path = typer.Option(
         ...,
         "--input",
-        help="text lines (.txt), CSV/TSV or JSONL (one column, --column), or a folder of images or WAV files",
+        help="text lines (.txt), CSV/TSV or JSONL (one column, --column; question answering: --question-column and "
+        "--context-column), or a folder of images or WAV files",
     ),
     output: Path = typer.Option(..., "--output", help="the JSON lines file to write, one line per record"),
     column: str = typer.Option("text", "--column", help="the column of a CSV/TSV/JSONL input to predict"),
     question: str = typer.Option("question", "--question-column", help="question answering: the question's field"),
     context: str = typer.Option("context", "--context-column", help="question answering: the paragraph's field"),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="inputs per batch (sorted by length)"),
+    batch_size: int = typer.Option(
+        32, "--batch-size", min=1, help="inputs per batch (sorted by length; question answering: context windows)"
+    ),
     backend: str = typer.Option("auto", "--backend", help="auto (the faster, measured at load), torch or onnxruntime"),
     force: bool = typer.Option(False, "--force", help="replace --output if it exists"),
 ) -> None:
@@ -48,12 +47,8 @@ def predict_command(
     if backend not in BACKENDS:
         raise SoraError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     _check_output(output, input_, force)
-    if not is_export_dir(model) and load_config(require_model_dir(model)).arch == "span_extractor":
-        answered, failed = predict_answers(model, input_, output, question, context)
-        note(f"answered {answered:,} of {answered + failed:,} records ({failed:,} failed) -> {output}")
-        return
     predictor = Predictor.load(model, backend=backend)
-    records = read_records(input_, predictor.input, column)
+    records = read_records(input_, predictor.input, column, (question, context) if predictor.task == "span" else None)
     total = len(folder_files(input_, predictor.input)) if input_.is_dir() else None
     start = time.perf_counter()
     with staged_file(output) as tmp, open(tmp, "w", encoding="utf-8") as out:

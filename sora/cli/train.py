@@ -12,12 +12,13 @@ from rich.table import Table
 from sora.cli.app import app
 from sora.cli.out import claim, force_option
 from sora.data import read_data_config
-from sora.models import load_meta, load_model, load_tokenizer
+from sora.deploy.predictor import Predictor
+from sora.errors import SoraError
+from sora.models import load_config, load_model, load_tokenizer
 from sora.models.folder import require_model_dir
 from sora.models.generate import generate_text
 from sora.pipeline import train_stage  # the pipeline's stage: it also applies a recipe's `init` weights
 from sora.recipe import load_recipe
-from sora.tasks.answering import answer_question, window_settings
 from sora.train import evaluate_folder
 
 
@@ -95,14 +96,10 @@ def generate_command(
     """Print text from a model: continuations of a prompt, its translation, or the answer to --question about
     --context (a question-answering model)."""
     require_model_dir(model_dir)
-    model = load_model(model_dir)
-    if model.config.arch == "span_extractor":
-        max_len, stride = window_settings(load_meta(model_dir))
-        found = answer_question(
-            model, load_tokenizer(model_dir), question or prompt, context or "", max_len=max_len, stride=stride
-        )
-        typer.echo(found.text)
+    if load_config(model_dir).arch == "span_extractor":
+        typer.echo(_answer(model_dir, question or prompt, context))
         return
+    model = load_model(model_dir)
     texts = generate_text(
         model,
         load_tokenizer(model_dir),
@@ -119,3 +116,11 @@ def generate_command(
         if len(texts) > 1:
             typer.echo(f"--- sample {i + 1}")
         typer.echo(text)
+
+
+def _answer(model_dir: Path, question: str, context: str | None) -> str:
+    """The answer to ``question`` about ``context``, read and decoded as `sora predict` and `sora serve` do."""
+    if not question.strip() or not context or not context.strip():
+        raise SoraError("give both a question (--question) and a paragraph (--context)")
+    (found,) = Predictor.load(model_dir, backend="torch").predict([{"question": question, "context": context}])
+    return found["answer"]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from sora.deploy.limits import too_long
-from sora.deploy.payload import attention_item, checked_text, predictor_items, refuse_bad_items
+from sora.deploy.payload import attention_item, checked_text, input_kind, predictor_items, refuse_bad_items
 from sora.deploy.schemas import (
     AttentionRequest,
     AttentionResponse,
@@ -35,9 +35,9 @@ def v1_routes(service: Service) -> APIRouter:
 
     @router.post("/predict", response_model=PredictResponse, summary="Predict a batch of inputs")
     async def predict(request: PredictRequest) -> PredictResponse:
-        """Labels with scores, token labels, transcripts, continuations or translations: one per input, in
-        order. Requests that arrive together share one model call (micro-batching)."""
-        items = predictor_items(request.inputs, service.predictor.input, settings)
+        """Labels with scores, token labels, transcripts, continuations, translations or answers: one per input,
+        in order. Requests that arrive together share one model call (micro-batching)."""
+        items = predictor_items(request.inputs, input_kind(service.predictor), settings)
         results = await service.predict(items)
         refuse_bad_items(results)
         return PredictResponse(predictions=results)
@@ -66,8 +66,9 @@ def v1_routes(service: Service) -> APIRouter:
 
     @router.post("/attention", response_model=AttentionResponse, summary="Attention of every head over an input")
     async def attention(request: AttentionRequest):
-        """As GET /v1/attention, for texts too long for a URL, and for images and WAVs (over their patches)."""
-        return JSONResponse(await service.attention(attention_item(request, service.predictor.input, settings)))
+        """As GET /v1/attention, for texts too long for a URL, for images and WAVs (over their patches), and for a
+        question with its context (its first window: the question's tokens beside the context's)."""
+        return JSONResponse(await service.attention(attention_item(request, input_kind(service.predictor), settings)))
 
     return router
 

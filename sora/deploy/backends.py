@@ -1,6 +1,7 @@
 """The two runtimes a predictor can run a model on, behind one small interface.
 
-Both take the export contract's graph inputs by name (``input_ids``/``valid``, ``pixels``, ``mels``/``valid``)
+Both take the export contract's graph inputs by name (``input_ids``/``valid`` and a text pair's ``segments``,
+``pixels``, ``mels``/``valid``)
 and give its outputs (``logits``, and ``output_valid`` for a token classifier) as torch tensors, so that
 everything after them (scores, CTC decoding, sampling) is one code path:
 
@@ -35,11 +36,12 @@ class TorchBackend:
         self.model = model.eval()
 
     def forward(self, feeds: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The ``model`` graph: logits (and token validity) of a classifier or LM."""
+        """The ``model`` graph: logits (and token validity) of a classifier, span extractor or LM."""
         x = next(feeds[k] for k in MODEL_INPUTS if k in feeds)
         valid = feeds.get("valid")
+        pair = (feeds["segments"],) if "segments" in feeds else ()  # (B, T) segment ids of text pairs
         with torch.inference_mode():
-            out = {"logits": self.model(x, valid)}
+            out = {"logits": self.model(x, valid, *pair)}
             if isinstance(self.model, TokenClassifier):
                 out["output_valid"] = self.model.output_valid(x, valid)
         return out

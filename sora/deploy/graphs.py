@@ -3,8 +3,9 @@
 ONNX graphs take and return tensors, not caches or optional arguments, so each graph here wraps the
 model's own particles (``run_stack``, ``encode``/``decode``, the ``KVCache``) in a ``forward`` of
 named tensors, the signature in docs/deploy.md. ``graphs_for`` lists a model's graphs: ``model`` for
-every assembly, plus ``decoder_step`` for a decoder LM (with its KV cache as inputs and outputs),
-or ``encoder`` and ``decoder_step`` for seq2seq. A layer pruned to zero heads has no cache tensors.
+every assembly (with a ``segments`` input when the model has segment embeddings: text pairs), plus
+``decoder_step`` for a decoder LM (with its KV cache as inputs and outputs), or ``encoder`` and
+``decoder_step`` for seq2seq. A layer pruned to zero heads has no cache tensors.
 """
 
 from __future__ import annotations
@@ -63,14 +64,15 @@ def presents_of(caches: list[LayerCache], heads: list[int]) -> list[Tensor]:
 
 
 class ClassifierGraph(nn.Module):
-    """encoder_classifier: ``input_ids``/``mels`` and ``valid`` (or ``pixels``) -> ``logits`` (B, C)."""
+    """encoder_classifier: ``input_ids``/``mels`` and ``valid`` (or ``pixels``), and a text pair's ``segments``,
+    -> ``logits`` (B, C); span_extractor: -> start and end ``logits`` (B, T, 2)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:
-        return self.model(inputs, valid)
+    def forward(self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None) -> Tensor:
+        return self.model(inputs, valid, segments)
 
 
 class TokenGraph(nn.Module):
@@ -80,8 +82,10 @@ class TokenGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        logits = self.model(inputs, valid)  # (B, T', C)
+    def forward(
+        self, inputs: Tensor, valid: Tensor | None = None, segments: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        logits = self.model(inputs, valid, segments)  # (B, T', C)
         out_valid = self.model.output_valid(inputs, valid)
         if out_valid is None:  # images: every patch is real
             out_valid = torch.ones(logits.shape[:2], dtype=torch.bool)
@@ -164,7 +168,7 @@ def graphs_for(model: nn.Module) -> list[Graph]:
         raise SoraError(
             f"max_len {config.max_len}: too short to export (the graphs are traced on {PAST + LENGTH} positions)"
         )
-    if config.arch == "encoder_classifier":
+    if config.arch in ("encoder_classifier", "span_extractor"):
         return [_encoder_graph(ClassifierGraph(model), config, ["logits"])]
     if config.arch == "token_classifier":
         return [_encoder_graph(TokenGraph(model), config, ["logits", "output_valid"])]
@@ -172,7 +176,9 @@ def graphs_for(model: nn.Module) -> list[Graph]:
         return [_lm_graph(model), _step_graph(LMStepGraph(model), config)]
     if config.arch == "seq2seq":
         return [_seq2seq_encoder_graph(model), _step_graph(Seq2SeqStepGraph(model), config)]
-    raise SoraError(f"arch '{config.arch}' has no ONNX export (export a classifier, tagger, decoder_lm or seq2seq)")
+    raise SoraError(
+        f"arch '{config.arch}' has no ONNX export (export a classifier, tagger, span_extractor, decoder_lm or seq2seq)"
+    )
 
 
 BATCH, LENGTH, PAST, SOURCE = 2, 3, 5, 7  # trace sizes: distinct, so no two axes are taken for one
@@ -196,8 +202,11 @@ def _encoder_graph(module: nn.Module, config, outputs: list[str]) -> Graph:
         example = (torch.randn(BATCH, config.audio.n_mels, F), torch.ones(BATCH, F, dtype=torch.bool))
         return Graph("model", module, ["mels", "valid"], outputs, example, ({0: B, 2: frames}, {0: B, 1: frames}))
     T = Dim("seq", min=1, max=config.max_len)
-    example = (_ids(config, BATCH, LENGTH), torch.ones(BATCH, LENGTH, dtype=torch.bool))
-    return Graph("model", module, ["input_ids", "valid"], outputs, example, ({0: B, 1: T}, {0: B, 1: T}))
+    names, example = ["input_ids", "valid"], [_ids(config, BATCH, LENGTH), torch.ones(BATCH, LENGTH, dtype=torch.bool)]
+    if config.segments:  # a text pair: traced with both segments present
+        names.append("segments")
+        example.append((torch.arange(LENGTH) >= LENGTH // 2).long().repeat(BATCH, 1))  # (B, T)
+    return Graph("model", module, names, outputs, tuple(example), tuple({0: B, 1: T} for _ in names))
 
 
 def _lm_graph(model: DecoderLM) -> Graph:

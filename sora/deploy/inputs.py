@@ -4,7 +4,13 @@ audio through its recorded preprocessing (sora.data.preprocess).
 ``InputReader.read`` turns one raw item into an ``Item`` or raises a one-line SoraError saying what is wrong
 with it (empty text, an unreadable file, a wrong shape): the predictor then reports that item alone.
 ``InputReader.batch`` pads items of one batch into the tensors the model (and the ONNX graphs) take, under the
-graph input names of the export contract: ``input_ids``/``valid``, ``pixels``, ``mels``/``valid``.
+graph input names of the export contract: ``input_ids``/``valid`` (and ``segments`` for a model with segment
+embeddings), ``pixels``, ``mels``/``valid``.
+
+A question-answering model (task ``span``) reads ``{"question": str, "context": str}``: the paragraph is cut into
+the windows training used (``prep``: ``max_len`` and ``stride``, sora.tasks.answering), and a batch holds every
+window of its questions, with each window's character offsets and question (``offsets``, ``window_of``) for
+decoding the answers.
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ from torch import Tensor
 
 from sora.data import audio as au
 from sora.data.preprocess import images_to_inputs, waves_to_inputs
+from sora.data.spans import Question, SpanExamples
 from sora.errors import SoraError, first_line
 from sora.models import ModelConfig
 from sora.models.generate import unknown_token
+from sora.tasks.answering import read_question
 
 
 @dataclass
 class Item:
-    features: Any  # token ids (list[int]), an image (H, W, C) array, or a clip's (n_mels, F) log-mels
-    length: int  # what batches are sorted by: tokens, or frames
+    features: Any  # token ids (list[int]), an image (H, W, C) array, a clip's (n_mels, F) log-mels, or a Question
+    length: int  # what batches are sorted by: tokens (a question: its longest window's), or frames
     tokens: list[str] | None = None  # text: the tokens as the tokenizer shows them
 
 
@@ -44,7 +52,7 @@ class InputReader:
 
     def read_all(self, raws: list) -> list[Item | SoraError]:
         """Each raw item read, or the error that refuses it; texts are encoded together (in parallel)."""
-        if self.config.input != "text":
+        if self.config.input != "text" or self.task == "span":
             return [_attempt(self.read, raw) for raw in raws]
         checked = [_attempt(_text, raw) for raw in raws]
         texts = [t for t in checked if isinstance(t, str)]
@@ -52,6 +60,9 @@ class InputReader:
         return [_attempt(self._from_encoding, next(encodings)) if isinstance(t, str) else t for t in checked]
 
     def read(self, raw: Any) -> Item:
+        if self.task == "span":
+            question = read_question(raw, self.tokenizer, self.prep["max_len"], self.prep["stride"])
+            return Item(question, max(len(w.ids) for w in question.windows))
         if self.config.input == "text":
             return self.read_text(raw)
         if self.config.input == "image":
@@ -90,12 +101,16 @@ class InputReader:
 
     def batch(self, items: list[Item]) -> dict[str, Tensor]:
         """The model inputs of ``items``, padded to the longest."""
+        if isinstance(items[0].features, Question):
+            return question_feeds([item.features for item in items])
         if self.config.input == "text":
             T = max(len(item.features) for item in items)
             ids = torch.full((len(items), T), self.config.pad_id, dtype=torch.long)  # (B, T)
             for row, item in enumerate(items):
                 ids[row, : len(item.features)] = torch.tensor(item.features, dtype=torch.long)
             valid = torch.arange(T)[None, :] < torch.tensor([len(item.features) for item in items])[:, None]
+            if self.config.segments:  # one text is a pair's first text: segment 0, as the model takes no segments
+                return {"input_ids": ids, "valid": valid, "segments": torch.zeros_like(ids)}
             return {"input_ids": ids, "valid": valid}
         if self.config.input == "image":
             return {"pixels": images_to_inputs(np.stack([item.features for item in items]), self.prep)}  # (B,C,H,W)
@@ -105,6 +120,14 @@ class InputReader:
             mels[row, :, : item.length] = item.features
         valid = torch.arange(F)[None, :] < torch.tensor([item.length for item in items])[:, None]  # (B, F)
         return {"mels": mels, "valid": valid}
+
+
+def question_feeds(questions: list[Question]) -> dict[str, Tensor]:
+    """Every window of ``questions``, padded as training pads them (sora.data.spans): ``input_ids``, ``valid``,
+    ``segments`` (W, T), and for decoding ``offsets`` (W, T, 2) and ``window_of`` (W,)."""
+    batch = SpanExamples(questions).batch(range(len(questions)))
+    feeds = {"input_ids": batch["inputs"], "valid": batch["valid"], "segments": batch["segments"]}
+    return {**feeds, "offsets": batch["offsets"], "window_of": batch["window_of"]}
 
 
 def _text(raw: Any) -> str:

@@ -1,14 +1,21 @@
 """What a batch of model outputs means, one JSON-able dict per input (the Predictor's results).
 
 classification: {"label", "score", "scores"}; token classification: {"tokens", "labels"}; CTC:
-{"transcript"} (greedy best path, sora.tasks); generation's results are text and come from the predictor.
+{"transcript"} (greedy best path, sora.tasks); question answering: {"answer", "start", "end", "score"} (the
+best valid span over a question's windows, its characters in the context, and its start + end logit);
+generation's results are text and come from the predictor.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from sora.errors import SoraError
 from sora.tasks import CTC, greedy_ctc
+from sora.tasks.question_answering import MASKED
+from sora.tasks.spans import answers
+
+MAX_ANSWER = 30  # tokens: the longest answer span, as training's metrics decode
 
 
 def label_names(labels: list[str] | None, n: int) -> list[str]:
@@ -44,3 +51,16 @@ def transcribed(logits: Tensor, valid: Tensor | None, labels: list[str] | None) 
     lengths = valid.sum(1) if valid is not None else logits.new_full((logits.shape[0],), logits.shape[1]).long()
     text = CTC(labels).text
     return [{"transcript": text(ids)} for ids in greedy_ctc(logits, lengths)]
+
+
+def answered(logits: Tensor, feeds: dict[str, Tensor], contexts: list[str]) -> list[dict]:
+    """(W, T, 2) start and end logits of every window -> each question's best answer (``feeds``: the batch's
+    ``valid``, ``offsets`` and ``window_of``, sora.deploy.inputs.question_feeds). Padding is masked as the
+    span task masks it."""
+    logits = logits.float().masked_fill(~feeds["valid"][..., None], MASKED)  # (W, T, 2)
+    out = []
+    for found in answers(logits, feeds["offsets"], feeds["window_of"], contexts, MAX_ANSWER):
+        if found.score == float("-inf"):
+            raise SoraError("the context has no span the model can point at")
+        out.append({"answer": found.text, "start": found.start, "end": found.end, "score": found.score})
+    return out

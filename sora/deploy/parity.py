@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from sora.deploy.graphs import Graph, past_names, present_names
 from sora.deploy.samples import STEPS, Samples
+from sora.tasks.question_answering import MASKED
 
 
 @dataclass
@@ -58,6 +59,8 @@ def compare(model: nn.Module, sessions: Sessions, samples: Samples) -> dict[str,
     for batch in samples.batches:
         if arch == "encoder_classifier":
             pairs["model"] += _classifier(model, sessions, batch)
+        elif arch == "span_extractor":
+            pairs["model"] += _spans(model, sessions, batch)
         elif arch == "token_classifier":
             pairs["model"] += _tagger(model, sessions, batch)
         elif arch == "decoder_lm":
@@ -72,13 +75,24 @@ def compare(model: nn.Module, sessions: Sessions, samples: Samples) -> dict[str,
 def _feeds(config, batch: dict[str, Tensor]) -> dict[str, Tensor]:
     if config.input == "image":
         return {"pixels": batch["inputs"]}
-    return {"mels" if config.input == "audio" else "input_ids": batch["inputs"], "valid": batch["valid"]}
+    feeds = {"mels" if config.input == "audio" else "input_ids": batch["inputs"], "valid": batch["valid"]}
+    return {**feeds, "segments": batch["segments"]} if "segments" in batch else feeds
 
 
 def _classifier(model, sessions: Sessions, batch) -> list[Pair]:
     got = sessions.run("model", _feeds(model.config, batch))["logits"]
-    want = model(batch["inputs"], batch.get("valid")).numpy()
+    want = model(batch["inputs"], batch.get("valid"), batch.get("segments")).numpy()
     return [Pair("logits", want, got, np.ones(got.shape[:1], bool))]
+
+
+def _spans(model, sessions: Sessions, batch) -> list[Pair]:
+    """Start and end logits, padding masked as the span task masks it, compared as (W, 2, T): an int8 graph then
+    agrees where it picks the same start token and the same end token as torch."""
+    got = torch.from_numpy(sessions.run("model", _feeds(model.config, batch))["logits"])  # (W, T, 2)
+    want = model(batch["inputs"], batch["valid"], batch.get("segments"))
+    padding = ~batch["valid"][..., None]
+    got, want = (x.masked_fill(padding, MASKED).transpose(1, 2).numpy() for x in (got, want))  # (W, 2, T)
+    return [Pair("logits", want, got, np.ones(got.shape[:2], bool))]
 
 
 def _tagger(model, sessions: Sessions, batch) -> list[Pair]:

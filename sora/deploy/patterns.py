@@ -37,7 +37,7 @@ def attention_patterns(model: nn.Module, feeds: dict[str, Tensor]) -> list[dict]
             if isinstance(model, Seq2Seq):
                 model.encode(x, feeds.get("valid"))
             else:
-                model(x, feeds.get("valid"))
+                model(x, feeds.get("valid"), *((feeds["segments"],) if "segments" in feeds else ()))
     finally:
         for handle in handles:
             handle.remove()

@@ -1,7 +1,8 @@
 """From a request's ``inputs`` to what the Predictor reads, and from its per-item errors back to a 422.
 
-Texts go as they are. Images and WAVs arrive as base64 and go to the Predictor as the file's bytes, which it
-reads as it reads a file (format, channels, sample rate: its rules, not a second copy of them here).
+Texts go as they are, and a question with its context as ``{"question", "context"}``. Images and WAVs arrive as
+base64 and go to the Predictor as the file's bytes, which it reads as it reads a file (format, channels, sample
+rate: its rules, not a second copy of them here).
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import binascii
 from fastapi import HTTPException
 
 from sora.deploy.limits import ServeSettings, too_long, too_many_items, unprocessable
-from sora.deploy.schemas import AttentionRequest, AudioInput, ImageInput
+from sora.deploy.schemas import AttentionRequest, AudioInput, ImageInput, QuestionInput
+
+QUESTION = '{"question": ..., "context": ...}'
+
+
+def input_kind(predictor) -> str:
+    """What a request's inputs are for this predictor: text, image, audio, or question (question answering)."""
+    return "question" if predictor.task == "span" else predictor.input
 
 
 def predictor_items(inputs: list, kind: str, settings: ServeSettings) -> list:
-    """The Predictor's items for ``inputs`` of a model that reads ``kind`` (text, image or audio); a 422 naming
+    """The Predictor's items for ``inputs`` of a model that reads ``kind`` (``input_kind``); a 422 naming
     the item and the limit for an input of the wrong kind or over a limit."""
     if len(inputs) > settings.max_items:
         raise too_many_items(len(inputs), settings.max_items)
@@ -25,6 +33,10 @@ def predictor_items(inputs: list, kind: str, settings: ServeSettings) -> list:
 
 def _item(item, i: int, kind: str, settings: ServeSettings):
     where = f"inputs[{i}]"
+    if kind == "question":
+        if not isinstance(item, QuestionInput):
+            raise unprocessable(["inputs", i], f"{where}: this model answers questions: send {QUESTION}")
+        return checked_question(item.question, item.context, ["inputs", i], where, settings)
     if kind == "text":
         if not isinstance(item, str):
             raise unprocessable(["inputs", i], f"{where}: this model reads text: send a string")
@@ -37,8 +49,15 @@ def _item(item, i: int, kind: str, settings: ServeSettings):
 
 
 def attention_item(request: AttentionRequest, kind: str, settings: ServeSettings):
-    """The one input of an attention request: a text, or an image's or WAV's bytes, as the model reads."""
-    given = [k for k in ("text", "image", "audio") if getattr(request, k) is not None]
+    """The one input of an attention request: a text, or an image's or WAV's bytes, as the model reads; a text or
+    a question with its context for a question-answering model."""
+    given = [k for k in ("text", "image", "audio", "question", "context") if getattr(request, k) is not None]
+    if kind == "question":
+        if given == ["text"]:
+            return checked_text(request.text, ["text"], "text", settings)
+        if given != ["question", "context"]:
+            raise unprocessable(["question"], f'this model answers questions: send {QUESTION} (or {{"text": ...}})')
+        return checked_question(request.question, request.context, [], "", settings)
     if given != [kind]:
         raise unprocessable([kind], f'this model reads {kind}: send {{"{kind}": ...}} and nothing else')
     if kind == "text":
@@ -50,6 +69,14 @@ def checked_text(text: str, loc: list, where: str, settings: ServeSettings) -> s
     if len(text) > settings.max_chars:
         raise too_long(loc, where, len(text), settings.max_chars, "characters", "--max-chars")
     return text
+
+
+def checked_question(question: str, context: str, loc: list, where: str, settings: ServeSettings) -> dict:
+    """``{"question", "context"}`` as the Predictor reads it, each field within --max-chars."""
+    fields = {"question": question, "context": context}
+    for name, text in fields.items():
+        checked_text(text, [*loc, name], f"{where}.{name}" if where else name, settings)
+    return fields
 
 
 def decoded(text: str, loc: list, where: str, limit: int) -> bytes:

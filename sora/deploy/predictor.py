@@ -6,16 +6,22 @@
     "".join(p.generate("Once upon", max_new_tokens=50))   # an LM's continuation, streamed in pieces
     p.attention("a fine film")                            # every head's pattern, named layers.{i}.attn.head.{h}
 
+    qa = Predictor.load("runs/qa/model")                  # a span_extractor: extractive question answering
+    qa.predict([{"question": "Who wrote it?", "context": "It was written by Ada in 1843."}])
+    # [{"answer": "Ada", "start": 18, "end": 21, "score": 7.2}]     (characters of the context; start + end logit)
+
 Inputs are read as training read them (``InputReader``: the folder's tokenizer, its recorded image or audio
 preprocessing), sorted by length into batches so that little padding is computed, run on the chosen
 backend (``TorchBackend`` or ``OnnxBackend``; "auto" measures both at load and keeps the faster), and
-returned in input order. A bad item is one line: raised (``errors="raise"``) or returned in its place as
+returned in input order. A question's context is read in the windows training used, all of them in one batch
+(``batch_size`` then counts windows). A bad item is one line: raised (``errors="raise"``) or returned in its place as
 ``{"error": ...}`` (``errors="return"``) while the rest still run.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -25,7 +31,7 @@ from torch import nn
 
 from sora.deploy import outputs
 from sora.deploy.backends import OnnxBackend, TorchBackend
-from sora.deploy.batching import call_cost_positions, length_batches
+from sora.deploy.batching import call_cost_positions, length_batches, window_batches
 from sora.deploy.decoding import continuation, generated, next_tokens, text_pieces
 from sora.deploy.export import is_export_dir, read_export
 from sora.deploy.inputs import InputReader, Item
@@ -41,7 +47,12 @@ from sora.tasks import normalise_task
 BACKENDS = ("auto", "torch", "onnxruntime")
 DEFAULT_NEW_TOKENS = 50  # an LM's continuation in predict()
 FEWEST_CALLS = 1e9  # a call cost (in positions) so large that batches are cut only by their size
-ARCH_TASKS = {"encoder_classifier": "classification", "decoder_lm": "lm", "seq2seq": "seq2seq"}
+ARCH_TASKS = {
+    "encoder_classifier": "classification",
+    "decoder_lm": "lm",
+    "seq2seq": "seq2seq",
+    "span_extractor": "span",
+}
 
 
 class Predictor:
@@ -107,8 +118,8 @@ class Predictor:
     def _call_cost(self) -> float:
         """A model call's fixed cost in padded positions, which ``length_batches`` weighs against padding:
         measured for text encoders; elsewhere as few calls as possible (decoding costs per call, and images
-        have one length)."""
-        if self.input != "text" or self.task in ("lm", "seq2seq"):
+        have one length; questions are batched by their windows)."""
+        if self.input != "text" or self.task in ("lm", "seq2seq", "span"):
             return FEWEST_CALLS
 
         def seconds(batch: int, tokens: int) -> float:
@@ -161,7 +172,7 @@ class Predictor:
         return results
 
     def _check_call(self, inputs, batch_size: int, errors: str, beam: int, max_new_tokens: int | None) -> list:
-        if isinstance(inputs, (str, bytes, Path)):
+        if isinstance(inputs, (str, bytes, Path, dict)):
             raise SoraError("predict takes a list of inputs; put a single one in a list")
         if errors not in ("raise", "return"):
             raise SoraError(f"errors={errors!r}: expected 'raise' or 'return'")
@@ -173,7 +184,13 @@ class Predictor:
 
     def _batches(self, items: dict[int, Item], batch_size: int) -> Iterator[list[int]]:
         """Indices sorted by length, cut into the batches that cost least (``sora.deploy.batching``); an LM's
-        batches hold prompts of one length only (generation takes no padding)."""
+        batches hold prompts of one length only (generation takes no padding); a question's windows stay together."""
+        if self.task == "span":
+            keys = list(items)
+            windows = [len(items[i].features.windows) for i in keys]
+            for batch in window_batches(windows, [items[i].length for i in keys], batch_size):
+                yield [keys[k] for k in batch]
+            return
         if self.task != "lm":
             keys = list(items)
             for batch in length_batches([items[i].length for i in keys], batch_size, self.call_cost):
@@ -206,7 +223,10 @@ class Predictor:
             return self._continue(items, max_new_tokens or DEFAULT_NEW_TOKENS, beam)
         if self.task == "seq2seq":
             return self._translate(items, max_new_tokens, beam)
-        out = self._runner.forward(self.reader.batch(items))
+        feeds = self.reader.batch(items)
+        out = self._runner.forward(feeds)
+        if self.task == "span":
+            return outputs.answered(out["logits"], feeds, [item.features.context for item in items])
         if self.task == "classification":
             return outputs.classified(out["logits"], self.labels)
         if self.task == "token_classification":
@@ -282,10 +302,9 @@ class Predictor:
 
     def attention(self, item: Any) -> dict:
         """The torch model's attention on one input: its tokens (as the tokenizer shows them, or patches)
-        and every head's (T x T) pattern, layer by layer; layers pruned to no heads are left out."""
-        read = self.reader.read(item)
-        if self.input == "text":
-            read = Item(read.features[: self.config.max_len], 0, read.tokens[: self.config.max_len])
+        and every head's (T x T) pattern, layer by layer; layers pruned to no heads are left out. A question-answering
+        model takes a text, or a question and its context (its first window: the question beside the context)."""
+        read = self._attention_item(item)
         feeds = self.reader.batch([read])
         if self.task == "lm":
             feeds = {"input_ids": feeds["input_ids"]}
@@ -293,6 +312,17 @@ class Predictor:
         n = len(layers[0]["heads"][0]["pattern"]) if layers else 0
         tokens = read.tokens if self.input == "text" else patch_names(self.model, n)
         return {"tokens": tokens, "layers": layers}
+
+    def _attention_item(self, item: Any) -> Item:
+        if self.task == "span" and not isinstance(item, str):
+            question = self.reader.read(item).features
+            first = question.windows[0]
+            tokens = [self.tokenizer.id_to_token(int(i)) for i in first.ids]
+            return Item(replace(question, windows=[first]), len(first.ids), tokens)
+        read = self.reader.read_text(item) if self.task == "span" else self.reader.read(item)
+        if self.input == "text":
+            read = Item(read.features[: self.config.max_len], 0, read.tokens[: self.config.max_len])
+        return read
 
 
 def _until(tokens: Iterator[torch.Tensor], eos_id: int | None) -> Iterator[int]:
@@ -309,11 +339,6 @@ def task_of(config: ModelConfig, meta: dict, folder: Path) -> str:
     meta.json, else from its input (text: tagging; audio: CTC)."""
     if config.arch == "encoder":
         raise SoraError(f"{folder}: a feature extractor (arch 'encoder') has no task head to predict with")
-    if config.arch == "span_extractor":
-        raise SoraError(
-            f"{folder}: a question-answering model is not served over HTTP yet; answer with `sora predict` "
-            "(JSONL records with question and context) or `sora generate --question --context`"
-        )
     if config.arch in ARCH_TASKS:
         return ARCH_TASKS[config.arch]
     named = meta.get("task")

@@ -3,6 +3,7 @@
 Training records it in ``meta.json`` as ``"preprocessing"`` (sora.data.preprocess); a ViT imported from
 Hugging Face carries its ``preprocessor_config.json`` as ``"image_preprocessing"`` instead, which is turned
 into the same form here. A folder that lacks what its input needs is one error at load, not one per item.
+A question-answering model's "preprocessing" is its windows: ``max_len`` and ``stride`` (sora.tasks.answering).
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from typing import Any
 
 from sora.errors import SoraError
 from sora.models import ModelConfig
+from sora.tasks.answering import window_settings
 
 IMAGE_KEYS = ("size", "channels", "mean", "std")
 AUDIO_KEYS = ("sample_rate", "n_mels", "n_fft", "hop_length", "mean", "std")
 
 
 def input_preprocessing(folder: Path, config: ModelConfig, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``sora.data.preprocess`` settings for an image or audio model; None for text."""
+    """The ``sora.data.preprocess`` settings for an image or audio model; the windows of a question-answering
+    model; None for other text models."""
+    if config.arch == "span_extractor":
+        max_len, stride = window_settings(meta, config.max_len)
+        return {"kind": "windows", "max_len": max_len, "stride": stride}
     if config.input == "text":
         return None
     prep = meta.get("preprocessing")

@@ -3,7 +3,8 @@
 A model folder written by training names its data (``meta.json`` ``provenance.data_config``); its
 validation split (else test, else train) gives real inputs of different lengths, padded as in
 training. A folder that names no data, or whose data cannot be read here, is checked on inputs
-generated from its config instead, and the export says so.
+generated from its config instead, and the export says so. A model with segment embeddings (text pairs:
+a pair classifier, a question-answering model) is checked on two-segment inputs either way.
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ N_BATCHES, BATCH_SIZE = 4, 8
 LIMIT = 64  # examples read per split: enough for the batches, and quick on any dataset
 STEPS = 3  # cached decoder steps checked after the prompt's step
 LM_LENGTHS = (4, 7, 11, 16)  # prompt lengths of the decoder batches (capped by the model's max_len)
-TASKS = {"encoder_classifier": "classification", "token_classifier": "ctc", "decoder_lm": "lm", "seq2seq": "seq2seq"}
+TASKS = {
+    "encoder_classifier": "classification",
+    "token_classifier": "ctc",
+    "decoder_lm": "lm",
+    "seq2seq": "seq2seq",
+    "span_extractor": "span",
+}
 
 
 @dataclass
 class Samples:
-    """Batches at the model's level: ``inputs``/``valid`` (encoders), ``ids`` (LM), ``src``/``src_valid``/``tgt``
-    (seq2seq). ``source`` is what meta.json records; ``note`` why generated inputs were used."""
+    """Batches at the model's level: ``inputs``/``valid`` (encoders; ``segments`` for text pairs), ``ids`` (LM),
+    ``src``/``src_valid``/``tgt`` (seq2seq). ``source`` is what meta.json records; ``note`` why generated inputs
+    were used."""
 
     source: str
     batches: list[dict[str, Tensor]]
@@ -81,6 +89,8 @@ def _model_batch(config, batch: dict[str, Tensor], i: int) -> dict[str, Tensor]:
     out = {"inputs": batch["inputs"]}
     if "valid" in batch and config.input != "image":
         out["valid"] = batch["valid"]
+    if config.segments:  # a pair's batch has its segments; single texts read as segment 0
+        out["segments"] = batch.get("segments", torch.zeros_like(batch["inputs"]))
     return out
 
 
@@ -109,7 +119,8 @@ def generated_batches(config, seed: int = 0) -> list[dict[str, Tensor]]:
             batches.append(_mels(config, g))
         else:
             ids, valid = _padded_ids(config, g)
-            batches.append({"inputs": ids, "valid": valid})
+            pairs = {"segments": _segments(valid)} if config.segments else {}
+            batches.append({"inputs": ids, "valid": valid, **pairs})
     return batches
 
 
@@ -125,6 +136,12 @@ def _padded_ids(config, g: torch.Generator) -> tuple[Tensor, Tensor]:
     valid = torch.arange(T)[None, :] < _lengths(T, min(2, T), g)[:, None]  # (B, T)
     ids = torch.randint(0, config.vocab_size, (BATCH_SIZE, T), generator=g)
     return ids.masked_fill(~valid, config.pad_id), valid
+
+
+def _segments(valid: Tensor) -> Tensor:
+    """(B, T) segment ids of text pairs: each row's first half of real tokens 0, the second half 1, padding 0."""
+    lengths = valid.sum(1, keepdim=True)  # (B, 1)
+    return ((torch.arange(valid.shape[1])[None, :] >= lengths // 2) & valid).long()
 
 
 def _mels(config, g: torch.Generator) -> dict[str, Tensor]:

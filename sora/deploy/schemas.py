@@ -18,7 +18,13 @@ class AudioInput(BaseModel):
     audio: str = Field(..., description="a WAV file encoded in base64")
 
 
-Input = str | ImageInput | AudioInput
+class QuestionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., description="the question to answer")
+    context: str = Field(..., description="the paragraph that holds the answer")
+
+
+Input = str | ImageInput | AudioInput | QuestionInput
 
 
 class PredictRequest(BaseModel):
@@ -30,7 +36,8 @@ class PredictRequest(BaseModel):
         ...,
         min_length=1,
         description="texts for a text model; {'image': BASE64} for an image model; {'audio': BASE64 WAV} for an "
-        "audio model. At most --max-items per request.",
+        "audio model; {'question': TEXT, 'context': TEXT} for a question-answering model. At most --max-items per "
+        "request.",
     )
 
 
@@ -38,7 +45,8 @@ class PredictResponse(BaseModel):
     predictions: list[dict[str, Any]] = Field(
         ...,
         description="one per input, in input order. classification: {label, score, scores}; token classification: "
-        "{tokens, labels}; ctc: {transcript}; lm: {text}; seq2seq: {translation}",
+        "{tokens, labels}; ctc: {transcript}; lm: {text}; seq2seq: {translation}; span: {answer, start, end, "
+        "score} (the answer's characters context[start:end], its start + end logit)",
         examples=[[{"label": "fresh", "score": 0.93, "scores": {"fresh": 0.93, "rotten": 0.07}}]],
     )
 
@@ -66,12 +74,15 @@ class GenerateResponse(BaseModel):
 
 
 class AttentionRequest(BaseModel):
-    """One input, as /v1/predict takes it: a text, or {"image": BASE64} / {"audio": BASE64 WAV}."""
+    """One input, as /v1/predict takes it: a text, or {"image": BASE64} / {"audio": BASE64 WAV}; a question-answering
+    model takes a text or a question with its context (its first window)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "a fine, moving film"}]})
     text: str | None = Field(None, description="the text whose attention to show (a text model)")
     image: str | None = Field(None, description="an image file in base64 (an image model)")
     audio: str | None = Field(None, description="a WAV file in base64 (an audio model)")
+    question: str | None = Field(None, description="a question (a question-answering model, with context)")
+    context: str | None = Field(None, description="the question's paragraph (a question-answering model)")
 
 
 class HeadAttention(BaseModel):
@@ -98,7 +109,7 @@ class AttentionResponse(BaseModel):
 class Health(BaseModel):
     status: str = "ok"
     model: str = Field(..., description="the model served (its folder)")
-    task: str = Field(..., description="classification, token_classification, ctc, lm or seq2seq")
+    task: str = Field(..., description="classification, token_classification, ctc, lm, seq2seq or span")
     input: str = Field(..., description="text, image or audio")
     backend: str = Field(..., description="torch or onnxruntime")
     labels: list[str] | None = None

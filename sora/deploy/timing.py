@@ -42,7 +42,10 @@ def probe_feeds(
     if config.input == "text":
         T = min(tokens, config.max_len)
         ids = torch.arange(B * T).view(B, T) % max(1, config.vocab_size - 1) + 1  # (B, T) no padding id 0
-        return {"input_ids": ids, "valid": torch.ones(B, T, dtype=torch.bool)}
+        feeds = {"input_ids": ids, "valid": torch.ones(B, T, dtype=torch.bool)}
+        if config.segments:  # text pairs: the first half one text, the rest the other
+            feeds["segments"] = (torch.arange(T) >= T // 2).long().repeat(B, 1)  # (B, T)
+        return feeds
     if config.input == "image":
         return {"pixels": torch.zeros(B, config.image.channels, config.image.size, config.image.size)}
     frames = config.audio.patch_frames * min(tokens, config.max_len - 1)

@@ -1,52 +1,43 @@
-"""Answer a question about a paragraph with a span model: what ``sora generate --question --context`` prints.
+"""A question as a span model reads it: the paragraph cut into the windows training used.
 
-The paragraph is cut into the windows training used (the model folder's ``data.max_len`` and ``data.stride``,
-from its provenance), every window is read with the question, and the best valid span over all of them is
-the answer, returned with its characters in the paragraph.
+Training cut each paragraph into windows of ``data.max_len`` tokens sharing ``data.stride`` tokens (the model
+folder's provenance records both); a new question is cut the same way, so that the model sees what it learnt
+on. Every window is read with the question; the best valid span over all of them is the answer
+(``sora.tasks.spans.answers``), which the Predictor returns with its characters in the paragraph.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from sora.data.spans import Question, SpanExamples
+from sora.data.spans import Question
 from sora.data.windows import windows
 from sora.errors import SoraError
-from sora.tasks.spans import Answer, answers
 
-DEFAULT_STRIDE = 64
-
-
-@torch.inference_mode()
-def answer_question(
-    model: nn.Module,
-    tokenizer,
-    question: str,
-    context: str,
-    *,
-    max_len: int | None = None,
-    stride: int | None = None,
-    max_answer: int = 30,
-) -> Answer:
-    if model.config.arch != "span_extractor":
-        raise SoraError(f"answering a question needs a span_extractor model (this one is {model.config.arch})")
-    if tokenizer is None:
-        raise SoraError("answering a question needs the model folder's tokenizer.json")
-    if not question.strip() or not context.strip():
-        raise SoraError("give both a question (--question) and a paragraph (--context)")
-    max_len = min(max_len or model.config.max_len, model.config.max_len)
-    stride = DEFAULT_STRIDE if stride is None else stride
-    cut = windows(tokenizer, question, context, max_len, min(stride, max_len // 2))
-    batch = SpanExamples([Question(question, context, [], cut)]).batch([0])
-    model.eval()
-    logits = model(batch["inputs"], batch["valid"], batch["segments"])  # (W, T, 2)
-    logits = logits.masked_fill(~batch["valid"][..., None], -1e4)
-    (found,) = answers(logits, batch["offsets"], batch["window_of"], [context], max_answer)
-    return found
+DEFAULT_STRIDE = 64  # context tokens consecutive windows share, when the folder does not say
 
 
-def window_settings(meta: dict) -> tuple[int | None, int | None]:
-    """(max_len, stride) the model was trained with, from its meta.json provenance (None where unknown)."""
+def window_settings(meta: dict, model_max_len: int) -> tuple[int, int]:
+    """(max_len, stride) the model was trained with, from its meta.json provenance; where unknown, the model's
+    own ``max_len`` and ``DEFAULT_STRIDE``. The stride is at most half a window (each window then moves on)."""
     data = (meta.get("provenance") or {}).get("data_config") or {}
-    return data.get("max_len"), data.get("stride")
+    max_len = min(data.get("max_len") or model_max_len, model_max_len)
+    stride = data.get("stride")
+    stride = DEFAULT_STRIDE if stride is None else stride
+    return max_len, min(stride, max_len // 2)
+
+
+def read_question(raw, tokenizer, max_len: int, stride: int) -> Question:
+    """``{"question": str, "context": str}`` -> the question with its windows; one line naming what is wrong."""
+    if not isinstance(raw, dict):
+        raise SoraError(f'expected {{"question": ..., "context": ...}}, got {type(raw).__name__}')
+    texts = []
+    for field in ("question", "context"):
+        value = raw.get(field)
+        if value is None:
+            raise SoraError(f"no {field!r} field")
+        if not isinstance(value, str):
+            raise SoraError(f"{field!r} holds {type(value).__name__}, not a text")
+        if not value.strip():
+            raise SoraError(f"empty {field}")
+        texts.append(value)
+    question, context = texts
+    return Question(question, context, [], windows(tokenizer, question, context, max_len, stride))

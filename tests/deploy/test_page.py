@@ -1,6 +1,7 @@
 """The particle explorer page in a real browser: headless Chromium (Debian's package) driven by playwright
 through ``executable_path``, so no browser is downloaded. A review typed and submitted shows its label and the
-attention of its heads; an LM's continuation streams in; a server with an API key gets it from the page."""
+attention of its heads; an LM's continuation streams in; a question is answered and its answer marked in the
+context; a server with an API key gets it from the page."""
 
 import shutil
 
@@ -11,7 +12,7 @@ from sora.deploy import Predictor
 from sora.deploy.limits import ServeSettings
 from sora.deploy.server import create_app
 from tests.deploy.serving import running, tiny_classifier_run, tiny_lm
-from tests.deploy.tiny_folders import image_classifier, images, write_png
+from tests.deploy.tiny_folders import QUESTIONS, image_classifier, images, span_model, write_png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WAIT_MS = 30_000
@@ -95,6 +96,23 @@ def test_an_uploaded_image_is_classified_and_its_patches_attention_drawn(tmp_pat
         page.wait_for_selector("#heads li")
         assert page.locator("#preview img").count() == 1
         assert page.locator("#map-title").inner_text() == "layers.0.attn.head.0"
+
+
+def test_a_question_is_answered_and_the_answer_marked_in_its_context(tmp_path, page):
+    qa = Predictor.load(span_model(tmp_path), backend="torch")
+    question = QUESTIONS[0]
+    (expected,) = qa.predict([question])
+    with running(create_app(qa)) as url:
+        page.goto(url)
+        page.wait_for_selector("#qa-row:not([hidden])")
+        assert page.locator("#text-row").is_hidden() and page.locator("#go").inner_text() == "Answer"
+        page.fill("#question", question["question"])
+        page.fill("#context", question["context"])
+        page.click("#go")
+        assert page.wait_for_selector("#answer").inner_text() == expected["answer"]
+        assert page.locator("#answer-context").inner_text() == question["context"]
+        page.wait_for_selector("#heads li")  # the attention of the question's window
+        assert page.locator("#heads li").count() == 2
 
 
 def test_the_page_asks_for_the_api_key_and_uses_it(classifier, page):

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sora.data import prepare_data
+from sora.data import NormalizeConfig, TokenizerConfig, prepare_data
+from sora.data.tokenizer import configure_for_task, train_tokenizer
 from sora.models import build_model, save_model
 from tests.helpers import tiny
 
@@ -28,6 +29,13 @@ REVIEWS = [
 BOOK = "the cat sat on the mat. the dog sat on the log.\n" * 8
 PAIRS = [("the cat", "el gato"), ("the dog", "el perro"), ("a cat sat", "un gato"), ("the mat", "la alfombra")]
 RATE = 16000
+ROME = "Rome is a city number 7. The river Tiber flows through Rome and people like it very much."
+QUESTIONS = [  # (question, context) pairs; the last context is far longer than a 24-token window
+    {"question": "Which river flows through Rome?", "context": ROME},
+    {"question": "What number is Paris?", "context": "Paris is a city number 3. The river Seine flows through Paris."},
+    {"question": "Who likes it?", "context": "People like it very much."},
+    {"question": "Which river?", "context": " ".join([ROME] * 5)},
+]
 
 
 def save(folder: Path, data, arch: str, meta: dict | None = None, **overrides) -> Path:
@@ -143,3 +151,32 @@ def audio_model(root: Path, task: str, **overrides) -> Path:
     arch = "encoder_classifier" if task == "classification" else "token_classifier"
     audio = {"input": "audio", "audio": {"n_mels": 16, "patch_frames": 4}}
     return save(root / f"{task}_model", data, arch, **audio, **overrides)
+
+
+def pair_tokenizer(task: str, max_len: int):
+    """A WordPiece tokenizer trained on QUESTIONS, set up as training sets it up for ``task`` (pairs:
+    ``[CLS] a [EOS] b [EOS]`` with segment ids)."""
+    texts = [text for q in QUESTIONS for text in q.values()]
+    config = TokenizerConfig(kind="wordpiece", vocab_size=120, min_frequency=1)
+    return configure_for_task(train_tokenizer(texts, config, NormalizeConfig()), task, max_len)
+
+
+def span_model(root: Path, max_len: int = 24, stride: int = 6, **overrides) -> Path:
+    """An untrained tiny question-answering model (span_extractor with two segments); its meta.json records
+    the windows training cut (``max_len``, ``stride``), shorter than the model's 32 positions."""
+    tokenizer = pair_tokenizer("span", max_len)
+    torch.manual_seed(0)
+    config = tiny(
+        "span_extractor", vocab_size=tokenizer.get_vocab_size(), segments=2, max_len=32,
+        encoder={"n_layers": 1, "n_heads": 2, "d_ff": 32}, **overrides,
+    )  # fmt: skip
+    meta = {"task": "span", "provenance": {"data_config": {"task": "span", "max_len": max_len, "stride": stride}}}
+    return save_model(build_model(config).eval(), root / "qa", tokenizer=tokenizer, meta=meta)
+
+
+def pair_classifier(root: Path) -> Path:
+    """An untrained tiny encoder_classifier with segment embeddings (what pair data such as NLI trains)."""
+    tokenizer = pair_tokenizer("classification", 32)
+    torch.manual_seed(0)
+    config = tiny("encoder_classifier", vocab_size=tokenizer.get_vocab_size(), segments=2, max_len=32, n_classes=2)
+    return save_model(build_model(config).eval(), root / "pairs", tokenizer=tokenizer, meta={"labels": ["no", "yes"]})

@@ -1,4 +1,5 @@
-"""`sora generate --question --context` answers with a span of the paragraph, from a saved question-answering model."""
+"""A saved question-answering model answers with a span of the paragraph: `sora generate --question --context`,
+the Predictor over a paragraph longer than a window, `sora predict` over records (all one code path)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import json
 import torch
 
 from sora.data import DataConfig, prepare_data
+from sora.deploy import Predictor
 from sora.models import ModelConfig, build_model, save_model
-from sora.tasks.answering import answer_question
 from tests.helpers import run_cli
 from tests.qa.fixture import use_fake_bigbench
 
+CHOOSE = "choose one with --context-column"
 CONTEXT = "Rome is a city number 7. The river Tiber flows through Rome and people like it very much."
 
 
@@ -38,12 +40,12 @@ def test_generate_prints_a_span_of_the_paragraph(tmp_path, monkeypatch, capsys):
 
 
 def test_a_long_paragraph_is_read_in_windows_and_the_answer_keeps_its_characters(tmp_path, monkeypatch):
-    from sora.models import load_model, load_tokenizer
-
-    folder = saved_span_model(tmp_path, monkeypatch)
-    long_context = " ".join([CONTEXT] * 6)  # far longer than the 24-token windows
-    found = answer_question(load_model(folder), load_tokenizer(folder), "Which river?", long_context, stride=6)
-    assert found.text == long_context[found.start : found.end] and found.text.strip()
+    predictor = Predictor.load(saved_span_model(tmp_path, monkeypatch), backend="torch")
+    long_context = " ".join([CONTEXT] * 6)  # far longer than the 24-token windows (stride 6, from provenance)
+    question = {"question": "Which river?", "context": long_context}
+    assert len(predictor.reader.read(question).features.windows) > 2
+    (found,) = predictor.predict([question])
+    assert found["answer"] == long_context[found["start"] : found["end"]] and found["answer"].strip()
 
 
 def test_a_question_without_a_paragraph_is_one_line(tmp_path, monkeypatch, capsys):
@@ -62,4 +64,5 @@ def test_predict_answers_each_record_and_names_a_bad_one(tmp_path, monkeypatch, 
     code, _, _ = run_cli(capsys, "predict", folder, "--input", records, "--output", tmp_path / "answers.jsonl")
     first, second = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert code == 0 and CONTEXT[first["start"] : first["end"]] == first["answer"]
-    assert second == {"line": 2, "error": "needs text fields 'question' and 'context'"}
+    assert (first["line"], first["input"]) == (1, "Which river flows through Rome?")
+    assert second == {"line": 2, "error": f"no column 'context' (this row has 'question'); {CHOOSE}"}

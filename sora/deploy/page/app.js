@@ -58,11 +58,15 @@ async function start() {
   $("model").innerHTML = `<span class="name" title="${esc(h.model)}">${esc(shortName(h.model))}</span>${chips.join("")}`;
   if (h.api_key_required && !apiKey()) askForKey();
   const generating = h.generate && h.input === "text";
-  $("go").textContent = generating ? (h.task === "lm" ? "Continue" : "Translate") : "Predict";
+  const answering = h.task === "span";
+  $("go").textContent = generating ? (h.task === "lm" ? "Continue" : "Translate") : answering ? "Answer" : "Predict";
   $("gen-row").hidden = !generating;
   if (h.task === "seq2seq") $("temperature").value = "0";  // a translation: the likeliest words
-  $("input-title").textContent = generating ? (h.task === "lm" ? "Prompt" : "Source text") : "Input";
-  if (h.input === "text") {
+  $("input-title").textContent = generating ? (h.task === "lm" ? "Prompt" : "Source text") : answering ? "Question and context" : "Input";
+  if (answering) {
+    $("text-row").hidden = true;
+    $("qa-row").hidden = false;
+  } else if (h.input === "text") {
     $("text").placeholder = generating ? "Type the start of a text…" : "Type a text, e.g. a review…";
     showExamples(EXAMPLES[h.task] || []);
   } else {
@@ -116,6 +120,12 @@ async function submit(event) {
 }
 
 async function currentInput() {
+  if (state.health.task === "span") {
+    const question = $("question").value, context = $("context").value;  // sent as typed: the answer indexes it
+    if (!question.trim()) { $("question").focus(); return null; }
+    if (!context.trim()) { $("context").focus(); return null; }
+    return { question, context };
+  }
   if (state.health.input === "text") {
     const text = $("text").value.trim();
     if (!text) { $("text").focus(); return null; }
@@ -168,7 +178,12 @@ async function generate(prompt) {
 function showPrediction(p) {
   const out = $("prediction");
   out.className = "";
-  if (p.scores) {
+  if (p.answer !== undefined) {
+    const c = state.last.context;  // the answer's characters are context[start:end]
+    out.innerHTML = `<div class="label" id="label">${esc(p.answer)}</div>
+      <div class="score">score ${fmt(p.score)} (start + end logit)</div>
+      <p class="context" id="answer-context">${esc(c.slice(0, p.start))}<mark id="answer">${esc(c.slice(p.start, p.end))}</mark>${esc(c.slice(p.end))}</p>`;
+  } else if (p.scores) {
     const rows = Object.entries(p.scores).sort((a, b) => b[1] - a[1]);
     out.innerHTML = `<div class="label" id="label">${esc(p.label)}</div>
       <div class="score">${pct(p.score)} confident</div>
@@ -336,7 +351,9 @@ function takeFile(file) {
 // --- wiring
 
 $("form").addEventListener("submit", submit);
-$("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submit(e); });
+for (const id of ["text", "question", "context"]) {
+  $(id).addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submit(e); });
+}
 $("layer").addEventListener("change", () => { state.picked = true; choose(Number($("layer").value), 0); });
 $("head").addEventListener("change", () => { state.picked = true; choose(state.layer, Number($("head").value)); });
 $("stretch").addEventListener("change", drawMap);
