@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, Phase, settings
+from torch import nn
 
 from sora.cli import main
 from sora.models import ModelConfig, build_model, save_model
@@ -36,6 +37,17 @@ def tiny(arch: str = "encoder_classifier", **overrides) -> ModelConfig:
         base["vocab_size"] = 50
     base.update(overrides)
     return ModelConfig.model_validate(base)
+
+
+def sharp_lm(**overrides) -> nn.Module:
+    """A ``tiny`` decoder LM in eval mode with weights scaled up: sharp next-token distributions, so that float
+    error between two exact paths (cache or not, plain ops or particles) never flips a near-tie."""
+    torch.manual_seed(0)
+    model = build_model(tiny("decoder_lm", **overrides)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8.0)
+    return model
 
 
 def save_tiny(folder: Path, data, arch: str = "encoder_classifier", **overrides) -> Path:

@@ -7,9 +7,8 @@ import torch
 
 from sora.compress.config import QuantizeConfig
 from sora.compress.quantize import quantize_model
-from sora.models import build_model
 from sora.models.beam import lm_beam_search
-from tests.helpers import tiny
+from tests.helpers import sharp_lm
 
 SHAPES = {
     "pre_layernorm_gelu": {},
@@ -18,15 +17,6 @@ SHAPES = {
     "pruned_layers": {"decoder": {"n_layers": 3, "n_heads": [4, 0, 2], "d_ff": [64, 16, 0]}},
     "sinusoidal_embed_norm": {"position": "sinusoidal", "embed_norm": True, "tie_embeddings": True},
 }
-
-
-def lm(**overrides):
-    torch.manual_seed(0)
-    model = build_model(tiny("decoder_lm", **overrides)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0)  # sharp distributions: no near-ties for float error to flip
-    return model
 
 
 def particle_logits(model, prompt: torch.Tensor, steps: int, step=None) -> torch.Tensor:
@@ -41,7 +31,7 @@ def particle_logits(model, prompt: torch.Tensor, steps: int, step=None) -> torch
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_step_equals_the_particles(shape):
-    model = lm(**SHAPES[shape])
+    model = sharp_lm(**SHAPES[shape])
     prompt = torch.randint(3, 50, (3, 5), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         step = model.decode_step()
@@ -52,7 +42,7 @@ def test_the_step_equals_the_particles(shape):
 
 
 def test_gates_switched_off_are_folded_into_the_step():
-    model = lm()
+    model = sharp_lm()
     with torch.no_grad():
         model.layers[0].attn.head_gate[1] = 0
         model.layers[1].ffn.neuron_mask[::3] = 0
@@ -64,7 +54,7 @@ def test_gates_switched_off_are_folded_into_the_step():
 
 
 def test_sliding_window_and_beam_search_give_what_the_particles_give():
-    model = lm(max_len=16)
+    model = sharp_lm(max_len=16)
     prompts = torch.randint(3, 50, (2, 6), generator=torch.Generator().manual_seed(2))
     fast = model.generate(prompts, 30)  # the window slides twice: the cache restarts through the particles
     beams = lm_beam_search(model, prompts, beam=3, max_new_tokens=20)
@@ -74,7 +64,7 @@ def test_sliding_window_and_beam_search_give_what_the_particles_give():
 
 
 def test_a_listening_hook_sends_generation_through_the_particles():
-    model = lm()
+    model = sharp_lm()
     seen = []
     handle = model.layers[1].ffn.hook_post.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     prompt = torch.randint(3, 50, (1, 4), generator=torch.Generator().manual_seed(3))
@@ -88,9 +78,9 @@ def test_a_listening_hook_sends_generation_through_the_particles():
 
 
 def test_int8_projections_and_training_mode_take_the_particles_path():
-    model = lm()
+    model = sharp_lm()
     with torch.inference_mode():
-        int8 = quantize_model(lm(), QuantizeConfig(min_weights=0, min_side=0))
+        int8 = quantize_model(sharp_lm(), QuantizeConfig(min_weights=0, min_side=0))
         assert int8.decode_step() is None
         model.train()
         assert model.decode_step() is None

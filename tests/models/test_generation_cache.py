@@ -7,16 +7,7 @@ import torch
 from sora.models import build_model
 from sora.models.beam import lm_beam_search
 from sora.particles import KVCache
-from tests.helpers import tiny
-
-
-def lm(**overrides):
-    torch.manual_seed(0)
-    model = build_model(tiny("decoder_lm", **overrides)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0)  # sharp distributions: no near-ties for float error to flip
-    return model
+from tests.helpers import sharp_lm, tiny
 
 
 def seq2seq():
@@ -47,7 +38,7 @@ def test_kv_cache_preallocated_holds_what_concatenation_holds():
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_lm_greedy_with_the_cache_equals_recomputation(batch):
-    model = lm()
+    model = sharp_lm()
     prompts = torch.randint(3, 50, (batch, 5), generator=torch.Generator().manual_seed(batch))
     cached = model.generate(prompts, 40, use_cache=True)
     recomputed = model.generate(prompts, 40, use_cache=False)
@@ -57,7 +48,7 @@ def test_lm_greedy_with_the_cache_equals_recomputation(batch):
 
 
 def test_lm_beam_with_the_cache_equals_recomputation():
-    model = lm()
+    model = sharp_lm()
     prompts = torch.randint(3, 50, (2, 4), generator=torch.Generator().manual_seed(0))
     cached = lm_beam_search(model, prompts, beam=3, max_new_tokens=20)
     assert cached == lm_beam_search(model, prompts, beam=3, max_new_tokens=20, use_cache=False)
@@ -65,7 +56,7 @@ def test_lm_beam_with_the_cache_equals_recomputation():
 
 
 def test_lm_sliding_window_still_generates_past_max_len():
-    model = lm(max_len=16)
+    model = sharp_lm(max_len=16)
     out = model.generate(torch.randint(3, 50, (2, 6)), 30)  # the cache restarts twice
     assert out.shape == (2, 36)
 
