@@ -11,7 +11,7 @@ It is the particles' arithmetic, not a second model: the same kernels in the sam
 and the KV cache is the particles' own (``KVCache``), so a generation may switch between the two paths at any
 step (the prompt and a slid window go through the particles). Where a model needs what the particles do beyond
 that arithmetic (anything hooked, int8 or adapter projections, adaptive span, cross-attention), ``of`` returns
-None and generation takes the particles' path. Q, K and V as one concatenated GEMM measured no faster (0.97-1.0x
+None and generation takes the particles' path. Q, K and V as one concatenated GEMM measured no faster (0.92-1.01x
 end to end) and would copy the weights: they stay three.
 """
 
