@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
+from sora.deploy.samples import pair_segments
 from sora.errors import SoraError
 from sora.models import DecoderLM, Seq2Seq
 from sora.particles import KVCache, LayerCache
@@ -205,7 +206,7 @@ def _encoder_graph(module: nn.Module, config, outputs: list[str]) -> Graph:
     names, example = ["input_ids", "valid"], [_ids(config, BATCH, LENGTH), torch.ones(BATCH, LENGTH, dtype=torch.bool)]
     if config.segments:  # a text pair: traced with both segments present
         names.append("segments")
-        example.append((torch.arange(LENGTH) >= LENGTH // 2).long().repeat(BATCH, 1))  # (B, T)
+        example.append(pair_segments(example[1]))  # (B, T): the first half one text, the rest the other
     return Graph("model", module, names, outputs, tuple(example), tuple({0: B, 1: T} for _ in names))
 
 

@@ -12,10 +12,8 @@ from torch import Tensor
 
 from sora.errors import SoraError
 from sora.tasks import CTC, greedy_ctc
-from sora.tasks.question_answering import MASKED
+from sora.tasks.question_answering import masked_padding
 from sora.tasks.spans import answers
-
-MAX_ANSWER = 30  # tokens: the longest answer span, as training's metrics decode
 
 
 def label_names(labels: list[str] | None, n: int) -> list[str]:
@@ -57,9 +55,9 @@ def answered(logits: Tensor, feeds: dict[str, Tensor], contexts: list[str]) -> l
     """(W, T, 2) start and end logits of every window -> each question's best answer (``feeds``: the batch's
     ``valid``, ``offsets`` and ``window_of``, sora.deploy.inputs.question_feeds). Padding is masked as the
     span task masks it."""
-    logits = logits.float().masked_fill(~feeds["valid"][..., None], MASKED)  # (W, T, 2)
+    logits = masked_padding(logits.float(), feeds["valid"])  # (W, T, 2)
     out = []
-    for found in answers(logits, feeds["offsets"], feeds["window_of"], contexts, MAX_ANSWER):
+    for found in answers(logits, feeds["offsets"], feeds["window_of"], contexts):
         if found.score == float("-inf"):
             raise SoraError("the context has no span the model can point at")
         out.append({"answer": found.text, "start": found.start, "end": found.end, "score": found.score})

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from sora.deploy.graphs import Graph, past_names, present_names
 from sora.deploy.samples import STEPS, Samples
-from sora.tasks.question_answering import MASKED
+from sora.tasks.question_answering import masked_padding
 
 
 @dataclass
@@ -90,8 +90,7 @@ def _spans(model, sessions: Sessions, batch) -> list[Pair]:
     agrees where it picks the same start token and the same end token as torch."""
     got = torch.from_numpy(sessions.run("model", _feeds(model.config, batch))["logits"])  # (W, T, 2)
     want = model(batch["inputs"], batch["valid"], batch.get("segments"))
-    padding = ~batch["valid"][..., None]
-    got, want = (x.masked_fill(padding, MASKED).transpose(1, 2).numpy() for x in (got, want))  # (W, 2, T)
+    got, want = (masked_padding(x, batch["valid"]).transpose(1, 2).numpy() for x in (got, want))  # (W, 2, T)
     return [Pair("logits", want, got, np.ones(got.shape[:2], bool))]
 
 

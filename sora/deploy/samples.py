@@ -119,7 +119,7 @@ def generated_batches(config, seed: int = 0) -> list[dict[str, Tensor]]:
             batches.append(_mels(config, g))
         else:
             ids, valid = _padded_ids(config, g)
-            pairs = {"segments": _segments(valid)} if config.segments else {}
+            pairs = {"segments": pair_segments(valid)} if config.segments else {}
             batches.append({"inputs": ids, "valid": valid, **pairs})
     return batches
 
@@ -138,7 +138,7 @@ def _padded_ids(config, g: torch.Generator) -> tuple[Tensor, Tensor]:
     return ids.masked_fill(~valid, config.pad_id), valid
 
 
-def _segments(valid: Tensor) -> Tensor:
+def pair_segments(valid: Tensor) -> Tensor:
     """(B, T) segment ids of text pairs: each row's first half of real tokens 0, the second half 1, padding 0."""
     lengths = valid.sum(1, keepdim=True)  # (B, 1)
     return ((torch.arange(valid.shape[1])[None, :] >= lengths // 2) & valid).long()

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from sora.deploy.samples import pair_segments
 from sora.models import ModelConfig
 
 REPEATS = 5
@@ -44,7 +45,7 @@ def probe_feeds(
         ids = torch.arange(B * T).view(B, T) % max(1, config.vocab_size - 1) + 1  # (B, T) no padding id 0
         feeds = {"input_ids": ids, "valid": torch.ones(B, T, dtype=torch.bool)}
         if config.segments:  # text pairs: the first half one text, the rest the other
-            feeds["segments"] = (torch.arange(T) >= T // 2).long().repeat(B, 1)  # (B, T)
+            feeds["segments"] = pair_segments(feeds["valid"])  # (B, T)
         return feeds
     if config.input == "image":
         return {"pixels": torch.zeros(B, config.image.channels, config.image.size, config.image.size)}

@@ -68,7 +68,7 @@ class DecodeStep:
     """``step(tokens, cache)``: the next-token logits (B, V) for one new token per row (B,), extending ``cache``."""
 
     def __init__(self, model: nn.Module, blocks: list[_Block]):
-        self.model, self.blocks = model, blocks
+        self.blocks = blocks
         embed = model.embed
         self.tokens, self.position = embed.tokens.weight, embed.position
         self.embed_norm = _norm(embed.norm) if embed.norm is not None else None

@@ -17,23 +17,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sora.tasks.base import Score, Task
-from sora.tasks.spans import answers
+from sora.tasks.spans import MAX_ANSWER, answers
 from sora.tasks.squad import best_over_references
 
 MASKED = -1e4  # the logit of padding positions: never an answer, never a target
+
+
+def masked_padding(logits: Tensor, valid: Tensor) -> Tensor:
+    """(W, T, 2) start and end logits with padding positions at MASKED (``valid`` (W, T) True at real tokens)."""
+    return logits.masked_fill(~valid[..., None], MASKED)
 
 
 class SpanTask(Task):
     name, monitor, metric = "span", "f1", "f1"
     required = ("inputs", "starts", "ends")
 
-    def __init__(self, max_answer: int = 30):
+    def __init__(self, max_answer: int = MAX_ANSWER):
         self.max_answer = max_answer
 
     def forward(self, model, batch):  # -> (W, T, 2), padding masked
         logits = super().forward(model, batch)
         valid = batch.get("valid")
-        return logits if valid is None else logits.masked_fill(~valid[..., None], MASKED)
+        return logits if valid is None else masked_padding(logits, valid)
 
     def targets(self, batch):
         return int(batch["starts"].shape[0])

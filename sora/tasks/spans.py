@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+MAX_ANSWER = 30  # tokens: the longest answer span decoded (training's metrics, predictions)
+
 
 @dataclass
 class Answer:
@@ -22,7 +24,7 @@ class Answer:
     score: float  # start logit + end logit
 
 
-def best_spans(logits: Tensor, allowed: Tensor, max_answer: int = 30) -> tuple[Tensor, Tensor, Tensor]:
+def best_spans(logits: Tensor, allowed: Tensor, max_answer: int = MAX_ANSWER) -> tuple[Tensor, Tensor, Tensor]:
     """Each window's best valid span: (score (W,), first token (W,), last token (W,)); -inf where none is valid.
 
     ``logits`` (W, T, 2) start and end logits; ``allowed`` (W, T) True at the paragraph's tokens.
@@ -38,7 +40,7 @@ def best_spans(logits: Tensor, allowed: Tensor, max_answer: int = 30) -> tuple[T
 
 
 def answers(
-    logits: Tensor, offsets: Tensor, window_of: Tensor, contexts: list[str], max_answer: int = 30
+    logits: Tensor, offsets: Tensor, window_of: Tensor, contexts: list[str], max_answer: int = MAX_ANSWER
 ) -> list[Answer]:
     """The best answer of each question, over its windows.
 
