@@ -107,19 +107,21 @@ def test_spoken_words_split_by_accent(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "WORD_TAKES", 1)
     monkeypatch.setattr(sw, "DIGIT_STRINGS", 1)
     monkeypatch.setattr(sw, "ACCENTED", [])
+    monkeypatch.setattr(sw, "RESPELLED_WORD_TAKES", 1)  # and a respelled take of each word and string a voice
+    monkeypatch.setattr(sw, "RESPELLED_DIGIT_STRINGS", 1)
     folder = builtin.fetch("spoken_words")
     meta = [json.loads(line) for line in open(folder / "metadata.jsonl")]
-    assert len(meta) == 8 * 5 and len({m["accent"] for m in meta}) == 8
+    assert len(meta) == 8 * 5 + 5 * 5 and len({m["accent"] for m in meta}) == 8
     assert {m["snr"] for m in meta} - {None} and None in {m["snr"] for m in meta}
     monkeypatch.setattr(sw, "WORDS", ["yes", "no", "up", "down"])
     data = prepare_data(DataConfig(dataset="spoken_words", label_names=["yes", "no", "up", "down"]))
-    assert {k: len(v) for k, v in data.splits.items()} == {"train": 20, "validation": 4, "test": 8}
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 40, "validation": 4, "test": 8}
     accents = {s: {m["accent"] for m in meta if m["split"] == s} for s in ("train", "validation", "test")}
     assert not accents["train"] & accents["test"] and not accents["train"] & accents["validation"]
     b = next(iter(data.loader("train", 4)))
     assert b["inputs"].shape[:2] == (4, 40) and b["valid"].any(1).all()
     ctc = prepare_data(DataConfig(dataset="spoken_words", task="ctc"))
-    assert ctc.labels[0] == "<blank>" and len(ctc.splits["train"]) == 5
+    assert ctc.labels[0] == "<blank>" and len(ctc.splits["train"]) == 10
 
 
 def test_fetch_is_idempotent_and_verify_repairs(tmp_path, monkeypatch):

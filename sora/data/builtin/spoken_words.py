@@ -4,8 +4,9 @@ Clean synthetic speech is too easy (a small model reaches 100% on unseen voice v
 accents), so the set is made hard on purpose: 8 English accents, 11 voice variants, a range of
 speeds and pitches, a random lead-in of silence, and white or pink noise at SNRs from 20 dB down to
 0 dB (a sixth of the clips stay clean). Splits are by accent: validation and test accents are never
-heard in training, which also hears other languages' voices reading the English words. Generation is
-seeded, takes about 2.5 minutes on 2 cores (14,460 clips, 733 MB), and happens once per layout."""
+heard in training, which also hears other languages' voices reading the English words, and respelled
+takes: a training accent's own phonemes with some vowels and dental fricatives swapped. Generation is
+seeded, takes about 3 minutes on 2 cores (16,660 clips), and happens once per layout."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy.io import wavfile
@@ -47,17 +49,27 @@ WORD_TAKES = 20  # clips per (accent, word)
 DIGIT_STRINGS = 500  # clips per English accent: CTC needs thousands of strings to learn digit boundaries
 ACCENTED_WORD_TAKES = 8  # clips per (voice of ACCENTED, word): many voices, a few takes each
 ACCENTED_DIGIT_STRINGS = 60  # clips per voice of ACCENTED
+# Accents differ most in their vowels ("nine" as "noine") and dental fricatives ("three" as "tree", "free"). A
+# respelled take says a training accent's own phonemes (espeak-ng's `[[...]]` input) with each vowel swapped, with
+# even odds, for one drawn from all of English's, and each "th" for its usual stand-ins: a model must then know a word
+# by what accents keep. Drawn uniformly, not from any test accent's rules.
+RESPELLED_WORD_TAKES = 12  # clips per (English training accent, word)
+RESPELLED_DIGIT_STRINGS = 200  # clips per English training accent
+VOWELS = "a A: E eI i: I 0 O: oU u: U V 3: @ aI aU OI i@ e@ U@".split()
+FRICATIVE_STAND_INS = {"T": ["t", "f"], "D": ["d", "v"]}
+# What a transcription's vowels look like besides VOWELS (rhotic and regional forms), matched longest first
+OTHER_VOWELS = "O2 o@ O@ I2 aI@ aU@ @L @2 a# 3 i".split()
 DIGIT_LENGTHS = (3, 8)  # digits per string, drawn uniformly
 RATE = 16000
 SEED = 1234
-LAYOUT = 4  # the plan's version: a cache built by another plan is rebuilt, never misread (sora.data.builtin.fetch)
+LAYOUT = 5  # the plan's version: a cache built by another plan is rebuilt, never misread (sora.data.builtin.fetch)
 
 
-def _plan() -> list[dict]:
+def _plan(transcribe: Callable[[str], dict[str, str]]) -> list[dict]:
     """Every clip to synthesise, with its voice and noise, from a fixed seed.
 
     Each (accent, kind) draws from its own stream, so adding digit strings or accents leaves the other clips
-    as they were.
+    as they were. ``transcribe(accent)`` gives each word's phonemes in that accent, which respelled takes vary.
     """
     voices = [(split, accent) for split, accents in ACCENTS.items() for accent in accents]
     clips: list[dict] = []
@@ -69,6 +81,15 @@ def _plan() -> list[dict]:
         rng = np.random.default_rng([SEED, zlib.crc32(accent.encode()), 1])
         strings = [_digit_string(rng) for _ in range(ACCENTED_DIGIT_STRINGS if accent in ACCENTED else DIGIT_STRINGS)]
         clips += [_clip(len(clips) + i, (t, "digits", "digits"), split, accent, rng) for i, t in enumerate(strings)]
+    for accent in ACCENTS["train"]:
+        phonemes = transcribe(accent)
+        rng = np.random.default_rng([SEED, zlib.crc32(accent.encode()), 2])
+        words = [(w, w, "word", _respell([phonemes[w]], rng)) for w in WORDS for _ in range(RESPELLED_WORD_TAKES)]
+        clips += [_clip(len(clips) + i, t, "train", accent, rng) for i, t in enumerate(words)]
+        rng = np.random.default_rng([SEED, zlib.crc32(accent.encode()), 3])
+        strings = [_digit_string(rng) for _ in range(RESPELLED_DIGIT_STRINGS)]
+        said = [(t, "digits", "digits", _respell([phonemes[d] for d in t.split()], rng)) for t in strings]
+        clips += [_clip(len(clips) + i, t, "train", accent, rng) for i, t in enumerate(said)]
     return clips
 
 
@@ -78,14 +99,51 @@ def _digit_string(rng: np.random.Generator) -> str:
     return " ".join(DIGITS[d] for d in digits)
 
 
-def _clip(number: int, text: tuple[str, str, str], split: str, accent: str, rng: np.random.Generator) -> dict:
-    """One clip's voice (variant, speed, pitch), lead-in and noise, drawn from ``rng``."""
+def _respell(words: list[str], rng: np.random.Generator) -> str:
+    """espeak-ng input saying ``words`` (phoneme strings), each with at least one vowel or "th" swapped."""
+    said = []
+    for word in words:
+        sounds, at = [], 0
+        while at < len(word):
+            sounds.append(next((s for s in SOUNDS if word.startswith(s, at)), word[at]))
+            at += len(sounds[-1])
+        swappable = [i for i, s in enumerate(sounds) if s in FRICATIVE_STAND_INS or s in VOWELS + OTHER_VOWELS]
+        swapped = [i for i in swappable if rng.random() < 0.5] or [swappable[int(rng.integers(len(swappable)))]]
+        for i in swapped:
+            stand_ins = FRICATIVE_STAND_INS.get(sounds[i]) or [v for v in VOWELS if v != sounds[i]]
+            sounds[i] = stand_ins[int(rng.integers(len(stand_ins)))]
+        said.append(f"[[{''.join(sounds)}]]")
+    return " ".join(said)
+
+
+SOUNDS = sorted(VOWELS + OTHER_VOWELS + list(FRICATIVE_STAND_INS), key=len, reverse=True)  # longest match first
+
+
+def _transcriptions(espeak: str) -> Callable[[str], dict[str, str]]:
+    def transcribe(accent: str) -> dict[str, str]:
+        words = list(dict.fromkeys(WORDS + DIGITS))
+        cmd = [espeak, "-q", "-x", "-v", accent, " ".join(words)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        phonemes = done.stdout.split()
+        if done.returncode != 0 or len(phonemes) != len(words):
+            raise SoraError(f"spoken_words: `{' '.join(cmd)}` gave {phonemes} ({done.stderr.strip()})")
+        return dict(zip(words, phonemes))
+
+    return transcribe
+
+
+def _clip(number: int, text: tuple, split: str, accent: str, rng: np.random.Generator) -> dict:
+    """One clip's voice (variant, speed, pitch), lead-in and noise, drawn from ``rng``.
+
+    ``text`` is (text, label, kind), and for a respelled take what espeak-ng is given to say.
+    """
     snr = SNRS[int(rng.integers(len(SNRS)))]
     return {
         "file": f"clips/{accent}/{number:05d}.wav",
         "text": text[0],
         "label": text[1],
         "kind": text[2],
+        "say": text[3] if len(text) > 3 else text[0],
         "split": split,
         "accent": accent,
         "variant": VARIANTS[int(rng.integers(len(VARIANTS)))],
@@ -117,7 +175,7 @@ def _synthesise(clip: dict, espeak: str, tmp: Path, folder: Path) -> None:
         str(clip["pitch"]),
         "-w",
         str(wav),
-        clip["text"],
+        clip["say"],
     ]  # -w, not --stdout: a piped header has a bogus frame count
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not wav.exists():
@@ -146,7 +204,7 @@ def require_espeak() -> str:
 
 def fetch_spoken_words(folder: Path) -> dict:
     espeak = require_espeak()
-    clips = _plan()
+    clips = _plan(_transcriptions(espeak))
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda c: _synthesise(c, espeak, Path(tmp), folder), clips))
     with open(folder / "metadata.jsonl", "w", encoding="utf-8") as f:
