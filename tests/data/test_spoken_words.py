@@ -54,7 +54,7 @@ def test_a_respelled_take_swaps_vowels_or_th_and_keeps_every_other_sound_and_the
         for word, phonemes in zip(clip["text"].split(), said):
             assert phonemes.startswith("[[") and phonemes.endswith("]]") and phonemes[2:-2] != PHONEMES[word]
             if word == "three":  # T, r, stress, a vowel: the r stays
-                assert phonemes[2] in "Ttf" and phonemes[3] == "r" and phonemes[4] in "'," and phonemes[5:-2] in swaps["i:"]
+                assert phonemes[2] in "Ttf" and phonemes[3:5] in ("r'", "r,") and phonemes[5:-2] in swaps["i:"]
     assert {c["label"] for c in words} == set(sw.WORDS) and all(c["label"] == c["text"] for c in words)
     ups = {c["say"][2] for c in words if c["text"] == "up"}
     assert ups == {",", "'"}  # secondary stress in the dictionary, primary in about half the takes
