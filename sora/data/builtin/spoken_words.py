@@ -45,15 +45,12 @@ ACCENTED = (
 VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4"]
 # Training also hears espeak-ng's other human-sounding voices (no robots, whispers or croaks): each scales the
 # formants its own way, which moves vowels as a talker's vocal tract does. Validation and test keep VARIANTS.
-TRAINING_VARIANTS = (
-    VARIANTS
-    + (
-        "Alex Alicia Andrea Andy Annie Denis Diogo Gene Henrique Hugo Jacky Lee Marco Mario Michael Mike Nguyen adam "
-        "anika announcer antonio aunty belinda benjamin boris caleb david ed edward f5 grandma grandpa gustave iven iven2 "
-        "john klatt klatt2 klatt3 linda m8 marcelo max michel miguel norbert pablo paul pedro quincy rob robert sandro "
-        "shelby steph travis victor"
-    ).split()
-)
+TRAINING_VARIANTS = VARIANTS + [
+    *"Alex Alicia Andrea Andy Annie Denis Diogo Gene Henrique Hugo Jacky Lee Marco Mario Michael Mike Nguyen".split(),
+    *"adam anika announcer antonio aunty belinda benjamin boris caleb david ed edward f5 grandma grandpa".split(),
+    *"gustave iven iven2 john klatt klatt2 klatt3 linda m8 marcelo max michel miguel norbert pablo paul".split(),
+    *"pedro quincy rob robert sandro shelby steph travis victor".split(),
+]
 SNRS = [None, 20.0, 15.0, 10.0, 5.0, 0.0]  # dB; None = clean
 CLEAN = "clean"  # the snr and noise columns' value for a clip without noise
 WORD_TAKES = 20  # clips per (accent, word)
