@@ -36,8 +36,6 @@ def test_digit_strings_have_3_to_8_digits_and_the_plan_is_seeded():
         "test": 2 * sw.DIGIT_STRINGS,
     }
     assert plan() == clips  # the same clips, voices and noise on every call (and machine)
-    variants = {split: {c["variant"] for c in clips if c["split"] == split} for split in sw.ACCENTS}
-    assert variants["validation"] | variants["test"] <= set(sw.VARIANTS) < variants["train"]
     assert len({c["file"] for c in clips}) == len(clips)
 
 
@@ -53,17 +51,15 @@ def test_a_respelled_take_swaps_vowels_or_th_and_keeps_every_other_sound_and_the
         assert len(said) == len(clip["text"].split())
         for word, phonemes in zip(clip["text"].split(), said):
             assert phonemes.startswith("[[") and phonemes.endswith("]]") and phonemes[2:-2] != PHONEMES[word]
-            if word == "three":  # T, r, stress, a vowel: the r stays
-                assert phonemes[2] in "Ttf" and phonemes[3:5] in ("r'", "r,") and phonemes[5:-2] in swaps["i:"]
+            if word == "three":  # T, r, a vowel: only T and the vowel may change
+                assert phonemes[2] in "Ttf" and phonemes[3:5] == "r'" and phonemes[5:-2] in swaps["i:"]
     assert {c["label"] for c in words} == set(sw.WORDS) and all(c["label"] == c["text"] for c in words)
-    ups = {c["say"][2] for c in words if c["text"] == "up"}
-    assert ups == {",", "'"}  # secondary stress in the dictionary, primary in about half the takes
 
 
 def test_a_respelling_reads_sounds_longest_first():
     rng = np.random.default_rng(0)
     said = {sw._respell(["n'aIn"], rng) for _ in range(200)}  # aI is one vowel: never "a" plus "I"
-    assert {s[4:-3] for s in said} <= set(sw.VOWELS) - {"aI"} and {s[:4] for s in said} == {"[[n'", "[[n,"}
+    assert {s[4:-3] for s in said} <= set(sw.VOWELS) - {"aI"} and all(s.startswith("[[n'") for s in said)
 
 
 def test_more_digit_strings_or_voices_leave_the_other_clips_as_they_were(monkeypatch):
