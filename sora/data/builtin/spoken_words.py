@@ -59,6 +59,7 @@ VOWELS = "a A: E eI i: I 0 O: oU u: U V 3: @ aI aU OI i@ e@ U@".split()
 FRICATIVE_STAND_INS = {"T": ["t", "f"], "D": ["d", "v"]}
 # What a transcription's vowels look like besides VOWELS (rhotic and regional forms), matched longest first
 OTHER_VOWELS = "O2 o@ O@ I2 aI@ aU@ @L @2 a# 3 i".split()
+SOUNDS = sorted(VOWELS + OTHER_VOWELS + list(FRICATIVE_STAND_INS), key=len, reverse=True)  # longest match first
 DIGIT_LENGTHS = (3, 8)  # digits per string, drawn uniformly
 RATE = 16000
 SEED = 1234
@@ -114,9 +115,6 @@ def _respell(words: list[str], rng: np.random.Generator) -> str:
             sounds[i] = stand_ins[int(rng.integers(len(stand_ins)))]
         said.append(f"[[{''.join(sounds)}]]")
     return " ".join(said)
-
-
-SOUNDS = sorted(VOWELS + OTHER_VOWELS + list(FRICATIVE_STAND_INS), key=len, reverse=True)  # longest match first
 
 
 def _transcriptions(espeak: str) -> Callable[[str], dict[str, str]]:
