@@ -108,7 +108,7 @@ def _respell(words: list[str], rng: np.random.Generator) -> str:
         while at < len(word):
             sounds.append(next((s for s in SOUNDS if word.startswith(s, at)), word[at]))
             at += len(sounds[-1])
-        swappable = [i for i, s in enumerate(sounds) if s in FRICATIVE_STAND_INS or s in VOWELS + OTHER_VOWELS]
+        swappable = [i for i, s in enumerate(sounds) if s in SOUNDS]  # a vowel or "th"; the rest stays
         swapped = [i for i in swappable if rng.random() < 0.5] or [swappable[int(rng.integers(len(swappable)))]]
         for i in swapped:
             stand_ins = FRICATIVE_STAND_INS.get(sounds[i]) or [v for v in VOWELS if v != sounds[i]]
